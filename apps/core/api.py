@@ -1,0 +1,25 @@
+"""Shared API plumbing: base view and helpers for the error shape and content endpoints."""
+from __future__ import annotations
+
+from rest_framework.views import APIView
+
+from apps.accounts.models import Role
+from apps.projects.selectors import project_get_for_user, require_role
+
+
+class ProjectScopedView(APIView):
+    """Resolves ``project_id`` from the URL with the access rule (non-member 404, low role 403)."""
+
+    min_role = Role.ANNOTATOR
+
+    def project(self, request, project_id, min_role: str | None = None):
+        return project_get_for_user(user=request.user, project_id=project_id, min_role=min_role or self.min_role)
+
+    def check_object_project(self, request, project, min_role: str | None = None) -> str:
+        return require_role(project=project, user=request.user, min_role=min_role or self.min_role)
+
+
+def query_bool(value: str | None) -> bool | None:
+    if value is None or value == "":
+        return None
+    return value.lower() in ("1", "true", "yes")

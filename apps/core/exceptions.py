@@ -1,0 +1,109 @@
+"""The one exception handler: every API error leaves as {"error": {"code", "message", "details"}}."""
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+from apps.core.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+_DRF_CODES = {
+    drf.ParseError: "malformed_request",
+    drf.AuthenticationFailed: "authentication_failed",
+    drf.NotAuthenticated: "not_authenticated",
+    drf.PermissionDenied: "permission_denied",
+    drf.NotFound: "not_found",
+    drf.MethodNotAllowed: "method_not_allowed",
+    drf.NotAcceptable: "not_acceptable",
+    drf.UnsupportedMediaType: "unsupported_media_type",
+    drf.Throttled: "throttled",
+    drf.ValidationError: "validation_error",
+}
+
+
+def error_body(code: str, message: str, details: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _ml_error_status(exc) -> int:
+    from ml.errors import InvalidInput, MissingDependency
+
+    if isinstance(exc, InvalidInput):
+        return 413 if exc.code == "too_large" else 422
+    if isinstance(exc, MissingDependency):
+        return 501
+    return 422
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+    try:
+        from ml.errors import MLError
+    except ImportError:  # pragma: no cover - ml is part of the project
+        MLError = ()
+    if MLError and isinstance(exc, MLError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=_ml_error_status(exc))
+    if isinstance(exc, RequestDataTooBig):
+        return Response(error_body("payload_too_large", "The request body is larger than the server accepts."), status=413)
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf.PermissionDenied()
+    if isinstance(exc, drf.APIException):
+        code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
+        if isinstance(exc, drf.ValidationError):
+            details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+            message = _first_message(exc.detail) or "Invalid input."
+            return Response(error_body(code, message, _plain(details)), status=exc.status_code)
+        headers = {}
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+        if isinstance(exc, drf.ParseError):
+            message = f"Malformed request body: {exc.detail}"
+        else:
+            message = str(exc.detail)
+        return Response(error_body(code, message), status=exc.status_code, headers=headers)
+    return None  # a real bug: Django's 500 handler takes it
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def _first_message(detail) -> str | None:
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            msg = _first_message(value)
+            if msg:
+                return msg if key in ("non_field_errors", "detail") else f"{key}: {msg}"
+    elif isinstance(detail, (list, tuple)):
+        for value in detail:
+            msg = _first_message(value)
+            if msg:
+                return msg
+    elif detail:
+        return str(detail)
+    return None
+
+
+def json_404(request, exception=None):
+    return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
+def json_500(request):
+    return JsonResponse(error_body("server_error", "Internal server error."), status=500)
+
+
+def json_400(request, exception=None):
+    return JsonResponse(error_body("bad_request", "Bad request."), status=400)

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from apps.accounts.models import Role
+from apps.core.api import ProjectScopedView
+from apps.labeling.selectors import round_get, rounds_for_project, task_get
+from apps.labeling.services import annotation_submit, round_create, task_lease_next, task_skip
+from apps.samples.api import content_url
+
+
+class RoundIn(serializers.Serializer):
+    budget = serializers.IntegerField(min_value=1)
+    strategy = serializers.CharField(default="auto", max_length=40)
+
+
+class RoundOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField(source="project_id")
+    number = serializers.IntegerField()
+    strategy = serializers.CharField()
+    strategy_used = serializers.CharField()
+    budget = serializers.IntegerField()
+    selected = serializers.IntegerField()
+    model_version = serializers.IntegerField(source="model_version_id", allow_null=True)
+    status = serializers.CharField()
+    progress = serializers.FloatField()
+    message = serializers.CharField()
+    error = serializers.CharField()
+    details = serializers.DictField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class RoundItemOut(serializers.Serializer):
+    sample = serializers.IntegerField(source="sample_id")
+    rank = serializers.IntegerField()
+    score = serializers.FloatField()
+    split = serializers.CharField(source="sample.split")
+    low_confidence = serializers.BooleanField(source="sample.low_confidence")
+    state = serializers.CharField()
+
+
+class RoundListCreate(ProjectScopedView):
+    @extend_schema(responses=RoundOut(many=True), summary="Selection rounds, newest first")
+    def get(self, request, project_id):
+        project = self.project(request, project_id)
+        return Response(RoundOut(rounds_for_project(project=project), many=True).data)
+
+    @extend_schema(request=RoundIn, responses={202: RoundOut},
+                   summary="Start a selection round under a budget (leads); runs as a job")
+    def post(self, request, project_id):
+        project = self.project(request, project_id, Role.LEAD)
+        payload = RoundIn(data=request.data)
+        payload.is_valid(raise_exception=True)
+        rnd = round_create(project=project, user=request.user, **payload.validated_data)
+        return Response(RoundOut(rnd).data, status=status.HTTP_202_ACCEPTED)
+
+
+class RoundDetail(ProjectScopedView):
+    @extend_schema(responses=RoundOut, summary="A round with each chosen sample's score and rank")
+    def get(self, request, round_id):
+        rnd = round_get(round_id=round_id)
+        self.check_object_project(request, rnd.project)
+        data = RoundOut(rnd).data
+        data["items"] = RoundItemOut(rnd.tasks.select_related("sample").order_by("rank"), many=True).data
+        return Response(data)
+
+
+class TaskSampleOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    metadata = serializers.DictField()
+    content_url = serializers.SerializerMethodField()
+
+    def get_content_url(self, obj) -> str:
+        return content_url(obj)
+
+
+class TaskOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField(source="project_id")
+    round = serializers.IntegerField(source="round_id", allow_null=True)
+    sample = TaskSampleOut()
+    prediction = serializers.DictField(allow_null=True)
+    lease_expires_at = serializers.DateTimeField()
+
+
+class TaskNext(ProjectScopedView):
+    @extend_schema(request=None, responses={200: TaskOut, 204: None},
+                   summary="Lease the next task (204 when nothing is open for you)")
+    def post(self, request, project_id):
+        project = self.project(request, project_id)
+        task = task_lease_next(project=project, user=request.user)
+        if task is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(TaskOut(task).data)
+
+
+class TaskSkip(ProjectScopedView):
+    @extend_schema(request=None, responses={204: None}, summary="Skip a leased task: it goes back to the queue for others")
+    def post(self, request, task_id):
+        task = task_get(task_id=task_id)
+        self.check_object_project(request, task.project)
+        task_skip(task=task, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AnnotationIn(serializers.Serializer):
+    result = serializers.JSONField()
+    active_seconds = serializers.FloatField(required=False, allow_null=True)
+
+
+class AnnotationOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    task = serializers.IntegerField(source="task_id")
+    sample = serializers.IntegerField(source="sample_id")
+    annotator = serializers.CharField(source="annotator.username")
+    result = serializers.JSONField()
+    lease_to_submit_s = serializers.FloatField(allow_null=True)
+    active_seconds = serializers.FloatField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class AnnotationCreate(ProjectScopedView):
+    @extend_schema(request=AnnotationIn, responses={201: AnnotationOut}, summary="Submit an annotation for a leased task")
+    def post(self, request, task_id):
+        task = task_get(task_id=task_id)
+        self.check_object_project(request, task.project)
+        payload = AnnotationIn(data=request.data)
+        payload.is_valid(raise_exception=True)
+        annotation = annotation_submit(task=task, user=request.user, **payload.validated_data)
+        return Response(AnnotationOut(annotation).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,73 @@
+from django.conf import settings
+from django.db import models
+
+from apps.core.models import JobFields
+from apps.projects.models import Project
+from apps.samples.models import Sample
+
+
+class Round(JobFields):
+    """A selection round: picks up to ``budget`` samples to label with a strategy; runs as a Celery job."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rounds")
+    number = models.PositiveIntegerField()
+    strategy = models.CharField(max_length=40)
+    strategy_used = models.CharField(max_length=80, blank=True, default="")
+    budget = models.PositiveIntegerField()
+    selected = models.PositiveIntegerField(default=0)
+    model_version = models.ForeignKey("training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["project", "number"], name="round_unique_number")]
+
+
+class TaskState(models.TextChoices):
+    PENDING = "pending"  # open, or leased (see leased_by / lease_expires_at)
+    DONE = "done"
+
+
+class Task(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
+    sample = models.OneToOneField(Sample, on_delete=models.CASCADE, related_name="task")
+    round = models.ForeignKey(Round, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks")
+    rank = models.PositiveIntegerField(default=0)
+    score = models.FloatField(default=0.0)
+    priority = models.FloatField(default=0.0)
+    state = models.CharField(max_length=8, choices=TaskState.choices, default=TaskState.PENDING)
+    # A task can be claimed when available_at <= now: at creation, on release, or when its lease ends.
+    available_at = models.DateTimeField()
+    leased_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    leased_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    prediction = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["project", "state", "-priority", "id"], name="task_queue_order")]
+
+
+class TaskSkip(models.Model):
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="skips")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "user"], name="skip_unique")]
+
+
+class Annotation(models.Model):
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="annotations")
+    sample = models.ForeignKey(Sample, on_delete=models.CASCADE, related_name="annotations")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="annotations")
+    result = models.JSONField()
+    lease_to_submit_s = models.FloatField(null=True, blank=True)
+    active_seconds = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]

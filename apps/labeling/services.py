@@ -1,0 +1,245 @@
+"""Selection rounds under a budget, the task queue (leases), and annotations."""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from apps.core.errors import Conflict, ValidationFailed
+from apps.core.services import job_fail, job_progress, job_start, job_succeed
+from apps.labeling.models import Annotation, Round, Task, TaskSkip, TaskState
+from apps.labeling.selectors import budget_summary
+from apps.projects.models import Project
+from apps.samples import content as content_io
+from apps.samples.models import Sample
+
+log = logging.getLogger(__name__)
+
+CHUNK = 512
+
+
+# -- rounds ---------------------------------------------------------------------------------------
+
+def round_create(*, project: Project, user, budget: int, strategy: str = "auto") -> Round:
+    from ml.selection import STRATEGIES
+
+    if strategy not in STRATEGIES:
+        raise ValidationFailed(f"Unknown strategy {strategy!r}.", code="invalid_strategy",
+                               details={"strategies": list(STRATEGIES)})
+    if not isinstance(budget, int) or budget < 1:
+        raise ValidationFailed("budget must be a positive integer.", code="invalid_budget")
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=project.pk).first()  # serialise budget checks
+        remaining = budget_summary(project=project)["remaining"]
+        if budget > remaining:
+            raise ValidationFailed(f"The project has {remaining} labels of budget left; this round asks for {budget}.",
+                                   code="budget_exceeded", details={"remaining": remaining, "requested": budget})
+        number = (Round.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
+        rnd = Round.objects.create(project=project, number=number, strategy=strategy, budget=budget,
+                                   created_by=user, message="queued")
+        from apps.labeling.tasks import run_round
+
+        transaction.on_commit(lambda: run_round.delay(rnd.pk))
+    return rnd
+
+
+def _allocate(budget: int, ratios: dict, available: dict) -> dict:
+    """Split the budget over train/val/test by the project's ratios (largest remainder), capped by pools."""
+    splits = ["train", "val", "test"]
+    raw = {s: budget * float(ratios.get(s, 0.0)) for s in splits}
+    alloc = {s: int(raw[s]) for s in splits}
+    for s in sorted(splits, key=lambda s: raw[s] - alloc[s], reverse=True)[: budget - sum(alloc.values())]:
+        alloc[s] += 1
+    alloc = {s: min(alloc[s], available[s]) for s in splits}
+    left = budget - sum(alloc.values())
+    for s in splits:  # fill from wherever samples remain
+        take = min(left, available[s] - alloc[s])
+        alloc[s] += take
+        left -= take
+    return alloc
+
+
+def _pool_features(project: Project, samples: list[Sample], runner, progress) -> tuple[np.ndarray, np.ndarray | None]:
+    """Embeddings (cached on the samples) and, with a deployed model, probabilities for the pool."""
+    space = f"model:{runner.model_id}" if runner else "label_free"
+    embeddings: list[np.ndarray | None] = [
+        np.frombuffer(s.embedding, dtype=np.float32) if s.embedding_space == space and s.embedding else None
+        for s in samples]
+    probs = np.zeros((len(samples), len(project.labels)), dtype=np.float32) if runner else None
+    todo = [i for i, e in enumerate(embeddings) if e is None or runner is not None]
+    for start in range(0, len(todo), CHUNK):
+        idx = todo[start:start + CHUNK]
+        X = content_io.load_batch(project.modality, [content_io.read_content(samples[i]) for i in idx])
+        if runner is not None:
+            probs[idx] = runner.predict_proba(X)
+            vectors = runner.embed(X)
+        else:
+            from ml.features import label_free_embeddings
+
+            vectors = label_free_embeddings(project.modality, X)
+        changed = []
+        for i, vector in zip(idx, vectors):
+            vector = np.asarray(vector, dtype=np.float32)
+            if embeddings[i] is None:
+                samples[i].embedding, samples[i].embedding_space = vector.tobytes(), space
+                changed.append(samples[i])
+            embeddings[i] = vector
+        Sample.objects.bulk_update(changed, ["embedding", "embedding_space"], batch_size=500)
+        progress(5 + 80 * min(1.0, (start + len(idx)) / max(1, len(todo))), f"scored {start + len(idx)} of {len(todo)} samples")
+    dim = embeddings[0].shape[0] if embeddings else 1
+    return (np.stack(embeddings) if embeddings else np.zeros((0, dim), np.float32)), probs
+
+
+def round_run(*, rnd: Round) -> None:
+    """The round's Celery job: score the unlabeled pool, select under the budget, create tasks."""
+    from apps.serving.selectors import current_deployment, model_runner
+
+    if rnd.status in ("succeeded", "failed"):
+        return
+    project = rnd.project
+    job_start(rnd, "loading the pool")
+
+    def progress(percent, message):
+        job_progress(rnd, percent, message)
+
+    try:
+        from ml.selection import select
+
+        deployment = current_deployment(project=project)
+        runner = model_runner(model_version=deployment.model_version) if deployment else None
+        pool = list(Sample.objects.filter(project=project, label__isnull=True, task__isnull=True)
+                    .exclude(embed_error__startswith="cannot").order_by("id"))
+        available = {s: sum(1 for x in pool if x.split == s) for s in ("train", "val", "test")}
+        alloc = _allocate(rnd.budget, project.split_ratios, available)
+        embeddings, probs = _pool_features(project, pool, runner, progress)
+        index = {label: i for i, label in enumerate(project.labels)}
+        labeled = Sample.objects.filter(project=project, label__isnull=False, split="train").values_list("label", flat=True)
+        counts = np.bincount([index[label] for label in labeled if label in index], minlength=len(project.labels))
+        chosen: list[tuple[int, float, bool]] = []  # (pool position, score, preferred)
+        used = {}
+        for split in ("train", "val", "test"):
+            if alloc[split] == 0:
+                continue
+            positions = np.array([i for i, s in enumerate(pool) if s.split == split])
+            # Train gets the strategy; val/test stay random samples so evaluation is unbiased.
+            strategy = rnd.strategy if split == "train" else "random"
+            if strategy not in ("random", "auto") and probs is None:
+                raise ValidationFailed(f"Strategy {strategy!r} needs a deployed model; use 'auto' or 'random' for the first round.",
+                                       code="model_required")
+            prefer = np.array([pool[i].low_confidence for i in positions])
+            selection = select(strategy, budget=alloc[split], embeddings=embeddings[positions],
+                               probs=probs[positions] if probs is not None else None,
+                               labeled_counts=counts, n_classes=len(project.labels),
+                               prefer=prefer if prefer.any() else None, random_state=rnd.pk)
+            used[split] = selection.strategy
+            chosen += [(int(positions[i]), float(score), bool(prefer[i]))
+                       for i, score in zip(selection.indices, selection.scores)]
+        progress(90, f"creating {len(chosen)} tasks")
+        now = timezone.now()
+        # Queue order: preferred (low-confidence production) samples first, then by score rank.
+        order = sorted(range(len(chosen)), key=lambda k: (not chosen[k][2], -chosen[k][1]))
+        tasks = []
+        for rank, k in enumerate(order):
+            position, score, preferred = chosen[k]
+            prediction = None
+            if probs is not None:
+                row = probs[position]
+                top = int(row.argmax())
+                prediction = {"label": project.labels[top], "confidence": float(row[top]), "model": runner.model_id}
+            tasks.append(Task(project=project, sample=pool[position], round=rnd, rank=rank, score=score,
+                              priority=(1.0 if preferred else 0.0) + 1.0 - rank / max(1, len(order)),
+                              available_at=now, prediction=prediction))
+        with transaction.atomic():
+            Task.objects.bulk_create(tasks, batch_size=1000)
+            Round.objects.filter(pk=rnd.pk).update(
+                selected=len(tasks), model_version=deployment.model_version if deployment else None,
+                strategy_used=used.get("train") or next(iter(used.values()), rnd.strategy),
+                details={"allocation": alloc, "strategies": used, "pool": available,
+                         "preferred": int(sum(1 for c in chosen if c[2]))})
+        job_succeed(rnd, f"selected {len(tasks)} samples")
+    except Exception as exc:
+        log.exception("round %s failed", rnd.pk)
+        job_fail(rnd, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+
+
+# -- the task queue -------------------------------------------------------------------------------
+
+def task_lease_next(*, project: Project, user) -> Task | None:
+    """Lease the highest-priority open task to ``user``; None when nothing is open for them.
+
+    A caller who already holds a live lease in the project gets that task back (a reload does not burn
+    tasks). Claims are a compare-and-swap on ``available_at``, so no task is leased twice; PostgreSQL
+    also skips rows another transaction is claiming (SELECT ... FOR UPDATE SKIP LOCKED).
+    """
+    now = timezone.now()
+    expires = now + timedelta(seconds=settings.LOOPLAB["LEASE_SECONDS"])
+    held = Task.objects.filter(project=project, state=TaskState.PENDING, leased_by=user, lease_expires_at__gt=now).first()
+    if held is not None:
+        return held
+    for _ in range(10):
+        with transaction.atomic():
+            qs = (Task.objects.filter(project=project, state=TaskState.PENDING, available_at__lte=now)
+                  .exclude(skips__user=user).order_by("-priority", "id"))
+            if connection.features.has_select_for_update_skip_locked:
+                qs = qs.select_for_update(skip_locked=True, of=("self",))
+            candidate = qs.only("id").first()
+            if candidate is None:
+                return None
+            claimed = Task.objects.filter(pk=candidate.pk, state=TaskState.PENDING, available_at__lte=now).update(
+                leased_by=user, leased_at=now, lease_expires_at=expires, available_at=expires)
+            if claimed:
+                return Task.objects.select_related("sample").get(pk=candidate.pk)
+    return None
+
+
+def _own_live_lease(task: Task, user) -> None:
+    if task.state != TaskState.PENDING:
+        raise Conflict("This task is already done.", code="task_done")
+    if task.leased_by_id != user.pk:
+        raise Conflict("You do not hold the lease on this task; claim it with tasks/next.", code="not_leased")
+
+
+def task_skip(*, task: Task, user) -> None:
+    with transaction.atomic():
+        task = Task.objects.select_for_update().get(pk=task.pk)
+        _own_live_lease(task, user)
+        TaskSkip.objects.get_or_create(task=task, user=user)
+        Task.objects.filter(pk=task.pk).update(leased_by=None, leased_at=None, lease_expires_at=None,
+                                               available_at=timezone.now())
+
+
+def validate_result(*, project: Project, result) -> dict:
+    if not isinstance(result, dict):
+        raise ValidationFailed("result must be a JSON object.", code="invalid_result")
+    if project.task_type == "classification":
+        label = result.get("label")
+        if not isinstance(label, str) or label not in project.labels:
+            raise ValidationFailed(f"label must be one of the project's labels; got {label!r}.",
+                                   code="invalid_label", details={"labels": project.labels})
+        extra = set(result) - {"label"}
+        if extra:
+            raise ValidationFailed(f"Unexpected fields in a classification result: {sorted(extra)}.", code="invalid_result")
+        return {"label": label}
+    raise ValidationFailed(f"Task type {project.task_type!r} is not supported yet.", code="unsupported_task_type")
+
+
+def annotation_submit(*, task: Task, user, result, active_seconds: float | None = None) -> Annotation:
+    project = task.project
+    clean = validate_result(project=project, result=result)
+    if active_seconds is not None and (active_seconds < 0 or active_seconds > 86400):
+        raise ValidationFailed("active_seconds must be within 0..86400.", code="invalid_active_seconds")
+    with transaction.atomic():
+        task = Task.objects.select_for_update().select_related("sample").get(pk=task.pk)
+        _own_live_lease(task, user)
+        now = timezone.now()
+        annotation = Annotation.objects.create(
+            task=task, sample=task.sample, annotator=user, result=clean, active_seconds=active_seconds,
+            lease_to_submit_s=(now - task.leased_at).total_seconds() if task.leased_at else None)
+        Task.objects.filter(pk=task.pk).update(state=TaskState.DONE, done_at=now, lease_expires_at=None)
+        Sample.objects.filter(pk=task.sample_id).update(label=clean["label"], labeled_at=now, low_confidence=False)
+    return annotation

@@ -1,0 +1,29 @@
+from django.urls import path
+
+from apps.labeling import api as labeling
+from apps.projects import api as projects
+from apps.samples import api as samples
+from apps.serving import api as serving
+from apps.training import api as training
+
+urlpatterns = [
+    path("projects/", projects.ProjectListCreate.as_view()),
+    path("projects/<str:project_id>/", projects.ProjectDetail.as_view()),
+    path("projects/<str:project_id>/members/", projects.ProjectMembers.as_view()),
+    path("projects/<str:project_id>/samples/", samples.SampleListPush.as_view()),
+    path("samples/<str:sample_id>/", samples.SampleDetail.as_view()),
+    path("samples/<str:sample_id>/content/", samples.SampleContent.as_view()),
+    path("samples/<str:sample_id>/similar/", samples.SampleSimilar.as_view()),
+    path("projects/<str:project_id>/rounds/", labeling.RoundListCreate.as_view()),
+    path("rounds/<str:round_id>/", labeling.RoundDetail.as_view()),
+    path("projects/<str:project_id>/tasks/next/", labeling.TaskNext.as_view()),
+    path("tasks/<str:task_id>/skip/", labeling.TaskSkip.as_view()),
+    path("tasks/<str:task_id>/annotations/", labeling.AnnotationCreate.as_view()),
+    path("projects/<str:project_id>/training-runs/", training.TrainingRunListCreate.as_view()),
+    path("training-runs/<str:run_id>/", training.TrainingRunDetail.as_view()),
+    path("projects/<str:project_id>/models/", training.ModelList.as_view()),
+    path("models/<str:model_id>/", training.ModelDetail.as_view()),
+    path("models/<str:model_id>/confusion.png", training.ModelConfusion.as_view()),
+    path("projects/<str:project_id>/deployments/", serving.Deployments.as_view()),
+    path("projects/<str:project_id>/predict/", serving.Predict.as_view()),
+]

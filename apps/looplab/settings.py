@@ -1,0 +1,263 @@
+"""Django settings. Everything that differs between machines comes from the environment via env().
+
+Two runtimes (see DESIGN.md):
+- embedded (default): SQLite, Celery on kombu's filesystem transport, files under LOOPLAB_DATA_DIR.
+- production (LOOPLAB_ENV=production): PostgreSQL (DATABASE_URL), Redis (CELERY_BROKER_URL),
+  S3-compatible storage (LOOPLAB_STORAGE=s3), secrets and hosts required.
+"""
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from apps.looplab.env import env
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+LOOPLAB_ENV = env("LOOPLAB_ENV", "embedded")
+if LOOPLAB_ENV not in ("embedded", "production"):
+    raise ImproperlyConfigured(f"LOOPLAB_ENV must be 'embedded' or 'production', not {LOOPLAB_ENV!r}.")
+PRODUCTION = LOOPLAB_ENV == "production"
+DATA_DIR = Path(env("LOOPLAB_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+
+DEBUG = env("DEBUG", False, cast=bool)
+
+
+def _embedded_secret_key() -> str:
+    """A per-installation key kept in the data dir, so the embedded runtime needs no setup."""
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+if PRODUCTION:
+    SECRET_KEY = env("SECRET_KEY")
+    ALLOWED_HOSTS = env("ALLOWED_HOSTS", cast=list)
+    CSRF_TRUSTED_ORIGINS = env("CSRF_TRUSTED_ORIGINS", [], cast=list)
+else:
+    SECRET_KEY = env("SECRET_KEY", None) or _embedded_secret_key()
+    ALLOWED_HOSTS = env("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"], cast=list)
+    CSRF_TRUSTED_ORIGINS = env("CSRF_TRUSTED_ORIGINS", [], cast=list)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "apps.core",
+    "apps.accounts",
+    "apps.projects",
+    "apps.samples",
+    "apps.labeling",
+    "apps.training",
+    "apps.serving",
+    "apps.web",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "apps.looplab.urls"
+WSGI_APPLICATION = "apps.looplab.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "labeling_ui" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: PostgreSQL from DATABASE_URL, or SQLite in the data dir.
+if PRODUCTION:
+    _database_url = env("DATABASE_URL")
+else:
+    _database_url = env("DATABASE_URL", f"sqlite:///{DATA_DIR / 'looplab.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=env("DB_CONN_MAX_AGE", 60, cast=int))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # WAL lets the web process read while the worker writes; a generous lock timeout serialises writers.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# Files: local media dir, or S3-compatible object storage through django-storages.
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "labeling_ui" / "static"]
+MEDIA_URL = "/media/"
+MEDIA_ROOT = DATA_DIR / "media"
+STORAGE_BACKEND = env("LOOPLAB_STORAGE", "local")
+if STORAGE_BACKEND == "s3":
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env("S3_BUCKET"),
+            "endpoint_url": env("S3_ENDPOINT_URL", None),
+            "region_name": env("S3_REGION", None),
+            "access_key": env("S3_ACCESS_KEY_ID", None),
+            "secret_key": env("S3_SECRET_ACCESS_KEY", None),
+            "default_acl": None,
+            "file_overwrite": True,
+            "querystring_auth": True,
+        },
+    }
+elif STORAGE_BACKEND == "local":
+    _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+else:
+    raise ImproperlyConfigured(f"LOOPLAB_STORAGE must be 'local' or 's3', not {STORAGE_BACKEND!r}.")
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = not PRODUCTION
+
+# Request size: a JSON batch of 1,000 base64 images is a few MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env("LOOPLAB_MAX_REQUEST_BYTES", 64 * 1024 * 1024, cast=int)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+        "rest_framework.parsers.FormParser",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "apps.core.exceptions.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.Pagination",
+    "PAGE_SIZE": 50,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Looplab API",
+    "DESCRIPTION": "Public API v1 of Looplab: push samples, select under a budget, label, train, deploy, predict.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Celery: broker from CELERY_BROKER_URL (Redis in production) or kombu's filesystem transport.
+if PRODUCTION:
+    CELERY_BROKER_URL = env("CELERY_BROKER_URL")
+else:
+    CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = DATA_DIR / "broker"
+    for _sub in ("out", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "out"),
+        "data_folder_out": str(_broker_dir / "out"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+elif CELERY_BROKER_URL.startswith("redis"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
+CELERY_TASK_ALWAYS_EAGER = env("CELERY_TASK_ALWAYS_EAGER", False, cast=bool)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_IGNORE_RESULT = True  # every job records its own state in the database
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env("CELERY_TASK_SOFT_TIME_LIMIT", 3600, cast=int)
+CELERY_TASK_TIME_LIMIT = env("CELERY_TASK_TIME_LIMIT", 3900, cast=int)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Training runs on ml_gpu where a GPU worker listens (LOOPLAB_TRAIN_QUEUE=ml_gpu), else on ml_cpu.
+LOOPLAB_TRAIN_QUEUE = env("LOOPLAB_TRAIN_QUEUE", "ml_cpu")
+CELERY_TASK_ROUTES = {
+    "looplab.samples.*": {"queue": "ml_cpu"},
+    "looplab.labeling.*": {"queue": "ml_cpu"},
+    "looplab.training.train": {"queue": LOOPLAB_TRAIN_QUEUE},
+    "looplab.training.*": {"queue": "ml_cpu"},
+    "looplab.serving.*": {"queue": "default"},
+}
+
+# Looplab behaviour.
+LOOPLAB = {
+    "MAX_BATCH": env("LOOPLAB_MAX_BATCH", 1000, cast=int),
+    "MAX_IMAGE_PIXELS": env("LOOPLAB_MAX_IMAGE_PIXELS", 40_000_000, cast=int),
+    "LEASE_SECONDS": env("LOOPLAB_LEASE_SECONDS", 600, cast=int),
+    "TRAIN_EPOCHS": env("LOOPLAB_TRAIN_EPOCHS", 40, cast=int),
+    "EMBED_BATCH": env("LOOPLAB_EMBED_BATCH", 256, cast=int),
+    "URI_ROOTS": env("LOOPLAB_URI_ROOTS", [], cast=list),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env("SECURE_SSL_REDIRECT", True, cast=bool)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env("SECURE_HSTS_SECONDS", 31536000, cast=int)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env("SECURE_HSTS_PRELOAD", False, cast=bool)
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    X_FRAME_OPTIONS = "DENY"

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts.models import Role
+from apps.core.api import ProjectScopedView
+from apps.projects.models import Modality, TaskType
+from apps.projects.selectors import project_role, projects_for_user
+from apps.projects.services import membership_set_by_username, project_create, project_update
+
+
+class ProjectIn(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    modality = serializers.ChoiceField(choices=Modality.choices)
+    task_type = serializers.ChoiceField(choices=TaskType.choices, default=TaskType.CLASSIFICATION)
+    labels = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1, max_length=1000)
+    split_ratios = serializers.DictField(child=serializers.FloatField(), required=False)
+    label_budget = serializers.IntegerField(min_value=0, default=1000)
+    confidence_threshold = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.6)
+    auto_deploy = serializers.BooleanField(default=False)
+
+
+class ProjectPatchIn(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    label_budget = serializers.IntegerField(min_value=0, required=False)
+    confidence_threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    auto_deploy = serializers.BooleanField(required=False)
+
+
+class ProjectOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    modality = serializers.CharField()
+    task_type = serializers.CharField()
+    labels = serializers.ListField(child=serializers.CharField())
+    split_ratios = serializers.DictField(child=serializers.FloatField())
+    label_budget = serializers.IntegerField()
+    confidence_threshold = serializers.FloatField()
+    auto_deploy = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+
+
+def project_detail(project, user) -> dict:
+    from apps.labeling.selectors import budget_summary
+    from apps.samples.selectors import sample_counts
+    from apps.serving.selectors import current_deployment
+
+    data = ProjectOut(project).data
+    deployment = current_deployment(project=project)
+    data.update(role=project_role(project=project, user=user), budget=budget_summary(project=project),
+                counts=sample_counts(project=project),
+                deployment=({"id": deployment.pk, "model": deployment.model_version_id, "created_at": deployment.created_at,
+                             "label_to_serving_s": deployment.label_to_serving_s} if deployment else None))
+    return data
+
+
+class ProjectListCreate(APIView):
+    @extend_schema(responses=ProjectOut(many=True), summary="List the projects you are a member of")
+    def get(self, request):
+        return Response([ProjectOut(p).data for p in projects_for_user(user=request.user)])
+
+    @extend_schema(request=ProjectIn, responses={201: ProjectOut}, summary="Create a project (leads and admins)")
+    def post(self, request):
+        payload = ProjectIn(data=request.data)
+        payload.is_valid(raise_exception=True)
+        project = project_create(user=request.user, **payload.validated_data)
+        return Response(project_detail(project, request.user), status=status.HTTP_201_CREATED)
+
+
+class ProjectDetail(ProjectScopedView):
+    @extend_schema(responses=ProjectOut, summary="A project with counts by split, budget and current deployment")
+    def get(self, request, project_id):
+        return Response(project_detail(self.project(request, project_id), request.user))
+
+    @extend_schema(request=ProjectPatchIn, responses=ProjectOut, summary="Change budget, threshold, gate or name (leads)")
+    def patch(self, request, project_id):
+        project = self.project(request, project_id, Role.LEAD)
+        payload = ProjectPatchIn(data=request.data)
+        payload.is_valid(raise_exception=True)
+        project = project_update(project=project, **payload.validated_data)
+        return Response(project_detail(project, request.user))
+
+
+class MemberIn(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class MemberOut(serializers.Serializer):
+    username = serializers.CharField(source="user.username")
+    role = serializers.CharField()
+
+
+class ProjectMembers(ProjectScopedView):
+    @extend_schema(responses=MemberOut(many=True), summary="Project members and roles")
+    def get(self, request, project_id):
+        project = self.project(request, project_id)
+        return Response(MemberOut(project.memberships.select_related("user").order_by("id"), many=True).data)
+
+    @extend_schema(request=MemberIn, responses={201: MemberOut}, summary="Add a member or change a role (admins)")
+    def post(self, request, project_id):
+        project = self.project(request, project_id, Role.ADMIN)
+        payload = MemberIn(data=request.data)
+        payload.is_valid(raise_exception=True)
+        membership = membership_set_by_username(project=project, **payload.validated_data)
+        return Response(MemberOut(membership).data, status=status.HTTP_201_CREATED)

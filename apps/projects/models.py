@@ -1,0 +1,47 @@
+from django.conf import settings
+from django.db import models
+
+from apps.accounts.models import Role
+
+
+class Modality(models.TextChoices):
+    IMAGE = "image"
+    AUDIO = "audio"
+    POINTCLOUD = "pointcloud"
+
+
+class TaskType(models.TextChoices):
+    CLASSIFICATION = "classification"
+
+
+def default_split_ratios() -> dict:
+    return {"train": 0.7, "val": 0.15, "test": 0.15}
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    modality = models.CharField(max_length=16, choices=Modality.choices)
+    task_type = models.CharField(max_length=32, choices=TaskType.choices, default=TaskType.CLASSIFICATION)
+    labels = models.JSONField()
+    split_ratios = models.JSONField(default=default_split_ratios)
+    label_budget = models.PositiveIntegerField(default=1000, help_text="labels this project may buy in total")
+    confidence_threshold = models.FloatField(default=0.6, help_text="predictions below this go back to labeling")
+    auto_deploy = models.BooleanField(default=False, help_text="deploy a new model when it does not regress")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.modality})"
+
+
+class Membership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="membership_unique")]

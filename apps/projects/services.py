@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from django.db import transaction
+
+from apps.accounts.models import Role
+from apps.accounts.services import account_role
+from apps.core.errors import Forbidden, NotFound, ValidationFailed
+from apps.projects.models import Membership, Modality, Project, TaskType, default_split_ratios
+
+
+def _validate_labels(labels) -> list[str]:
+    if not isinstance(labels, list) or not labels:
+        raise ValidationFailed("labels must be a non-empty list of strings.", code="invalid_labels")
+    clean = [str(label).strip() for label in labels]
+    if any(not label for label in clean) or any(len(label) > 100 for label in clean):
+        raise ValidationFailed("Each label must be 1-100 characters.", code="invalid_labels")
+    if len(set(clean)) != len(clean):
+        raise ValidationFailed("labels must be unique.", code="invalid_labels")
+    if len(clean) > 1000:
+        raise ValidationFailed("At most 1000 labels.", code="invalid_labels")
+    return clean
+
+
+def _validate_ratios(ratios) -> dict:
+    if ratios is None:
+        return default_split_ratios()
+    try:
+        clean = {name: float(ratios.get(name, 0.0)) for name in ("train", "val", "test")}
+    except (TypeError, ValueError, AttributeError):
+        raise ValidationFailed("split_ratios must map train/val/test to numbers.", code="invalid_split_ratios")
+    if set(ratios) - set(clean) or any(v < 0 for v in clean.values()) or abs(sum(clean.values()) - 1.0) > 1e-6 or clean["train"] <= 0:
+        raise ValidationFailed("split_ratios must be train/val/test fractions summing to 1 with train > 0.",
+                               code="invalid_split_ratios", details={"split_ratios": ratios})
+    return clean
+
+
+def project_create(*, user, name: str, modality: str, labels: list, task_type: str = TaskType.CLASSIFICATION,
+                   split_ratios: dict | None = None, label_budget: int = 1000,
+                   confidence_threshold: float = 0.6, auto_deploy: bool = False) -> Project:
+    if account_role(user) == Role.ANNOTATOR:
+        raise Forbidden("Annotators cannot create projects; ask a lead.")
+    if modality not in Modality.values:
+        raise ValidationFailed(f"modality must be one of {Modality.values}.", code="invalid_modality")
+    if task_type not in TaskType.values:
+        raise ValidationFailed(f"task_type must be one of {TaskType.values}.", code="invalid_task_type")
+    if not 0.0 <= confidence_threshold <= 1.0:
+        raise ValidationFailed("confidence_threshold must be within 0..1.", code="invalid_threshold")
+    with transaction.atomic():
+        project = Project.objects.create(
+            name=name, modality=modality, task_type=task_type, labels=_validate_labels(labels),
+            split_ratios=_validate_ratios(split_ratios), label_budget=label_budget,
+            confidence_threshold=confidence_threshold, auto_deploy=auto_deploy, created_by=user)
+        Membership.objects.create(project=project, user=user, role=Role.ADMIN)
+    return project
+
+
+def project_update(*, project: Project, **fields) -> Project:
+    allowed = {"name", "label_budget", "confidence_threshold", "auto_deploy"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValidationFailed(f"These fields cannot be changed: {sorted(unknown)}.", code="read_only_fields")
+    if "confidence_threshold" in fields and not 0.0 <= fields["confidence_threshold"] <= 1.0:
+        raise ValidationFailed("confidence_threshold must be within 0..1.", code="invalid_threshold")
+    for key, value in fields.items():
+        setattr(project, key, value)
+    project.save(update_fields=list(fields) or None)
+    return project
+
+
+def membership_set(*, project: Project, user, role: str) -> Membership:
+    if role not in Role.values:
+        raise ValidationFailed(f"role must be one of {Role.values}.", code="invalid_role")
+    membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
+    return membership
+
+
+def membership_set_by_username(*, project: Project, username: str, role: str) -> Membership:
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise NotFound(f"No user {username!r}.", code="user_not_found")
+    return membership_set(project=project, user=user, role=role)

@@ -1,0 +1,227 @@
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+import numpy as np
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from apps.accounts.models import Role
+from apps.core.api import ProjectScopedView, query_bool
+from apps.core.errors import ValidationFailed
+from apps.core.pagination import Pagination
+from apps.core.services import idempotent_call, request_fingerprint
+from apps.samples import content as content_io
+from apps.samples.selectors import sample_get, samples_filter
+from apps.samples.services import IngestItem, samples_ingest
+
+_MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "BMP": "image/bmp", "WAV": "audio/wav",
+         "FLAC": "audio/flac", "OGG": "audio/ogg"}
+
+
+class PushItemIn(serializers.Serializer):
+    external_id = serializers.CharField(max_length=255, required=False)
+    content = serializers.CharField(required=False, help_text="base64 of the file")
+    uri = serializers.CharField(required=False, max_length=2000)
+    metadata = serializers.DictField(required=False)
+
+
+class PushIn(serializers.Serializer):
+    samples = PushItemIn(many=True)
+    predict = serializers.BooleanField(default=False, help_text="answer with the deployed model's prediction")
+
+
+class PushResultOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=["created", "duplicate"])
+    split = serializers.CharField()
+    prediction = serializers.DictField(required=False, allow_null=True)
+
+
+class PushOut(serializers.Serializer):
+    samples = PushResultOut(many=True)
+
+
+class SampleOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField(source="project_id")
+    external_id = serializers.CharField()
+    split = serializers.CharField()
+    label = serializers.CharField(allow_null=True)
+    labeled = serializers.BooleanField(source="is_labeled")
+    metadata = serializers.DictField()
+    content_format = serializers.CharField()
+    uri = serializers.CharField()
+    predicted_label = serializers.CharField(allow_null=True)
+    confidence = serializers.FloatField(allow_null=True)
+    low_confidence = serializers.BooleanField()
+    has_embedding = serializers.SerializerMethodField()
+    content_url = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    def get_has_embedding(self, obj) -> bool:
+        return bool(obj.embedding_space)
+
+    def get_content_url(self, obj) -> str:
+        return content_url(obj)
+
+
+def content_url(sample) -> str:
+    return f"/api/v1/samples/{sample.pk}/content/"
+
+
+def _parse_json_batch(data) -> tuple[list[IngestItem], bool]:
+    """Hand-rolled on purpose: this is the ingest hot path (1,000 items a request), where DRF's
+    per-field serializers cost more than the database insert. Same rules as PushIn."""
+    if not isinstance(data, dict) or not isinstance(data.get("samples"), list):
+        raise ValidationFailed('Expected {"samples": [...], "predict": false}.', code="invalid_body")
+    predict = data.get("predict", False)
+    if not isinstance(predict, bool):
+        raise ValidationFailed("predict must be true or false.", code="invalid_body")
+    items, errors = [], []
+    for index, raw in enumerate(data["samples"]):
+        if not isinstance(raw, dict):
+            errors.append({"index": index, "code": "invalid_item", "message": "each sample must be a JSON object"})
+            continue
+        unknown = set(raw) - {"external_id", "content", "uri", "metadata"}
+        external_id = raw.get("external_id", "")
+        content, uri, metadata = raw.get("content"), raw.get("uri"), raw.get("metadata", {})
+        problem = None
+        if unknown:
+            problem = f"unknown fields {sorted(unknown)}"
+        elif not isinstance(external_id, (str, int)) or isinstance(external_id, bool):
+            problem = "external_id must be a string"
+        elif metadata is not None and not isinstance(metadata, dict):
+            problem = "metadata must be a JSON object"
+        elif content is not None and not isinstance(content, str):
+            problem = "content must be a base64 string"
+        elif uri is not None and not isinstance(uri, str):
+            problem = "uri must be a string"
+        if problem is None and content is not None:
+            try:
+                content = base64.b64decode(content, validate=True)
+            except (binascii.Error, ValueError):
+                problem = "content is not valid base64"
+        if problem:
+            errors.append({"index": index, "code": "invalid_item", "message": problem})
+            continue
+        items.append(IngestItem(external_id=str(external_id), content=content, uri=uri, metadata=metadata or {}))
+    if errors:
+        raise ValidationFailed(f"{len(errors)} samples are malformed; nothing was stored. First: samples[{errors[0]['index']}]: "
+                               f"{errors[0]['message']}", code="invalid_samples", details={"errors": errors})
+    return items, predict
+
+
+def _parse_multipart(request) -> tuple[list[IngestItem], bool]:
+    upload = request.FILES.get("file")
+    if upload is None:
+        raise ValidationFailed("A multipart push needs a 'file' part.", code="invalid_body")
+    try:
+        metadata = json.loads(request.data.get("metadata") or "{}")
+    except ValueError:
+        raise ValidationFailed("metadata must be a JSON object string.", code="invalid_metadata")
+    predict = str(request.data.get("predict", "false")).lower() in ("1", "true", "yes")
+    return [IngestItem(external_id=request.data.get("external_id", "") or "", content=upload.read(),
+                       metadata=metadata)], predict
+
+
+class SampleListPush(ProjectScopedView):
+    parser_classes = [JSONParser, MultiPartParser]
+
+    @extend_schema(
+        request={"application/json": PushIn, "multipart/form-data": {"type": "object", "properties": {
+            "file": {"type": "string", "format": "binary"}, "external_id": {"type": "string"},
+            "metadata": {"type": "string", "description": "JSON object"}, "predict": {"type": "boolean"}}}},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+                                     description="same key + same body replays the first response; another body → 409")],
+        responses={201: PushOut}, summary="Push samples (multipart file or a JSON batch of up to 1,000)")
+    def post(self, request, project_id):
+        project = self.project(request, project_id, Role.LEAD)
+        raw = request.body
+
+        def call():
+            if request.content_type.startswith("multipart/"):
+                items, predict = _parse_multipart(request)
+            else:
+                items, predict = _parse_json_batch(request.data)
+            return status.HTTP_201_CREATED, {"samples": samples_ingest(project=project, items=items, predict=predict)}
+
+        code, body, replayed = idempotent_call(user=request.user, scope=f"samples:{project.pk}",
+                                               key=request.headers.get("Idempotency-Key"),
+                                               fingerprint=request_fingerprint(raw), call=call)
+        response = Response(body, status=code)
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    @extend_schema(
+        parameters=[OpenApiParameter("split", str), OpenApiParameter("labeled", bool),
+                    OpenApiParameter("low_confidence", bool), OpenApiParameter("external_id", str),
+                    OpenApiParameter("metadata.<key>", str, description="filter on a metadata field, e.g. metadata.time_of_day=night")],
+        responses=SampleOut(many=True), summary="List samples with filters")
+    def get(self, request, project_id):
+        project = self.project(request, project_id)
+        params = request.query_params
+        metadata = {key[len("metadata."):]: value for key, value in params.items() if key.startswith("metadata.")}
+        qs = samples_filter(project=project, split=params.get("split"), labeled=query_bool(params.get("labeled")),
+                            low_confidence=query_bool(params.get("low_confidence")),
+                            external_id=params.get("external_id"), metadata=metadata)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(SampleOut(page, many=True).data)
+
+
+class SampleDetail(ProjectScopedView):
+    @extend_schema(responses=SampleOut, summary="One sample")
+    def get(self, request, sample_id):
+        sample = sample_get(sample_id=sample_id)
+        self.check_object_project(request, sample.project)
+        return Response(SampleOut(sample).data)
+
+
+class SampleContent(ProjectScopedView):
+    @extend_schema(responses={(200, "application/octet-stream"): bytes}, summary="The sample's file")
+    def get(self, request, sample_id):
+        sample = sample_get(sample_id=sample_id)
+        self.check_object_project(request, sample.project)
+        try:
+            data = content_io.read_content(sample)
+        except content_io.ContentUnavailable as exc:
+            raise ValidationFailed(f"The content of this sample is not readable here: {exc}", code="content_unavailable",
+                                   status_code=409)
+        response = HttpResponse(data, content_type=_MIME.get(sample.content_format.upper(), "application/octet-stream"))
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+
+class SampleSimilar(ProjectScopedView):
+    @extend_schema(parameters=[OpenApiParameter("k", int)], summary="Nearest samples in embedding space")
+    def get(self, request, sample_id):
+        from apps.samples.models import Sample
+
+        sample = sample_get(sample_id=sample_id)
+        self.check_object_project(request, sample.project)
+        try:
+            k = max(1, min(100, int(request.query_params.get("k", 10))))
+        except ValueError:
+            raise ValidationFailed("k must be an integer.", code="invalid_k")
+        if not sample.embedding_space:
+            raise ValidationFailed("This sample has no embedding yet; try again shortly.", code="not_embedded", status_code=409)
+        rows = list(Sample.objects.filter(project=sample.project, embedding_space=sample.embedding_space)
+                    .exclude(pk=sample.pk).values_list("id", "embedding"))
+        if not rows:
+            return Response({"sample": sample.pk, "space": sample.embedding_space, "results": []})
+        ids = np.array([r[0] for r in rows])
+        matrix = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+        query = np.frombuffer(sample.embedding, dtype=np.float32)
+        distances = np.linalg.norm(matrix - query, axis=1)
+        order = np.argsort(distances, kind="stable")[:k]
+        neighbours = Sample.objects.in_bulk(ids[order].tolist())
+        results = [{"distance": float(distances[i]), "sample": SampleOut(neighbours[int(ids[i])]).data} for i in order]
+        return Response({"sample": sample.pk, "space": sample.embedding_space, "results": results})

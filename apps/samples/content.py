@@ -1,0 +1,91 @@
+"""Per-modality content handling: validation before anything is stored, loading for the models.
+
+The modality is a field of the project; this is the only place that maps it to ml/ loaders.
+ml/ is imported lazily so the web process stays light.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+from django.conf import settings
+from django.core.files.storage import default_storage
+
+from apps.core.errors import ValidationFailed
+
+_EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "BMP": "bmp", "WAV": "wav", "FLAC": "flac",
+               "OGG": "ogg", "PLY": "ply", "PCD": "pcd", "XYZ": "xyz"}
+
+
+def validate_content(modality: str, data: bytes) -> str:
+    """Validate ``data`` for the modality; returns its format name. Raises ml.errors.InvalidInput."""
+    if modality == "image":
+        from ml.modalities.image import validate_image
+
+        return validate_image(data, max_pixels=settings.LOOPLAB["MAX_IMAGE_PIXELS"]).format
+    if modality == "audio":
+        from ml.modalities.audio import validate_audio
+
+        return validate_audio(data).format
+    if modality == "pointcloud":
+        from ml.modalities.pointcloud import validate_points
+
+        return validate_points(data).format
+    raise ValidationFailed(f"Unknown modality {modality!r}.", code="invalid_modality")
+
+
+def load_batch(modality: str, blobs: list[bytes]) -> np.ndarray:
+    """Model input for a batch of validated contents (shapes per ml/ contract)."""
+    module, fn = {
+        "image": ("ml.modalities.image", "load_images"),
+        "audio": ("ml.modalities.audio", "load_audio_batch"),
+        "pointcloud": ("ml.modalities.pointcloud", "load_points_batch"),
+    }[modality]
+    return getattr(importlib.import_module(module), fn)(blobs)
+
+
+def extension_for(fmt: str) -> str:
+    return _EXTENSIONS.get(fmt.upper(), fmt.lower() or "bin")
+
+
+def storage_name(project_id: int, content_hash: str, fmt: str) -> str:
+    return f"samples/{project_id}/{content_hash[:2]}/{content_hash}.{extension_for(fmt)}"
+
+
+def store_content(name: str, data: bytes) -> None:
+    """Content-addressed: writing the same name twice is harmless."""
+    from django.core.files.base import ContentFile
+
+    if not default_storage.exists(name):
+        default_storage.save(name, ContentFile(data))
+
+
+class ContentUnavailable(Exception):
+    pass
+
+
+def read_content(sample) -> bytes:
+    if sample.file:
+        with default_storage.open(sample.file.name, "rb") as fh:
+            return fh.read()
+    if sample.uri:
+        return read_uri(sample.uri)
+    raise ContentUnavailable("sample has neither a file nor a uri")
+
+
+def read_uri(uri: str) -> bytes:
+    """URIs Looplab can read itself: file:// under LOOPLAB_URI_ROOTS, and storage:// (the default storage)."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "storage":
+        name = (parsed.netloc + parsed.path).lstrip("/")
+        with default_storage.open(name, "rb") as fh:
+            return fh.read()
+    if parsed.scheme == "file":
+        path = Path(parsed.path).resolve()
+        roots = [Path(root).resolve() for root in settings.LOOPLAB["URI_ROOTS"]]
+        if not any(path.is_relative_to(root) for root in roots):
+            raise ContentUnavailable(f"{path} is not under LOOPLAB_URI_ROOTS")
+        return path.read_bytes()
+    raise ContentUnavailable(f"cannot fetch {parsed.scheme or 'schemeless'} URIs from this server")

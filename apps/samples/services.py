@@ -1,0 +1,186 @@
+"""Writes for samples: ingest (validated, deduplicated, split, stored) and embeddings."""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from apps.core.errors import PayloadTooLarge, ValidationFailed
+from apps.projects.models import Project
+from apps.projects.selectors import split_for_hash
+from apps.samples import content as content_io
+from apps.samples.models import Sample
+
+log = logging.getLogger(__name__)
+
+MAX_EXTERNAL_ID = 255
+MAX_URI = 2000
+
+
+@dataclass
+class IngestItem:
+    external_id: str = ""
+    content: bytes | None = None
+    uri: str | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+def _check_items(project: Project, items: list[IngestItem]) -> list[tuple[str, str]]:
+    """Validate every item before anything is written; returns (content_hash, format) per item."""
+    errors, out = [], []
+    for index, item in enumerate(items):
+        try:
+            if (item.content is None) == (not item.uri):
+                raise ValidationFailed("Give exactly one of content (base64) or uri.", code="content_or_uri")
+            if len(item.external_id) > MAX_EXTERNAL_ID:
+                raise ValidationFailed(f"external_id is longer than {MAX_EXTERNAL_ID} characters.", code="external_id_too_long")
+            if not isinstance(item.metadata, dict):
+                raise ValidationFailed("metadata must be a JSON object.", code="invalid_metadata")
+            if item.content is not None:
+                fmt = content_io.validate_content(project.modality, item.content)
+                out.append((hashlib.sha256(item.content).hexdigest(), fmt))
+            else:
+                if len(item.uri) > MAX_URI or "://" not in item.uri:
+                    raise ValidationFailed("uri must be an absolute URI of at most 2000 characters.", code="invalid_uri")
+                out.append((hashlib.sha256(b"uri:" + item.uri.encode()).hexdigest(), ""))
+        except ValidationFailed as exc:
+            errors.append({"index": index, "code": exc.code, "message": exc.message})
+        except Exception as exc:  # ml.errors.InvalidInput and friends
+            from ml.errors import MLError
+
+            if not isinstance(exc, MLError):
+                raise
+            errors.append({"index": index, "code": exc.code, "message": exc.message, **({"details": exc.details} if exc.details else {})})
+    if errors:
+        first = errors[0]
+        raise ValidationFailed(
+            f"{len(errors)} of {len(items)} samples are invalid; nothing was stored. "
+            f"First: samples[{first['index']}]: {first['message']}",
+            code="invalid_samples", details={"errors": errors})
+    return out
+
+
+def samples_ingest(*, project: Project, items: list[IngestItem], predict: bool = False) -> list[dict]:
+    """Store new samples (all or nothing) and return one result per item, in request order."""
+    max_batch = settings.LOOPLAB["MAX_BATCH"]
+    if not items:
+        raise ValidationFailed("samples must not be empty.", code="empty_batch")
+    if len(items) > max_batch:
+        raise PayloadTooLarge(f"At most {max_batch} samples per request; got {len(items)}.",
+                              code="batch_too_large", details={"max_batch": max_batch, "got": len(items)})
+    checked = _check_items(project, items)
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                results, created_ids = _insert(project, items, checked)
+                break
+        except IntegrityError:
+            # A concurrent request stored some of the same content first: those are duplicates now.
+            if attempt == 2:
+                raise
+    if predict:
+        _attach_predictions(project, items, results)
+    if created_ids:
+        from apps.samples.tasks import embed_samples
+
+        batch = settings.LOOPLAB["EMBED_BATCH"]
+        chunks = [created_ids[i:i + batch] for i in range(0, len(created_ids), batch)]
+        transaction.on_commit(lambda: [embed_samples.delay(project.id, chunk) for chunk in chunks])
+    return results
+
+
+def _insert(project: Project, items: list[IngestItem], checked: list[tuple[str, str]]):
+    hashes = [h for h, _ in checked]
+    existing = {h: (pk, split) for h, pk, split in
+                Sample.objects.filter(project=project, content_hash__in=set(hashes)).values_list("content_hash", "id", "split")}
+    new_objs: dict[str, Sample] = {}
+    for item, (content_hash, fmt) in zip(items, checked):
+        if content_hash in existing or content_hash in new_objs:
+            continue
+        name = ""
+        if item.content is not None:
+            name = content_io.storage_name(project.id, content_hash, fmt)
+            content_io.store_content(name, item.content)
+        new_objs[content_hash] = Sample(
+            project=project, external_id=item.external_id, content_hash=content_hash, file=name,
+            uri=item.uri or "", content_format=fmt, metadata=item.metadata,
+            split=split_for_hash(ratios=project.split_ratios, content_hash=content_hash))
+    if new_objs:
+        Sample.objects.bulk_create(list(new_objs.values()), batch_size=1000)
+    results, seen = [], set()
+    for item, (content_hash, _) in zip(items, checked):
+        if content_hash in existing or content_hash in seen:
+            pk, split = existing.get(content_hash) or (new_objs[content_hash].pk, new_objs[content_hash].split)
+            status = "duplicate"
+        else:
+            seen.add(content_hash)
+            pk, split, status = new_objs[content_hash].pk, new_objs[content_hash].split, "created"
+        results.append({"id": pk, "external_id": item.external_id, "status": status, "split": split})
+    return results, [obj.pk for obj in new_objs.values()]
+
+
+def _attach_predictions(project: Project, items: list[IngestItem], results: list[dict]) -> None:
+    from apps.serving.services import predict_contents
+
+    with_content = [(i, item.content) for i, item in enumerate(items) if item.content is not None]
+    if not with_content:
+        return
+    predictions = predict_contents(project=project, blobs=[blob for _, blob in with_content],
+                                   sample_ids=[results[i]["id"] for i, _ in with_content])
+    if predictions is None:
+        for i, _ in with_content:
+            results[i]["prediction"] = None
+        return
+    for (i, _), prediction in zip(with_content, predictions):
+        results[i]["prediction"] = prediction
+    low = project.confidence_threshold
+    updates = []
+    for (i, _), prediction in zip(with_content, predictions):
+        updates.append(Sample(pk=results[i]["id"], predicted_label=prediction["label"],
+                              confidence=prediction["confidence"], low_confidence=prediction["confidence"] < low))
+    Sample.objects.bulk_update(updates, ["predicted_label", "confidence", "low_confidence"], batch_size=1000)
+
+
+def samples_embed(*, project: Project, sample_ids: list[int], space: str | None = None) -> int:
+    """Compute and cache embeddings for these samples in the project's current space.
+
+    The space is the deployed model's ("model:<id>") when one is deployed, else label-free features.
+    Returns how many were embedded; unreadable samples get ``embed_error`` and are skipped.
+    """
+    from apps.serving.selectors import current_model_runner
+
+    runner = current_model_runner(project=project)
+    space = space or (f"model:{runner.model_id}" if runner else "label_free")
+    samples = list(Sample.objects.filter(project=project, pk__in=sample_ids).exclude(embedding_space=space))
+    blobs, ok, failed = [], [], []
+    for sample in samples:
+        try:
+            blobs.append(content_io.read_content(sample))
+            ok.append(sample)
+        except (content_io.ContentUnavailable, OSError) as exc:
+            sample.embed_error = str(exc)[:300]
+            failed.append(sample)
+    if failed:
+        Sample.objects.bulk_update(failed, ["embed_error"])
+    if not ok:
+        return 0
+    X = content_io.load_batch(project.modality, blobs)
+    vectors = embed_arrays(project=project, X=X, runner=runner if space.startswith("model:") else None)
+    for sample, vector in zip(ok, vectors):
+        sample.embedding = np.asarray(vector, dtype=np.float32).tobytes()
+        sample.embedding_space = space
+        sample.embed_error = ""
+    Sample.objects.bulk_update(ok, ["embedding", "embedding_space", "embed_error"], batch_size=500)
+    return len(ok)
+
+
+def embed_arrays(*, project: Project, X: np.ndarray, runner=None) -> np.ndarray:
+    if runner is not None:
+        return runner.embed(X)
+    from ml.features import label_free_embeddings
+
+    return label_free_embeddings(project.modality, X)

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import base64
+import binascii
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from apps.accounts.models import Role
+from apps.core.api import ProjectScopedView
+from apps.core.errors import NotFound, ValidationFailed
+from apps.serving.selectors import current_deployment
+from apps.serving.services import deployment_create, predict_one
+from apps.training.models import ModelVersion
+
+
+class DeployIn(serializers.Serializer):
+    model = serializers.IntegerField()
+
+
+class DeploymentOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField(source="project_id")
+    model = serializers.IntegerField(source="model_version_id")
+    model_version = serializers.IntegerField(source="model_version.version")
+    reason = serializers.CharField()
+    deployed_by = serializers.CharField(source="deployed_by.username", allow_null=True, default=None)
+    label_to_serving_s = serializers.FloatField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class Deployments(ProjectScopedView):
+    @extend_schema(responses=DeploymentOut, summary="The current deployment (404 no_deployment when none)")
+    def get(self, request, project_id):
+        project = self.project(request, project_id)
+        deployment = current_deployment(project=project)
+        if deployment is None:
+            raise NotFound("No model is deployed for this project yet.", code="no_deployment")
+        return Response(DeploymentOut(deployment).data)
+
+    @extend_schema(request=DeployIn, responses={201: DeploymentOut}, summary="Deploy a model version (leads)")
+    def post(self, request, project_id):
+        project = self.project(request, project_id, Role.LEAD)
+        payload = DeployIn(data=request.data)
+        payload.is_valid(raise_exception=True)
+        mv = ModelVersion.objects.filter(pk=payload.validated_data["model"], project=project).first()
+        if mv is None:
+            raise ValidationFailed("No such model in this project.", code="invalid_model")
+        deployment = deployment_create(project=project, model_version=mv, user=request.user)
+        return Response(DeploymentOut(deployment).data, status=status.HTTP_201_CREATED)
+
+
+class PredictIn(serializers.Serializer):
+    content = serializers.CharField(help_text="base64 of the file")
+
+
+class PredictOut(serializers.Serializer):
+    label = serializers.CharField()
+    scores = serializers.DictField(child=serializers.FloatField())
+    confidence = serializers.FloatField()
+    model = serializers.IntegerField()
+    latency_ms = serializers.FloatField()
+
+
+class Predict(ProjectScopedView):
+    parser_classes = [JSONParser, MultiPartParser]
+
+    @extend_schema(request={"application/json": PredictIn,
+                            "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}},
+                   responses=PredictOut, summary="Predict with the deployed model (onnxruntime)")
+    def post(self, request, project_id):
+        project = self.project(request, project_id, Role.LEAD)
+        if request.content_type.startswith("multipart/"):
+            upload = request.FILES.get("file")
+            if upload is None:
+                raise ValidationFailed("A multipart predict needs a 'file' part.", code="invalid_body")
+            data = upload.read()
+        else:
+            payload = PredictIn(data=request.data)
+            payload.is_valid(raise_exception=True)
+            try:
+                data = base64.b64decode(payload.validated_data["content"], validate=True)
+            except (binascii.Error, ValueError):
+                raise ValidationFailed("content is not valid base64.", code="invalid_base64")
+        return Response(PredictOut(predict_one(project=project, data=data)).data)

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+from django.core.files.storage import default_storage
+from django.http import HttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from apps.accounts.models import Role
+from apps.core.api import ProjectScopedView
+from apps.core.errors import NotFound
+from apps.training.models import ModelVersion, TrainingRun
+from apps.training.services import training_run_create
+
+
+class TrainingRunIn(serializers.Serializer):
+    epochs = serializers.IntegerField(min_value=1, max_value=500, required=False)
+    seed = serializers.IntegerField(min_value=0, default=0)
+
+
+class StepOut(serializers.Serializer):
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    progress = serializers.FloatField()
+    message = serializers.CharField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    duration_s = serializers.FloatField(allow_null=True)
+    result = serializers.JSONField()
+    error = serializers.CharField()
+
+
+class TrainingRunOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField(source="project_id")
+    number = serializers.IntegerField()
+    status = serializers.CharField()
+    stage = serializers.CharField()
+    progress = serializers.FloatField()
+    message = serializers.CharField()
+    error = serializers.CharField()
+    model = serializers.IntegerField(source="model_id", allow_null=True)
+    dataset_version = serializers.SerializerMethodField()
+    config = serializers.DictField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    duration_s = serializers.FloatField(allow_null=True)
+    steps = StepOut(many=True)
+
+    def get_dataset_version(self, obj) -> dict:
+        dv = obj.dataset_version
+        return {"id": dv.pk, "number": dv.number, "digest": dv.digest, "counts": dv.counts,
+                "last_label_at": dv.last_label_at}
+
+
+class ModelOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField(source="project_id")
+    version = serializers.IntegerField()
+    training_run = serializers.IntegerField(source="training_run_id")
+    labels = serializers.ListField(child=serializers.CharField())
+    history = serializers.JSONField()
+    eval_report = serializers.JSONField(allow_null=True)
+    baseline_model = serializers.IntegerField(source="baseline_model_id", allow_null=True)
+    baseline_report = serializers.JSONField(allow_null=True)
+    comparison = serializers.JSONField(allow_null=True)
+    parity = serializers.JSONField(allow_null=True)
+    exported = serializers.SerializerMethodField()
+    confusion_url = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    def get_exported(self, obj) -> bool:
+        return bool(obj.onnx)
+
+    def get_confusion_url(self, obj) -> str | None:
+        return f"/api/v1/models/{obj.pk}/confusion.png" if obj.confusion_png else None
+
+
+def _runs(qs):
+    return qs.select_related("dataset_version").prefetch_related("steps")
+
+
+class TrainingRunListCreate(ProjectScopedView):
+    @extend_schema(responses=TrainingRunOut(many=True), summary="Training runs, newest first")
+    def get(self, request, project_id):
+        project = self.project(request, project_id)
+        return Response(TrainingRunOut(_runs(TrainingRun.objects.filter(project=project).order_by("-id"))[:50], many=True).data)
+
+    @extend_schema(request=TrainingRunIn, responses={202: TrainingRunOut},
+                   summary="Freeze a dataset version and train → evaluate → export (→ deploy if the gate is on)")
+    def post(self, request, project_id):
+        project = self.project(request, project_id, Role.LEAD)
+        payload = TrainingRunIn(data=request.data)
+        payload.is_valid(raise_exception=True)
+        run = training_run_create(project=project, user=request.user, **payload.validated_data)
+        return Response(TrainingRunOut(_runs(TrainingRun.objects.filter(pk=run.pk)).get()).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TrainingRunDetail(ProjectScopedView):
+    @extend_schema(responses=TrainingRunOut, summary="Follow a training run: status, progress, steps, model")
+    def get(self, request, run_id):
+        run = _runs(TrainingRun.objects.filter(pk=run_id)).first() if str(run_id).isdigit() else None
+        if run is None:
+            raise NotFound("Training run not found.")
+        self.check_object_project(request, run.project)
+        return Response(TrainingRunOut(run).data)
+
+
+def _model(model_id) -> ModelVersion:
+    mv = ModelVersion.objects.select_related("project").filter(pk=model_id).first() if str(model_id).isdigit() else None
+    if mv is None:
+        raise NotFound("Model not found.")
+    return mv
+
+
+class ModelList(ProjectScopedView):
+    @extend_schema(responses=ModelOut(many=True), summary="Model versions with their evaluation reports")
+    def get(self, request, project_id):
+        project = self.project(request, project_id)
+        return Response(ModelOut(ModelVersion.objects.filter(project=project).order_by("-id"), many=True).data)
+
+
+class ModelDetail(ProjectScopedView):
+    @extend_schema(responses=ModelOut, summary="One model version: evaluation, comparison with the deployed model, parity")
+    def get(self, request, model_id):
+        mv = _model(model_id)
+        self.check_object_project(request, mv.project)
+        return Response(ModelOut(mv).data)
+
+
+class ModelConfusion(ProjectScopedView):
+    @extend_schema(responses={(200, "image/png"): bytes}, summary="The confusion matrix as a picture")
+    def get(self, request, model_id):
+        mv = _model(model_id)
+        self.check_object_project(request, mv.project)
+        if not mv.confusion_png:
+            raise NotFound("This model has no evaluation picture.")
+        with default_storage.open(mv.confusion_png.name, "rb") as fh:
+            return HttpResponse(fh.read(), content_type="image/png")

@@ -1,0 +1,293 @@
+"""Train → evaluate → export → gate, each step a Celery task that records itself in a PipelineStep row.
+
+Steps are safe to run twice: a step that already succeeded is skipped and the next one is enqueued.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import tempfile
+import traceback
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Max
+
+from apps.core.errors import ValidationFailed
+from apps.core.models import JobStatus
+from apps.core.services import job_fail, job_progress, job_start, job_succeed
+from apps.labeling.models import Annotation
+from apps.projects.models import Project
+from apps.samples import content as content_io
+from apps.samples.models import Sample
+from apps.training.models import DatasetVersion, ModelVersion, PipelineStep, StepKind, TrainingRun
+
+log = logging.getLogger(__name__)
+
+MIN_LABELS = 10
+STAGES = {StepKind.TRAIN: (0.0, 70.0), StepKind.EVALUATE: (70.0, 85.0), StepKind.EXPORT: (85.0, 97.0),
+          StepKind.DEPLOY: (97.0, 100.0)}
+
+
+# -- dataset versions ---------------------------------------------------------------------------
+
+def dataset_version_freeze(*, project: Project) -> DatasetVersion:
+    """Freeze the labeled samples (ids, labels, splits); reuse the latest version if nothing changed."""
+    index = {label: i for i, label in enumerate(project.labels)}
+    rows = (Sample.objects.filter(project=project, label__isnull=False)
+            .order_by("id").values_list("id", "label", "split"))
+    items = [[pk, index[label], split] for pk, label, split in rows if label in index]
+    digest = hashlib.sha256(json.dumps([project.labels, items]).encode()).hexdigest()
+    latest = DatasetVersion.objects.filter(project=project).order_by("-number").first()
+    if latest is not None and latest.digest == digest:
+        return latest
+    counts = {split: sum(1 for item in items if item[2] == split) for split in ("train", "val", "test")}
+    counts["per_label"] = {label: sum(1 for item in items if item[1] == i) for label, i in index.items()}
+    last_label_at = Annotation.objects.filter(sample__project=project).aggregate(last=Max("created_at"))["last"]
+    return DatasetVersion.objects.create(
+        project=project, number=(latest.number + 1 if latest else 1), labels=list(project.labels),
+        items=items, digest=digest, counts=counts, last_label_at=last_label_at)
+
+
+# -- training runs --------------------------------------------------------------------------------
+
+def training_run_create(*, project: Project, user, epochs: int | None = None, seed: int = 0) -> TrainingRun:
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=project.pk).first()  # serialise run numbers
+        dataset = dataset_version_freeze(project=project)
+        n_train = dataset.counts.get("train", 0)
+        classes = {item[1] for item in dataset.items if item[2] == "train"}
+        if n_train < MIN_LABELS or len(classes) < 2:
+            raise ValidationFailed(
+                f"Training needs at least {MIN_LABELS} labeled training samples in at least 2 classes; "
+                f"this project has {n_train} in {len(classes)}.", code="not_enough_labels",
+                details={"labeled_train": n_train, "classes": len(classes)})
+        number = (TrainingRun.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
+        run = TrainingRun.objects.create(
+            project=project, number=number, dataset_version=dataset, created_by=user, message="queued",
+            config={"epochs": int(epochs or settings.LOOPLAB["TRAIN_EPOCHS"]), "seed": int(seed)})
+        PipelineStep.objects.bulk_create([PipelineStep(training_run=run, kind=kind) for kind in StepKind.values])
+        _enqueue(run, StepKind.TRAIN)
+    return run
+
+
+def _enqueue(run: TrainingRun, kind: str) -> None:
+    from apps.training import tasks
+
+    task = {StepKind.TRAIN: tasks.train, StepKind.EVALUATE: tasks.evaluate,
+            StepKind.EXPORT: tasks.export, StepKind.DEPLOY: tasks.gate}[kind]
+    transaction.on_commit(lambda: task.delay(run.pk))
+
+
+def _load_split(run: TrainingRun, splits: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    items = [item for item in run.dataset_version.items if item[2] in splits]
+    if not items:
+        return np.zeros((0,)), np.zeros((0,), dtype=np.int64), []
+    samples = Sample.objects.in_bulk([item[0] for item in items])
+    blobs, labels, ids = [], [], []
+    for pk, label_index, _ in items:
+        sample = samples.get(pk)
+        if sample is None:
+            continue
+        blobs.append(content_io.read_content(sample))
+        labels.append(label_index)
+        ids.append(pk)
+    X = content_io.load_batch(run.project.modality, blobs)
+    return X, np.asarray(labels, dtype=np.int64), ids
+
+
+def _step(run: TrainingRun, kind: str) -> PipelineStep:
+    return PipelineStep.objects.get(training_run=run, kind=kind)
+
+
+def _run_step(run: TrainingRun, kind: str, body) -> None:
+    """Run one pipeline step with its bookkeeping; failure fails the run with the error recorded."""
+    step = _step(run, kind)
+    if step.status == JobStatus.SUCCEEDED:
+        _after(run, kind)
+        return
+    if run.status == JobStatus.FAILED:
+        return
+    lo, hi = STAGES[kind]
+    job_start(step, f"{kind} started")
+    if run.status == JobStatus.QUEUED:
+        job_start(run, f"{kind} started")
+    TrainingRun.objects.filter(pk=run.pk).update(stage=kind)
+
+    def progress(percent: float, message: str) -> None:
+        job_progress(step, percent, message)
+        job_progress(run, lo + (hi - lo) * percent / 100.0, f"{kind}: {message}")
+
+    try:
+        result = body(step, progress) or {}
+    except Exception as exc:  # recorded, not swallowed: the run shows the error
+        log.exception("training run %s step %s failed", run.pk, kind)
+        detail = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        job_fail(step, f"{detail}\n\n{traceback.format_exc()}")
+        job_fail(run, f"{kind} failed: {detail}")
+        return
+    job_succeed(step, f"{kind} done", result=result)
+    job_progress(run, hi, f"{kind} done")
+    _after(run, kind)
+
+
+def _after(run: TrainingRun, kind: str) -> None:
+    order = list(StepKind.values)
+    position = order.index(kind)
+    if position + 1 < len(order):
+        _enqueue(run, order[position + 1])
+    else:
+        run.refresh_from_db()
+        job_succeed(run, run.message if run.message.startswith("deploy") else "done")
+
+
+def training_run_train(*, run: TrainingRun) -> None:
+    def body(step, progress):
+        from ml.training import TrainConfig, train_classifier
+
+        project = run.project
+        progress(1, "loading the dataset")
+        X_train, y_train, _ = _load_split(run, ("train",))
+        X_val, y_val, _ = _load_split(run, ("val",))
+        if len(y_val) < 5:
+            # Too few validation labels for early stopping: hold out every 7th training sample instead.
+            hold = np.arange(len(y_train)) % 7 == 0
+            X_val, y_val = X_train[hold], y_train[hold]
+            X_train, y_train = X_train[~hold], y_train[~hold]
+        config = TrainConfig(epochs=run.config["epochs"], seed=run.config["seed"])
+        progress(3, f"training on {len(y_train)} samples, validating on {len(y_val)}")
+        model = train_classifier(project.modality, X_train, y_train, X_val, y_val, n_classes=len(project.labels),
+                                 config=config, progress=lambda p, m: progress(3 + 0.95 * p, m))
+        version = (ModelVersion.objects.filter(project=project).aggregate(n=Max("version"))["n"] or 0) + 1
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.pt"
+            model.save(path)
+            name = default_storage.save(f"models/{project.pk}/v{version}-run{run.pk}/model.pt", ContentFile(path.read_bytes()))
+        mv = ModelVersion.objects.create(project=project, training_run=run, version=version, modality=project.modality,
+                                         labels=list(run.dataset_version.labels), checkpoint=name, history=model.history)
+        TrainingRun.objects.filter(pk=run.pk).update(model=mv)
+        best = min(model.history, key=lambda h: h.get("val_loss", float("inf"))) if model.history else {}
+        return {"model": mv.pk, "version": version, "n_train": int(len(y_train)), "n_val": int(len(y_val)),
+                "epochs_run": len(model.history), "best_val_acc": best.get("val_acc")}
+
+    _run_step(run, StepKind.TRAIN, body)
+
+
+def _load_model(mv: ModelVersion):
+    from ml.training import TrainedModel
+
+    with default_storage.open(mv.checkpoint.name, "rb") as fh, tempfile.NamedTemporaryFile(suffix=".pt") as tmp:
+        tmp.write(fh.read())
+        tmp.flush()
+        return TrainedModel.load(tmp.name)
+
+
+def _metadata_slices(sample_ids: list[int]) -> dict[str, np.ndarray]:
+    """Slices from metadata keys with few distinct scalar values (e.g. time_of_day=night)."""
+    metas = dict(Sample.objects.filter(pk__in=sample_ids).values_list("id", "metadata"))
+    rows = [metas.get(pk) or {} for pk in sample_ids]
+    values: dict[str, set] = {}
+    for row in rows:
+        for key, value in row.items():
+            if isinstance(value, (str, bool, int)) and not isinstance(value, float):
+                values.setdefault(key, set()).add(value)
+    slices = {}
+    for key, seen in values.items():
+        if 2 <= len(seen) <= 10:
+            for value in sorted(seen, key=str):
+                mask = np.array([row.get(key) == value for row in rows])
+                if mask.sum() >= 5:
+                    slices[f"{key}={value}"] = mask
+    return slices
+
+
+def training_run_evaluate(*, run: TrainingRun) -> None:
+    def body(step, progress):
+        from ml.evaluation import compare_models, confusion_png, evaluate
+
+        from apps.serving.selectors import current_deployment, model_runner
+
+        mv = ModelVersion.objects.get(pk=run.model_id)
+        progress(5, "loading the test split")
+        X, y, ids = _load_split(run, ("test",))
+        if len(y) == 0:
+            return {"skipped": "no labeled test samples: label some test-split samples to evaluate"}
+        labels = list(mv.labels)
+        model = _load_model(mv)
+        progress(30, f"evaluating on {len(y)} test samples")
+        probs = model.predict_proba(X)
+        slices = _metadata_slices(ids)
+        report = evaluate(y, probs, labels, slices=slices)
+        png = confusion_png(report, title=f"model v{mv.version} on {len(y)} test samples")
+        png_name = default_storage.save(f"models/{mv.project_id}/v{mv.version}-run{run.pk}/confusion.png", ContentFile(png))
+        mv.eval_report, mv.confusion_png = report.to_dict(), png_name
+        deployment = current_deployment(project=run.project)
+        if deployment is not None and deployment.model_version_id != mv.pk:
+            progress(70, "evaluating the deployed model on the same test set")
+            old = deployment.model_version
+            old_probs = model_runner(model_version=old).predict_proba(X)
+            mv.baseline_model = old
+            mv.baseline_report = evaluate(y, old_probs, labels, slices=slices).to_dict()
+            mv.comparison = compare_models(y, probs, old_probs, labels, slices=slices).to_dict()
+        mv.save(update_fields=["eval_report", "confusion_png", "baseline_model", "baseline_report", "comparison"])
+        return {"accuracy": report.accuracy, "macro_f1": report.macro_f1, "n_test": int(len(y)),
+                "baseline_accuracy": (mv.baseline_report or {}).get("accuracy")}
+
+    _run_step(run, StepKind.EVALUATE, body)
+
+
+def training_run_export(*, run: TrainingRun) -> None:
+    def body(step, progress):
+        from ml.export import export_onnx, parity_report
+
+        mv = ModelVersion.objects.get(pk=run.model_id)
+        model = _load_model(mv)
+        progress(10, "exporting to ONNX")
+        X, _, _ = _load_split(run, ("test",))
+        if len(X) == 0:
+            X, _, _ = _load_split(run, ("val", "train"))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.onnx"
+            export_onnx(model, path)
+            progress(60, "checking ONNX against torch")
+            parity = parity_report(model, path, X[:256])
+            if not parity.passed:
+                raise RuntimeError(f"ONNX export disagrees with torch: {parity.to_dict()}")
+            name = default_storage.save(f"models/{mv.project_id}/v{mv.version}-run{run.pk}/model.onnx",
+                                        ContentFile(path.read_bytes()))
+        mv.onnx, mv.parity = name, parity.to_dict()
+        mv.save(update_fields=["onnx", "parity"])
+        return {"parity": parity.to_dict()}
+
+    _run_step(run, StepKind.EXPORT, body)
+
+
+def training_run_gate(*, run: TrainingRun) -> None:
+    """Deploy automatically when the project's gate is on and the new model does not regress."""
+    def body(step, progress):
+        from apps.serving.services import deployment_create
+
+        project = run.project
+        mv = ModelVersion.objects.get(pk=run.model_id)
+        if not project.auto_deploy:
+            decision = {"deployed": False, "reason": "the project's deploy gate is off: a lead deploys by hand"}
+        elif mv.eval_report is None:
+            decision = {"deployed": False, "reason": "no evaluation on a test split, so no evidence it does not regress"}
+        elif mv.comparison and mv.comparison.get("regressed"):
+            decision = {"deployed": False, "reason": "regression against the deployed model", "comparison": mv.comparison}
+        else:
+            deployment = deployment_create(project=project, model_version=mv, reason="gate")
+            decision = {"deployed": True, "deployment": deployment.pk,
+                        "reason": "no deployed model yet" if mv.baseline_model_id is None else "no regression against the deployed model",
+                        "label_to_serving_s": deployment.label_to_serving_s}
+        TrainingRun.objects.filter(pk=run.pk).update(
+            message=("deployed by the gate" if decision["deployed"] else f"not deployed: {decision['reason']}"))
+        return decision
+
+    _run_step(run, StepKind.DEPLOY, body)

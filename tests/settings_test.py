@@ -1,0 +1,14 @@
+"""Settings for the test suite: the real PostgreSQL and Redis of the development machine."""
+import os
+import tempfile
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/looplab")
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("LOOPLAB_DATA_DIR", tempfile.mkdtemp(prefix="looplab-test-"))
+os.environ.setdefault("LOOPLAB_TRAIN_EPOCHS", "8")
+
+from apps.looplab.settings import *  # noqa: E402,F401,F403
+
+# Unit and API tests run jobs in-process; the integration tests start a real worker instead.
+CELERY_TASK_ALWAYS_EAGER = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
