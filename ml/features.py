@@ -1,0 +1,280 @@
+"""Label-free embeddings for the first selection round, before any model exists.
+
+:func:`label_free_embeddings` maps a loader batch to ``(N, 128)`` float32 rows of
+unit L2 norm.  It is **stateless**: every row depends only on its own sample and
+on fixed constants (a seeded random projection), never on the rest of the pool,
+so embeddings can be computed incrementally at ingest and never go stale.
+
+Hand-made descriptors per modality (each block L2-normalised, then weighted and
+concatenated, then projected to 128-d with a fixed seeded Gaussian matrix):
+
+- image ``(N, 3, H, W)`` in ``[0, 1]``: contrast-normalised 8x8 grayscale
+  thumbnail; histograms of gradient orientations on a 4x4 grid (HOG-like,
+  square-rooted); colour mean/std and a 2x2 colour layout.
+- audio ``(N, 1, n_mels, T)`` log-mel: a loudness-normalised coarse
+  time-frequency grid (16 bands x 8 frames), per-band mean/std, mean absolute
+  delta per band, and the temporal energy envelope.
+- pointcloud ``(N, P, 3)``: D2 (pairwise distance) shape distribution, radial
+  distance histogram, PCA eigenvalue ratios, the histogram of coordinates along
+  each principal axis (sign-invariant), and the A3 (angle) distribution.
+
+Only numpy is imported.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ml.errors import InvalidInput
+
+__all__ = ["EMBEDDING_DIM", "label_free_embeddings", "raw_descriptors"]
+
+EMBEDDING_DIM = 128
+_PROJECTION_SEED = 20240917  # fixed forever: changing it invalidates stored embeddings
+_EPS = 1e-8
+
+
+def _l2(F: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(F, axis=1, keepdims=True)
+    return F / np.maximum(n, _EPS)
+
+
+def _grid_mean(A: np.ndarray, gh: int, gw: int) -> np.ndarray:
+    """Average ``(N, H, W)`` over a ``gh x gw`` grid of near-equal cells -> ``(N, gh, gw)``."""
+    n, h, w = A.shape
+    if h % gh == 0 and w % gw == 0:
+        return A.reshape(n, gh, h // gh, gw, w // gw).mean(axis=(2, 4))
+    rows = np.array_split(np.arange(h), gh)
+    cols = np.array_split(np.arange(w), gw)
+    out = np.empty((n, gh, gw), dtype=A.dtype)
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            out[:, i, j] = A[:, r[0] : r[-1] + 1, c[0] : c[-1] + 1].mean(axis=(1, 2))
+    return out
+
+
+# ----------------------------------------------------------------------------- image
+
+
+def _image_descriptors(X: np.ndarray) -> np.ndarray:
+    if X.ndim != 4 or X.shape[1] not in (1, 3) or X.shape[2] < 8 or X.shape[3] < 8:
+        raise InvalidInput(
+            "image batch must have shape (N, 3, H, W) with H, W >= 8",
+            details={"shape": list(X.shape)},
+        )
+    X = X.astype(np.float32, copy=False)
+    n = X.shape[0]
+    gray = X.mean(axis=1)  # (N, H, W)
+
+    # 1. contrast-normalised thumbnail
+    thumb = _grid_mean(gray, 8, 8).reshape(n, -1)
+    thumb = thumb - thumb.mean(axis=1, keepdims=True)
+    thumb = _l2(thumb)
+
+    # 2. HOG-like: unsigned gradient orientation histograms, 4x4 cells x 8 bins,
+    #    linear interpolation between neighbouring orientation bins
+    gy, gx = np.gradient(gray, axis=(1, 2))
+    mag = np.sqrt(gx * gx + gy * gy)
+    n_bins = 8
+    ang = np.mod(np.arctan2(gy, gx), np.pi) / np.pi * n_bins  # [0, n_bins)
+    lo = np.floor(ang).astype(np.int64) % n_bins
+    hi = (lo + 1) % n_bins
+    w_hi = ang - np.floor(ang)
+    w_lo = 1.0 - w_hi
+    hog_cells = []
+    for b in range(n_bins):
+        m = mag * (w_lo * (lo == b) + w_hi * (hi == b))
+        hog_cells.append(_grid_mean(m, 4, 4))
+    hog = np.stack(hog_cells, axis=-1).reshape(n, -1)  # (N, 4*4*8)
+    hog = np.sqrt(_l2(hog))  # Hellinger-style
+    hog = _l2(hog)
+
+    # 3. colour: channel mean/std and a 2x2 layout of channel means (mean-removed)
+    Xc = X if X.shape[1] == 3 else np.repeat(X, 3, axis=1)
+    cmean = Xc.mean(axis=(2, 3))
+    cstd = Xc.std(axis=(2, 3))
+    layout = np.stack([_grid_mean(Xc[:, c], 2, 2).reshape(n, -1) for c in range(3)], axis=1).reshape(n, -1)
+    layout = layout - layout.mean(axis=1, keepdims=True)
+    colour = np.concatenate([cmean - 0.5, cstd, layout], axis=1)
+    colour = _l2(colour)
+
+    return np.concatenate([1.0 * thumb, 1.3 * hog, 0.4 * colour], axis=1)
+
+
+# ----------------------------------------------------------------------------- audio
+
+
+def _audio_descriptors(X: np.ndarray) -> np.ndarray:
+    if X.ndim == 3:
+        X = X[:, None]
+    if X.ndim != 4 or X.shape[1] != 1 or X.shape[2] < 16 or X.shape[3] < 8:
+        raise InvalidInput(
+            "audio batch must have shape (N, 1, n_mels, T) with n_mels >= 16, T >= 8",
+            details={"shape": list(X.shape)},
+        )
+    S = X[:, 0].astype(np.float32, copy=False)  # (N, M, T) log-mel (dB-like)
+    n = S.shape[0]
+    if not np.isfinite(S).all():
+        raise InvalidInput("audio features contain NaN or inf", details={})
+    # loudness invariance: remove the per-sample mean level
+    S = S - S.mean(axis=(1, 2), keepdims=True)
+
+    grid = _grid_mean(S, 16, 8).reshape(n, -1)
+    grid = _l2(grid - grid.mean(axis=1, keepdims=True))
+
+    band_mean = S.mean(axis=2)
+    band_std = S.std(axis=2)
+    bands = _l2(np.concatenate([band_mean - band_mean.mean(axis=1, keepdims=True), band_std], axis=1))
+
+    delta = np.abs(np.diff(S, axis=2)).mean(axis=2)
+    delta = _l2(delta)
+
+    env = _grid_mean(S, 1, 16).reshape(n, -1)
+    env = _l2(env - env.mean(axis=1, keepdims=True))
+
+    return np.concatenate([1.3 * grid, 1.0 * bands, 0.5 * delta, 0.6 * env], axis=1)
+
+
+# ----------------------------------------------------------------------------- points
+
+
+@functools.lru_cache(maxsize=8)
+def _pair_indices(p: int, n_pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, p, size=n_pairs)
+    j = rng.integers(0, p, size=n_pairs)
+    k = rng.integers(0, p, size=n_pairs)
+    keep = (i != j) & (j != k) & (i != k)
+    i, j, k = i[keep], j[keep], k[keep]
+    for a in (i, j, k):
+        a.setflags(write=False)
+    return i, j, k
+
+
+def _hist_rows(V: np.ndarray, bins: int, lo: float, hi: float) -> np.ndarray:
+    """Row-wise normalised histograms of ``V`` ``(N, K)`` on ``[lo, hi]``."""
+    n, k = V.shape
+    idx = np.clip(((V - lo) / (hi - lo) * bins).astype(np.int64), 0, bins - 1)
+    idx = idx + (np.arange(n) * bins)[:, None]
+    h = np.bincount(idx.ravel(), minlength=n * bins).reshape(n, bins).astype(np.float32)
+    return h / max(k, 1)
+
+
+def _pointcloud_descriptors(X: np.ndarray) -> np.ndarray:
+    if X.ndim != 3 or X.shape[2] != 3 or X.shape[1] < 8:
+        raise InvalidInput(
+            "point batch must have shape (N, P, 3) with P >= 8",
+            details={"shape": list(X.shape)},
+        )
+    P = X.astype(np.float64, copy=False)
+    if not np.isfinite(P).all():
+        raise InvalidInput("point batch contains NaN or inf", details={})
+    n, p, _ = P.shape
+    # re-normalise defensively: centroid at origin, max radius 1
+    P = P - P.mean(axis=1, keepdims=True)
+    r = np.linalg.norm(P, axis=2)
+    P = P / np.maximum(r.max(axis=1), _EPS)[:, None, None]
+    r = r / np.maximum(r.max(axis=1, keepdims=True), _EPS)
+
+    i, j, k = _pair_indices(p, 4096, 7)
+    d2 = np.linalg.norm(P[:, i] - P[:, j], axis=2)  # (N, n_pairs) in [0, 2]
+    d2h = np.sqrt(_hist_rows(d2, 24, 0.0, 2.0))
+
+    radial = np.sqrt(_hist_rows(r, 16, 0.0, 1.0))
+
+    # A3: angle at j between (i - j) and (k - j)
+    u = P[:, i] - P[:, j]
+    v = P[:, k] - P[:, j]
+    cos = (u * v).sum(axis=2) / np.maximum(np.linalg.norm(u, axis=2) * np.linalg.norm(v, axis=2), _EPS)
+    a3 = np.sqrt(_hist_rows(np.clip(cos, -1, 1), 16, -1.0, 1.0))
+
+    # PCA: eigenvalue ratios and sign-invariant coordinate histograms along the axes
+    C = np.einsum("npi,npj->nij", P, P) / p
+    evals, evecs = np.linalg.eigh(C)  # ascending
+    evals = evals[:, ::-1]
+    evecs = evecs[:, :, ::-1]
+    ev = np.maximum(evals, 0.0)
+    ratios = ev / np.maximum(ev.sum(axis=1, keepdims=True), _EPS)
+    shape_stats = np.concatenate(
+        [
+            ratios,
+            np.sqrt(ev),
+            (ev[:, 1:2] / np.maximum(ev[:, 0:1], _EPS)),
+            (ev[:, 2:3] / np.maximum(ev[:, 0:1], _EPS)),
+            r.mean(axis=1, keepdims=True),
+            r.std(axis=1, keepdims=True),
+        ],
+        axis=1,
+    )
+    proj = np.abs(np.einsum("npi,nij->npj", P, evecs))  # (N, P, 3), |coord| along each axis
+    axis_h = np.concatenate([np.sqrt(_hist_rows(proj[:, :, a], 10, 0.0, 1.0)) for a in range(3)], axis=1)
+
+    return np.concatenate(
+        [
+            1.0 * _l2(d2h),
+            0.8 * _l2(radial),
+            0.8 * _l2(a3),
+            0.9 * _l2(shape_stats),
+            0.9 * _l2(axis_h),
+        ],
+        axis=1,
+    ).astype(np.float32)
+
+
+_DESCRIPTORS = {
+    "image": _image_descriptors,
+    "audio": _audio_descriptors,
+    "pointcloud": _pointcloud_descriptors,
+}
+
+
+def raw_descriptors(modality: str, X: np.ndarray) -> np.ndarray:
+    """The concatenated hand-made descriptor before projection, ``(N, D_raw)`` float32."""
+    if modality not in _DESCRIPTORS:
+        raise InvalidInput(
+            f"unknown modality {modality!r}",
+            details={"modality": modality, "allowed": sorted(_DESCRIPTORS)},
+        )
+    X = np.asarray(X)
+    if X.dtype.kind not in "fiu":
+        raise InvalidInput("expected a numeric array", details={"dtype": str(X.dtype)})
+    if X.shape[:1] == (0,):
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.asarray(_DESCRIPTORS[modality](X), dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _projection(modality: str, d_in: int, d_out: int) -> np.ndarray:
+    seed = [_PROJECTION_SEED, sum(map(ord, modality)), d_in, d_out]
+    rng = np.random.default_rng(seed)
+    G = rng.standard_normal((max(d_in, d_out), max(d_in, d_out)))
+    Q, R = np.linalg.qr(G)
+    Q = Q * np.sign(np.diag(R))  # a uniformly random orthogonal matrix
+    # d_in >= d_out: orthonormal columns (a random rotation followed by truncation);
+    # d_in < d_out: an isometric embedding, distances preserved exactly
+    W = np.ascontiguousarray(Q[:d_in, :d_out]).astype(np.float32)
+    W.setflags(write=False)
+    return W
+
+
+def label_free_embeddings(modality: str, X: np.ndarray) -> np.ndarray:
+    """``(N, 128)`` float32 unit-norm embeddings of a loader batch, without labels or fitting.
+
+    ``modality`` is ``"image"`` (``X`` of shape ``(N, 3, H, W)``), ``"audio"``
+    (``(N, 1, n_mels, T)``) or ``"pointcloud"`` (``(N, P, 3)``).  Row ``i`` depends
+    only on ``X[i]``: the same sample always gets the same embedding.
+    """
+    X = np.asarray(X)
+    if modality not in _DESCRIPTORS:
+        raise InvalidInput(
+            f"unknown modality {modality!r}",
+            details={"modality": modality, "allowed": sorted(_DESCRIPTORS)},
+        )
+    if X.ndim == 0 or X.shape[0] == 0:
+        return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+    F = raw_descriptors(modality, X)
+    W = _projection(modality, F.shape[1], EMBEDDING_DIM)
+    E = F @ W
+    return np.ascontiguousarray(_l2(E).astype(np.float32))
