@@ -1,0 +1,105 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tests.apps.helpers import push_digits
+
+
+@pytest.fixture
+def round_of_10(project, lead, digits, django_capture_on_commit_callbacks):
+    from apps.labeling.services import round_create
+
+    push_digits(project, digits, 40)
+    with django_capture_on_commit_callbacks(execute=True):
+        rnd = round_create(project=project, user=lead, budget=10, strategy="auto")
+    rnd.refresh_from_db()
+    assert rnd.status == "succeeded", rnd.error
+    return rnd
+
+
+def test_round_records_scores_ranks_budget(api, lead, project, round_of_10):
+    from apps.labeling.models import Task
+
+    tasks = list(Task.objects.filter(round=round_of_10).order_by("rank"))
+    assert len(tasks) == 10 and [t.rank for t in tasks] == list(range(10))
+    assert sorted(t.priority for t in tasks) == sorted((t.priority for t in tasks), reverse=False)
+    assert round_of_10.details["allocation"]["train"] >= 6  # the project's 70/15/15 split
+    body = api(lead).get(f"/api/v1/projects/{project.id}/").json()
+    assert body["budget"] == {"total": 500, "selected": 10, "labeled": 0, "remaining": 490}
+
+
+def test_budget_cannot_be_exceeded(api, lead, project, round_of_10):
+    from apps.projects.services import project_update
+
+    project_update(project=project, label_budget=12)
+    r = api(lead).post(f"/api/v1/projects/{project.id}/rounds/", {"budget": 3, "strategy": "random"}, format="json")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "budget_exceeded"
+    assert r.json()["error"]["details"] == {"remaining": 2, "requested": 3}
+
+
+def test_unknown_strategy_and_model_required(api, lead, project, round_of_10):
+    r = api(lead).post(f"/api/v1/projects/{project.id}/rounds/", {"budget": 3, "strategy": "psychic"}, format="json")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_strategy"
+
+
+def test_lease_order_resume_skip_submit(api, annotator, lead, project, round_of_10):
+    c = api(annotator)
+    first = c.post(f"/api/v1/projects/{project.id}/tasks/next/").json()
+    assert set(first) >= {"id", "sample", "lease_expires_at", "prediction"}
+    assert first["sample"]["content_url"].endswith("/content/")
+    # Asking again while holding a live lease returns the same task.
+    assert c.post(f"/api/v1/projects/{project.id}/tasks/next/").json()["id"] == first["id"]
+    # Another annotator gets a different task.
+    other = api(lead).post(f"/api/v1/projects/{project.id}/tasks/next/").json()
+    assert other["id"] != first["id"]
+    # Skip: the caller gets another task; the skipped one goes back to the queue for others.
+    assert c.post(f"/api/v1/tasks/{first['id']}/skip/").status_code == 204
+    second = c.post(f"/api/v1/projects/{project.id}/tasks/next/").json()
+    assert second["id"] not in (first["id"], other["id"])
+    r = c.post(f"/api/v1/tasks/{second['id']}/annotations/", {"result": {"label": "3"}, "active_seconds": 2.5}, format="json")
+    assert r.status_code == 201, r.content
+    ann = r.json()
+    assert ann["active_seconds"] == 2.5 and ann["lease_to_submit_s"] >= 0
+    sample = c.get(f"/api/v1/samples/{second['sample']['id']}/").json()
+    assert sample["label"] == "3" and sample["labeled"] is True
+    # Submitting twice is refused.
+    r = c.post(f"/api/v1/tasks/{second['id']}/annotations/", {"result": {"label": "3"}}, format="json")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "task_done"
+
+
+def test_label_outside_project_labels_is_422_and_nothing_stored(api, annotator, project, round_of_10):
+    from apps.labeling.models import Annotation
+
+    c = api(annotator)
+    task = c.post(f"/api/v1/projects/{project.id}/tasks/next/").json()
+    for result in ({"label": "cat"}, {"label": 3}, "3", {"label": "3", "extra": 1}, {}):
+        r = c.post(f"/api/v1/tasks/{task['id']}/annotations/", {"result": result}, format="json")
+        assert r.status_code == 422, (result, r.content)
+        assert r.json()["error"]["code"] in ("invalid_label", "invalid_result")
+    assert Annotation.objects.count() == 0
+
+
+def test_cannot_submit_without_the_lease(api, annotator, lead, project, round_of_10):
+    task = api(annotator).post(f"/api/v1/projects/{project.id}/tasks/next/").json()
+    r = api(lead).post(f"/api/v1/tasks/{task['id']}/annotations/", {"result": {"label": "1"}}, format="json")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "not_leased"
+
+
+def test_expired_lease_returns_the_task(project, annotator, lead, round_of_10):
+    from apps.labeling.models import Task
+    from apps.labeling.services import task_lease_next
+
+    task = task_lease_next(project=project, user=annotator)
+    past = timezone.now() - timedelta(seconds=1)
+    Task.objects.filter(pk=task.pk).update(available_at=past, lease_expires_at=past)
+    again = task_lease_next(project=project, user=lead)
+    assert again.pk == task.pk and again.leased_by_id == lead.pk
+
+
+def test_queue_empty_is_204(api, annotator, lead, project, round_of_10):
+    from apps.labeling.services import annotation_submit, task_lease_next
+
+    while (task := task_lease_next(project=project, user=lead)) is not None:
+        annotation_submit(task=task, user=lead, result={"label": "1"})
+    assert api(annotator).post(f"/api/v1/projects/{project.id}/tasks/next/").status_code == 204
