@@ -2,7 +2,17 @@ import numpy as np
 import pytest
 
 from ml.errors import InvalidInput
-from ml.selection import STRATEGIES, Selection, entropy, least_confidence, margin, select
+from ml.selection import (
+    MODEL_FREE_STRATEGIES,
+    STRATEGIES,
+    Selection,
+    bald,
+    entropy,
+    least_confidence,
+    margin,
+    select,
+    slice_mask,
+)
 
 
 def _blobs(sizes, dim=8, spread=0.3, seed=0):
@@ -25,14 +35,26 @@ def pool():
     return X, P
 
 
-MODEL_FREE = ["random", "kmeans", "auto"]
-MODEL_BASED = ["least_confidence", "margin", "entropy"]
+MODEL_FREE = list(MODEL_FREE_STRATEGIES)
+MODEL_BASED = [s for s in STRATEGIES if s not in MODEL_FREE_STRATEGIES]
+UNCERTAINTY = ["least_confidence", "margin", "entropy"]
+
+
+def _mc_for(P, seed=0, T=6):
+    """MC-dropout-like samples around P: (T, N, C)."""
+    rng = np.random.default_rng(seed)
+    mc = P[None] * rng.uniform(0.5, 1.5, size=(T,) + P.shape)
+    return (mc / mc.sum(axis=2, keepdims=True)).astype(np.float32)
+
+
+def _kw(strategy, P):
+    return {"mc_probs": _mc_for(P)} if strategy == "bald" else {}
 
 
 @pytest.mark.parametrize("strategy", MODEL_FREE + MODEL_BASED)
 def test_budget_respected_no_duplicates_scores_ranked(pool, strategy):
     X, P = pool
-    sel = select(strategy, budget=25, embeddings=X, probs=P, labeled_counts=np.array([5, 5, 5, 5]))
+    sel = select(strategy, budget=25, embeddings=X, probs=P, labeled_counts=np.array([5, 5, 5, 5]), **_kw(strategy, P))
     assert isinstance(sel, Selection)
     assert len(sel.indices) == 25 == len(sel.scores)
     assert sel.indices.dtype == np.int64
@@ -45,8 +67,8 @@ def test_budget_respected_no_duplicates_scores_ranked(pool, strategy):
 @pytest.mark.parametrize("strategy", MODEL_FREE + MODEL_BASED)
 def test_deterministic_with_random_state(pool, strategy):
     X, P = pool
-    a = select(strategy, budget=12, embeddings=X, probs=P, random_state=3)
-    b = select(strategy, budget=12, embeddings=X, probs=P, random_state=3)
+    a = select(strategy, budget=12, embeddings=X, probs=P, random_state=3, **_kw(strategy, P))
+    b = select(strategy, budget=12, embeddings=X, probs=P, random_state=3, **_kw(strategy, P))
     np.testing.assert_array_equal(a.indices, b.indices)
     np.testing.assert_array_equal(a.scores, b.scores)
 
@@ -95,7 +117,7 @@ def test_uncertainty_measures_agree_with_modal():
     np.testing.assert_allclose(entropy(P), classifier_entropy(Precomputed(), X), atol=1e-5)
 
 
-@pytest.mark.parametrize("strategy", MODEL_BASED)
+@pytest.mark.parametrize("strategy", UNCERTAINTY)
 def test_uncertainty_strategies_pick_uncertain_samples(strategy):
     rng = np.random.default_rng(0)
     n, c = 300, 4
@@ -146,7 +168,7 @@ def test_prefer_taken_first_and_ranked_by_strategy(pool, strategy):
     prefer = np.zeros(len(X), bool)
     prefer[np.arange(3, len(X), 37)] = True  # 11 preferred samples
     n_pref = int(prefer.sum())
-    sel = select(strategy, budget=20, embeddings=X, probs=P, prefer=prefer, labeled_counts=[9, 9, 9, 9])
+    sel = select(strategy, budget=20, embeddings=X, probs=P, prefer=prefer, labeled_counts=[9, 9, 9, 9], **_kw(strategy, P))
     assert len(sel.indices) == 20
     assert prefer[sel.indices[:n_pref]].all()
     assert not prefer[sel.indices[n_pref:]].any()
@@ -219,3 +241,213 @@ def test_to_dict_is_json_ready(pool):
     d = select("margin", budget=3, embeddings=X, probs=P).to_dict()
     assert json.loads(json.dumps(d))["strategy"] == "margin"
     assert len(d["indices"]) == 3
+
+
+# --------------------------------------------------------------------------- more strategies
+
+
+def test_stratified_random_is_proportional():
+    X, _ = _blobs([50, 30, 20], seed=6)
+    strata = np.array(["day"] * 70 + ["night"] * 20 + ["dusk"] * 10)
+    sel = select("stratified_random", budget=10, embeddings=X, strata=strata, random_state=1)
+    assert sel.strategy == "stratified_random/strata"
+    got = {v: int(np.sum(strata[sel.indices] == v)) for v in ("day", "night", "dusk")}
+    assert got == {"day": 7, "night": 2, "dusk": 1}
+    # without strata: by predicted class when a model exists, by k-means cluster otherwise
+    P = np.eye(3, dtype=np.float32)[np.repeat([0, 1, 2], [50, 30, 20])] * 0.8 + 0.2 / 3
+    assert select("stratified_random", budget=10, embeddings=X, probs=P).strategy == "stratified_random/predicted_class"
+    sel = select("stratified_random", budget=10, embeddings=X)
+    assert sel.strategy == "stratified_random/kmeans" and len(sel.indices) == 10
+
+
+def test_cluster_margin_round_robin_over_clusters():
+    sizes = [60] * 8
+    X, y = _blobs(sizes, dim=8, seed=5)
+    rng = np.random.default_rng(5)
+    p0 = np.where(y == 0, rng.uniform(0.49, 0.55, len(X)), rng.uniform(0.55, 0.70, len(X)))
+    P = np.stack([p0, 1 - p0], axis=1).astype(np.float32)
+    sel = select("cluster_margin", budget=8, embeddings=X, probs=P, n_clusters=8, diversity_factor=40)
+    assert sel.strategy == "cluster_margin"
+    assert _clusters_covered(sel.indices, y) == 8
+    # within each cluster it took the most uncertain candidate
+    u = margin(P)
+    for i in sel.indices:
+        assert u[i] == pytest.approx(u[y == y[i]].max())
+
+
+def test_kcenter_goes_to_uncovered_regions():
+    X, y = _blobs([30] * 8, seed=7)
+    labeled = X[y < 4][::3]  # blobs 0..3 already labeled
+    sel = select("kcenter", budget=4, embeddings=X, labeled_embeddings=labeled)
+    assert set(y[sel.indices].tolist()) == {4, 5, 6, 7}
+    assert np.all(np.diff(sel.scores) <= 1e-6)
+    # preferred picks count as covered for the rest of the batch
+    prefer = np.zeros(len(X), bool)
+    prefer[np.flatnonzero(y == 4)[:2]] = True
+    sel = select("kcenter", budget=5, embeddings=X, labeled_embeddings=labeled, prefer=prefer)
+    assert prefer[sel.indices[:2]].all()
+    assert set(y[sel.indices[2:]].tolist()) == {5, 6, 7}
+
+
+def test_typicality_picks_dense_points_not_outliers_and_skips_covered_clusters():
+    X, y = _blobs([80] * 5, dim=8, spread=0.5, seed=8)
+    sel = select("typicality", budget=5, embeddings=X)
+    assert sel.strategy == "typicality"
+    assert _clusters_covered(sel.indices, y) == 5
+    # the chosen points sit close to their blob's mean
+    for i in sel.indices:
+        centre = X[y == y[i]].mean(0)
+        spread = np.linalg.norm(X[y == y[i]] - centre, axis=1)
+        assert np.linalg.norm(X[i] - centre) < np.median(spread)
+    # scattered outliers grab k-means clusters, yet they are never picked as typical
+    rng = np.random.default_rng(8)
+    outliers = (rng.normal(size=(20, 8)) * 25).astype(np.float32)
+    sel = select("typicality", budget=5, embeddings=np.concatenate([X, outliers]))
+    assert np.all(sel.indices < len(X)), "no outlier is typical"
+    assert _clusters_covered(sel.indices, y) >= 4
+    # clusters that already hold labeled samples come last
+    labeled = X[y < 3][::10]
+    sel = select("typicality", budget=2, embeddings=X, labeled_embeddings=labeled)
+    assert set(y[sel.indices].tolist()) == {3, 4}
+
+
+def test_bald_values_and_choice():
+    # two passes that disagree completely: MI = ln 2; agreeing flat passes: MI = 0
+    mc = np.array([[[1.0, 0.0], [0.5, 0.5]], [[0.0, 1.0], [0.5, 0.5]]], dtype=np.float32)
+    np.testing.assert_allclose(bald(mc), [np.log(2), 0.0], atol=1e-6)
+    rng = np.random.default_rng(9)
+    n, T = 200, 8
+    X = rng.normal(size=(n, 4)).astype(np.float32)
+    mc = np.tile(np.array([0.9, 0.05, 0.05], np.float32), (T, n, 1))
+    flat = np.arange(0, 20)  # aleatoric: every pass says uniform
+    mc[:, flat] = 1 / 3
+    disagree = np.arange(100, 110)  # epistemic: each pass confident in a different class
+    for t in range(T):
+        mc[t, disagree] = np.eye(3, dtype=np.float32)[t % 3] * 0.94 + 0.02
+    P = mc.mean(0)
+    sel = select("bald", budget=10, embeddings=X, probs=P, mc_probs=mc)
+    assert set(sel.indices.tolist()) == set(disagree.tolist())
+    # entropy of the mean cannot tell them apart from the flat ones
+    assert set(select("entropy", budget=10, embeddings=X, probs=P).indices.tolist()) <= set(flat.tolist()) | set(disagree.tolist())
+    with pytest.raises(InvalidInput) as exc:
+        select("bald", budget=3, embeddings=X, probs=P)
+    assert exc.value.code == "model_required"
+    with pytest.raises(InvalidInput):
+        select("bald", budget=3, embeddings=X, mc_probs=mc[:, :10])
+
+
+# --------------------------------------------------------------------------- batch constraints
+
+
+def _skewed_pool(seed=10):
+    """500 samples; the model predicts class 0 for 90% of them, and the most uncertain are all class 0."""
+    rng = np.random.default_rng(seed)
+    n = 500
+    X = rng.normal(size=(n, 6)).astype(np.float32)
+    pred = np.where(rng.random(n) < 0.9, 0, rng.integers(1, 3, n))
+    conf = np.where(pred == 0, rng.uniform(0.34, 0.6, n), rng.uniform(0.7, 0.95, n))
+    P = np.zeros((n, 3), np.float32)
+    P[np.arange(n), pred] = conf
+    for c in range(3):
+        P[:, c] += np.where(pred == c, 0, (1 - conf) / 2)
+    return X, P, pred
+
+
+def test_class_quotas_and_caps():
+    X, P, pred = _skewed_pool()
+    plain = select("margin", budget=20, embeddings=X, probs=P)
+    assert np.all(pred[plain.indices] == 0)
+    sel = select("margin", budget=20, embeddings=X, probs=P, class_quotas={1: 4, 2: 4})
+    got = np.bincount(pred[sel.indices], minlength=3)
+    assert got[1] == 4 and got[2] == 4 and got.sum() == 20
+    # quota members are the most uncertain of their class
+    u = margin(P)
+    in1 = sel.indices[pred[sel.indices] == 1]
+    assert set(in1.tolist()) == set(np.flatnonzero(pred == 1)[np.argsort(-u[pred == 1], kind="stable")[:4]].tolist())
+    assert sel.info["constraints"]["class:1"] == {"count": 4, "quota": 4, "cap": None, "shortfall": 0}
+    capped = select("margin", budget=20, embeddings=X, probs=P, class_caps=[5, 20, 20])
+    got = np.bincount(pred[capped.indices], minlength=3)
+    assert got[0] == 5 and got.sum() == 20
+    assert np.all(np.diff(capped.scores) <= 1e-7)
+    # caps also hold for a batch-diverse strategy
+    capped = select("auto", budget=20, embeddings=X, probs=P, labeled_counts=[5, 5, 5], class_caps=[5, 20, 20])
+    assert np.bincount(pred[capped.indices], minlength=3)[0] == 5 and len(capped.indices) == 20
+    with pytest.raises(InvalidInput) as exc:
+        select("random", budget=5, embeddings=X, class_quotas=[1, 1, 1])
+    assert exc.value.code == "model_required"
+
+
+def test_slice_mask_predicates():
+    meta = [
+        {"time_of_day": "night", "speed": 80},
+        {"time_of_day": "day", "speed": 30},
+        {"time_of_day": "night", "speed": 20, "weather": "rain"},
+        {},
+        None,
+    ]
+    assert slice_mask(meta, {"time_of_day": "night"}).tolist() == [True, False, True, False, False]
+    assert slice_mask(meta, {"time_of_day": ["day", "dusk"]}).tolist() == [False, True, False, False, False]
+    assert slice_mask(meta, {"time_of_day": "night", "speed": {"gte": 50}}).tolist() == [True, False, False, False, False]
+    assert slice_mask(meta, {"weather": {"ne": "rain"}}).tolist() == [True, True, False, True, True]
+    assert slice_mask(meta, {"speed": {"lt": "fast"}}).tolist() == [False] * 5  # incomparable never matches
+    assert slice_mask(meta, {}).tolist() == [True] * 5
+    with pytest.raises(InvalidInput):
+        slice_mask(meta, {"speed": {"about": 3}})
+
+
+def test_slice_quotas_and_caps():
+    X, P, _ = _skewed_pool()
+    meta = [{"time_of_day": "night" if i % 10 == 0 else "day"} for i in range(len(X))]
+    night = slice_mask(meta, {"time_of_day": "night"})
+    # make night samples confidently predicted so plain margin never picks them
+    P = P.copy()
+    P[night] = np.array([0.98, 0.01, 0.01], np.float32)
+    assert not night[select("margin", budget=20, embeddings=X, probs=P).indices].any()
+    sel = select("margin", budget=20, embeddings=X, probs=P, slices={"night": night}, slice_quotas={"night": 6})
+    assert night[sel.indices].sum() == 6 and len(sel.indices) == 20
+    sel = select("random", budget=40, embeddings=X, slices={"night": night}, slice_caps={"night": 1})
+    assert night[sel.indices].sum() <= 1 and len(sel.indices) == 40
+    with pytest.raises(InvalidInput):
+        select("random", budget=5, embeddings=X, slice_quotas={"night": 2})
+
+
+def test_cost_aware_selection():
+    rng = np.random.default_rng(11)
+    n = 300
+    X = rng.normal(size=(n, 4)).astype(np.float32)
+    P = _dirichlet_probs(n, 3, seed=11)
+    cost = np.ones(n, np.float32)
+    u = margin(P)
+    top = np.argsort(-u, kind="stable")[:10]
+    cost[top] = 100.0  # the most uncertain samples are very expensive to label
+    sel = select("margin", budget=10, embeddings=X, probs=P, cost=cost)
+    assert not np.isin(sel.indices, top).any()
+    np.testing.assert_allclose(sel.scores, (u / cost)[sel.indices], rtol=1e-6)
+    # total cost bound
+    cost2 = rng.uniform(1, 5, n).astype(np.float32)
+    sel = select("margin", budget=50, embeddings=X, probs=P, cost=cost2, max_total_cost=30.0)
+    assert cost2[sel.indices].sum() <= 30.0 + 1e-4
+    assert sel.info["total_cost"] == pytest.approx(float(cost2[sel.indices].sum()), rel=1e-5)
+    assert len(sel.indices) >= 8  # 30 / max cost 5 at least, greedy fills more
+    with pytest.raises(InvalidInput):
+        select("margin", budget=5, embeddings=X, probs=P, cost=np.zeros(n))
+
+
+def test_near_duplicates_of_labeled_samples_are_excluded():
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(200, 16)).astype(np.float32)  # centred data: random pairs have cosine ~ 0
+    labeled = X[[0, 40, 80]]
+    dupes = np.array([1, 2, 41])
+    X[dupes] = labeled[[0, 0, 1]] * 1.5 + 0.01 * rng.normal(size=(3, 16))  # near copies (cosine ~ 1)
+    sel = select("random", budget=200, embeddings=X, labeled_embeddings=labeled, dedup_threshold=0.99)
+    assert not np.isin(sel.indices, dupes).any()
+    assert not np.isin(sel.indices, [0, 40, 80]).any()  # the labeled ones themselves sit in the pool too
+    assert sel.info["excluded_near_duplicates"] == 6
+    assert len(sel.indices) == 194
+
+
+def test_unknown_option_is_rejected(pool):
+    X, P = pool
+    with pytest.raises(InvalidInput) as exc:
+        select("margin", budget=5, embeddings=X, probs=P, diversity_factr=3)
+    assert exc.value.code == "unknown_option"
