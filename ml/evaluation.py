@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -25,6 +25,10 @@ __all__ = [
     "mcnemar",
     "confusion_png",
     "compare_models",
+    "slices_from_metadata",
+    "apply_rules",
+    "RulesEvaluation",
+    "evaluate_with_rules",
 ]
 
 DEFAULT_ECE_BINS = 15
@@ -143,7 +147,7 @@ def _subset_metrics(y: np.ndarray, pred: np.ndarray, n_classes: int) -> dict:
 
     n = int(len(y))
     if n == 0:
-        return {"n": 0, "accuracy": None, "macro_f1": None}
+        return {"n": 0, "accuracy": None, "macro_f1": None, "per_class_recall": {}}
     return {
         "n": n,
         "accuracy": float(np.mean(y == pred)),
@@ -163,7 +167,8 @@ def evaluate(
 
     macro_f1 averages over the classes present in ``y_true`` or predicted (scikit-learn's default);
     ``per_class`` lists every label, with support 0 where absent. ``slices`` maps a slice name to a
-    boolean mask over the samples; each slice gets {"n", "accuracy", "macro_f1", "ece"}.
+    boolean mask over the samples; each slice gets {"n", "accuracy", "macro_f1", "ece",
+    "per_class_recall" (classes present in the slice)}.
     """
     from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support  # noqa: PLC0415
 
@@ -181,6 +186,10 @@ def evaluate(
     for name, m in masks.items():
         d = _subset_metrics(y[m], pred[m], C)
         d["ece"] = expected_calibration_error(y[m], P[m], n_bins=n_bins) if d["n"] else None
+        ys, ps = y[m], pred[m]
+        d["per_class_recall"] = {
+            labels[c]: float(np.mean(ps[ys == c] == c)) for c in range(C) if np.any(ys == c)
+        }
         slice_out[name] = d
     return EvalReport(
         n=int(len(y)),
@@ -376,4 +385,152 @@ def compare_models(
         regressed=bool(reasons),
         tolerance=float(tolerance),
         alpha=float(alpha),
+    )
+
+
+# --------------------------------------------------------------------------- slices from metadata
+
+
+def slices_from_metadata(metadata: Sequence[Mapping], predicates: Mapping[str, Mapping]) -> dict[str, np.ndarray]:
+    """``{name: bool mask}`` from ``{name: predicate}``; predicates as in :func:`ml.selection.slice_mask`
+    (equality, one-of lists, operator dicts such as ``{"speed": {"gte": 50}}``)."""
+    from ml.selection import slice_mask  # noqa: PLC0415
+
+    return {str(name): slice_mask(metadata, pred) for name, pred in predicates.items()}
+
+
+# --------------------------------------------------------------------------- model + user rules
+
+Rule = Callable[[dict, str], "str | None"]
+
+
+def apply_rules(probs: np.ndarray, labels: Sequence[str], metadata: Sequence[Mapping], rule: Rule) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``rule(metadata_i, predicted_label_i)`` on every sample; a returned label overrides the model.
+
+    Returns ``(probs_with_rules, overridden mask)``: overridden rows become one-hot on the rule's label
+    (a rule is treated as certain). ``None`` (or the same label) keeps the model's prediction.
+    Raises ``InvalidInput(code="rule_error")`` if the rule raises, ``code="invalid_rule_output"`` if it
+    returns something that is not one of ``labels``.
+    """
+    labels = [str(label) for label in labels]
+    P = np.asarray(probs, dtype=np.float64)
+    if len(metadata) != len(P):
+        raise InvalidInput("metadata must have one entry per sample", details={"metadata": len(metadata), "n": len(P)})
+    lookup = {label: i for i, label in enumerate(labels)}
+    pred = P.argmax(axis=1)
+    out = P.copy()
+    overridden = np.zeros(len(P), bool)
+    for i, (row, p) in enumerate(zip(metadata, pred)):
+        try:
+            new = rule(dict(row or {}), labels[p])
+        except Exception as exc:  # a user rule: report which sample broke it
+            raise InvalidInput(
+                f"the rule raised {type(exc).__name__}: {exc}",
+                code="rule_error",
+                details={"index": i, "metadata": _jsonable(dict(row or {}))},
+            ) from exc
+        if new is None or new == labels[p]:
+            continue
+        if new not in lookup:
+            raise InvalidInput(
+                f"the rule returned {new!r}, which is not one of the project's labels",
+                code="invalid_rule_output",
+                details={"index": i, "returned": str(new), "labels": labels},
+            )
+        out[i] = 0.0
+        out[i, lookup[new]] = 1.0
+        overridden[i] = True
+    return out, overridden
+
+
+@dataclass(frozen=True)
+class RulesEvaluation:
+    model: EvalReport  # the model alone
+    with_rules: EvalReport  # the model with the rules applied
+    n_overridden: int
+    overrides_fixed: int  # the model was wrong and the rule made it right
+    overrides_broke: int  # the model was right and the rule made it wrong
+    old_model: EvalReport | None = None
+    old_with_rules: EvalReport | None = None
+    rules_hurt: bool = False  # with rules is worse than the model alone
+    rules_hurt_improvement: bool = False  # the model improved on the old one, but model + rules got worse
+    flags: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return _jsonable({
+            "model": self.model.to_dict(),
+            "with_rules": self.with_rules.to_dict(),
+            "n_overridden": self.n_overridden,
+            "overrides_fixed": self.overrides_fixed,
+            "overrides_broke": self.overrides_broke,
+            "old_model": self.old_model.to_dict() if self.old_model else None,
+            "old_with_rules": self.old_with_rules.to_dict() if self.old_with_rules else None,
+            "rules_hurt": self.rules_hurt,
+            "rules_hurt_improvement": self.rules_hurt_improvement,
+            "flags": list(self.flags),
+        })
+
+
+def evaluate_with_rules(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    labels: Sequence[str],
+    metadata: Sequence[Mapping],
+    rule: Rule,
+    *,
+    probs_old: np.ndarray | None = None,
+    slices: Mapping[str, np.ndarray] | None = None,
+    tolerance: float = 0.0,
+) -> RulesEvaluation:
+    """Evaluate the model alone and the model with the user's ``rule`` (see :func:`apply_rules`).
+
+    With ``probs_old`` (the currently deployed model on the same samples) it also evaluates old model
+    and old model + rules, and sets ``rules_hurt_improvement`` when the new model beats the old one
+    alone (accuracy) while new + rules does worse than old + rules by more than ``tolerance``: the rules
+    were written around the old model's mistakes and now fight the new one.
+    """
+    y, P, labels = _check(y_true, probs, labels)
+    masks = _check_slices(slices, len(y))
+    P_rules, over = apply_rules(P, labels, metadata, rule)
+    model = evaluate(y, P, labels, slices=masks)
+    with_rules = evaluate(y, P_rules, labels, slices=masks)
+    ok_model = P.argmax(1) == y
+    ok_rules = P_rules.argmax(1) == y
+    fixed = int(np.sum(over & ~ok_model & ok_rules))
+    broke = int(np.sum(over & ok_model & ~ok_rules))
+    flags: list[str] = []
+    rules_hurt = with_rules.accuracy < model.accuracy - tolerance
+    if rules_hurt:
+        flags.append(
+            f"the rules lower accuracy from {model.accuracy:.3f} to {with_rules.accuracy:.3f}: "
+            f"they broke {broke} correct predictions and fixed {fixed}"
+        )
+    for name, m in masks.items():
+        a, b = model.slices[name]["accuracy"], with_rules.slices[name]["accuracy"]
+        if a is not None and b < a - tolerance:
+            flags.append(f"slice {name!r}: the rules lower accuracy from {a:.3f} to {b:.3f}")
+    old = old_rules = None
+    hurt_improvement = False
+    if probs_old is not None:
+        _, Po, _ = _check(y, probs_old, labels)
+        Po_rules, _ = apply_rules(Po, labels, metadata, rule)
+        old = evaluate(y, Po, labels, slices=masks)
+        old_rules = evaluate(y, Po_rules, labels, slices=masks)
+        if model.accuracy > old.accuracy and with_rules.accuracy < old_rules.accuracy - tolerance:
+            hurt_improvement = True
+            flags.append(
+                f"the model improved ({old.accuracy:.3f} -> {model.accuracy:.3f}) but model + rules got worse "
+                f"({old_rules.accuracy:.3f} -> {with_rules.accuracy:.3f}): review the rules before deploying"
+            )
+    return RulesEvaluation(
+        model=model,
+        with_rules=with_rules,
+        n_overridden=int(over.sum()),
+        overrides_fixed=fixed,
+        overrides_broke=broke,
+        old_model=old,
+        old_with_rules=old_rules,
+        rules_hurt=bool(rules_hurt),
+        rules_hurt_improvement=bool(hurt_improvement),
+        flags=flags,
     )

@@ -82,7 +82,9 @@ def test_slices(data):
     assert rep.slices["night"]["n"] == int(night.sum())
     assert rep.slices["night"]["accuracy"] == pytest.approx(np.mean(pred[night] == y[night]))
     assert rep.slices["night"]["macro_f1"] == pytest.approx(metrics.f1_score(y[night], pred[night], average="macro"))
-    assert rep.slices["empty"] == {"n": 0, "accuracy": None, "macro_f1": None, "ece": None}
+    assert rep.slices["empty"] == {"n": 0, "accuracy": None, "macro_f1": None, "ece": None, "per_class_recall": {}}
+    recall = metrics.recall_score(y[night], pred[night], average=None, labels=[0, 1, 2, 3])
+    assert rep.slices["night"]["per_class_recall"] == pytest.approx(dict(zip(LABELS, recall)))
     d = json.loads(json.dumps(rep.to_dict()))
     assert d["slices"]["night"]["n"] == int(night.sum())
     assert d["per_class"]["car"]["support"] == int((y == 0).sum())
@@ -179,3 +181,85 @@ def test_compare_no_regression_for_same_or_better_model(data):
     cmp = compare_models(y, better, P, LABELS)
     assert not cmp.regressed
     assert cmp.accuracy_delta > 0.1
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def _onehot(idx, n_classes=3):
+    return np.eye(n_classes)[idx] * 0.8 + 0.2 / n_classes
+
+
+def _rules_case():
+    """Night: 60 trucks, 40 cars. Day: 100 samples, both models 90% right.
+
+    The old model calls night trucks 'car' and night cars 'bus'; the team wrote a rule
+    "at night, 'car' means 'truck'". The new model calls night cars 'car' (right) and night trucks 'bus'.
+    """
+    labels = ["car", "truck", "bus"]
+    y_night = np.r_[np.full(60, 1), np.full(40, 0)]
+    rng = np.random.default_rng(0)
+    y_day = rng.integers(0, 3, 100)
+    day_pred = np.where(np.arange(100) < 90, y_day, (y_day + 1) % 3)
+    y = np.r_[y_night, y_day]
+    old_night = np.r_[np.full(60, 0), np.full(40, 2)]
+    new_night = np.r_[np.full(60, 2), np.full(40, 0)]
+    P_old = _onehot(np.r_[old_night, day_pred])
+    P_new = _onehot(np.r_[new_night, day_pred])
+    meta = [{"time_of_day": "night"}] * 100 + [{"time_of_day": "day"}] * 100
+
+    def rule(md, pred):
+        return "truck" if md.get("time_of_day") == "night" and pred == "car" else None
+
+    return y, P_new, P_old, labels, meta, rule
+
+
+def test_rules_hurt_an_improved_model_is_flagged():
+    from ml.evaluation import evaluate_with_rules, slices_from_metadata
+
+    y, P_new, P_old, labels, meta, rule = _rules_case()
+    slices = slices_from_metadata(meta, {"night": {"time_of_day": "night"}})
+    res = evaluate_with_rules(y, P_new, labels, meta, rule, probs_old=P_old, slices=slices)
+    # the model alone improved: 0.45 -> 0.65
+    assert res.old_model.accuracy == pytest.approx(0.45)
+    assert res.model.accuracy == pytest.approx(0.65)
+    # with the rule: old 0.75, new 0.45
+    assert res.old_with_rules.accuracy == pytest.approx(0.75)
+    assert res.with_rules.accuracy == pytest.approx(0.45)
+    assert res.rules_hurt_improvement
+    assert res.rules_hurt
+    assert res.n_overridden == 40 and res.overrides_broke == 40 and res.overrides_fixed == 0
+    assert res.with_rules.slices["night"]["accuracy"] == 0.0
+    assert any("model + rules got worse" in f for f in res.flags)
+    assert any("slice 'night'" in f for f in res.flags)
+    assert json.loads(json.dumps(res.to_dict()))["rules_hurt_improvement"] is True
+
+
+def test_rules_that_help_are_not_flagged():
+    from ml.evaluation import evaluate_with_rules
+
+    y, P_new, P_old, labels, meta, rule = _rules_case()
+    # evaluated on the old model alone, the rule fixes 60 and breaks nothing
+    res = evaluate_with_rules(y, P_old, labels, meta, rule)
+    assert res.overrides_fixed == 60 and res.overrides_broke == 0
+    assert not res.rules_hurt and not res.rules_hurt_improvement and res.flags == []
+    assert res.with_rules.accuracy > res.model.accuracy
+    # a new model that improves and keeps benefiting from the rule: no flag
+    P_better = P_old.copy()
+    P_better[160:200] = _onehot(y[160:200])  # fixes some day mistakes
+    res = evaluate_with_rules(y, P_better, labels, meta, rule, probs_old=P_old)
+    assert not res.rules_hurt_improvement
+
+
+def test_rule_errors_are_reported():
+    from ml.evaluation import evaluate_with_rules
+
+    y, P_new, _, labels, meta, _ = _rules_case()
+    with pytest.raises(InvalidInput) as exc:
+        evaluate_with_rules(y, P_new, labels, meta, lambda md, pred: "plane")
+    assert exc.value.code == "invalid_rule_output"
+    with pytest.raises(InvalidInput) as exc:
+        evaluate_with_rules(y, P_new, labels, meta, lambda md, pred: md["speed"])
+    assert exc.value.code == "rule_error" and exc.value.details["index"] == 0
+    with pytest.raises(InvalidInput):
+        evaluate_with_rules(y, P_new, labels, meta[:5], lambda md, pred: None)
