@@ -11,9 +11,10 @@ concatenated, then projected to 128-d with a fixed seeded Gaussian matrix):
 - image ``(N, 3, H, W)`` in ``[0, 1]``: contrast-normalised 8x8 grayscale
   thumbnail; histograms of gradient orientations on a 4x4 grid (HOG-like,
   square-rooted); colour mean/std and a 2x2 colour layout.
-- audio ``(N, 1, n_mels, T)`` log-mel: a loudness-normalised coarse
-  time-frequency grid (16 bands x 8 frames), per-band mean/std, mean absolute
-  delta per band, and the temporal energy envelope.
+- audio ``(N, 1, n_mels, T)`` log-mel (as made by :mod:`ml.modalities.audio`):
+  the active (non-silent) region is resampled to 10 steps, which normalises the
+  speaking rate; a DCT over bands gives 13 cepstral coefficients per step
+  (level-invariant, c0 dropped); plus mean/std/mean-|delta| of the cepstra.
 - pointcloud ``(N, P, 3)``: D2 (pairwise distance) shape distribution, radial
   distance histogram, PCA eigenvalue ratios, the histogram of coordinates along
   each principal axis (sign-invariant), and the A3 (angle) distribution.
@@ -106,7 +107,41 @@ def _image_descriptors(X: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- audio
 
 
+@functools.lru_cache(maxsize=4)
+def _dct_matrix(n: int, k: int) -> np.ndarray:
+    """Orthonormal DCT-II rows 1..k (c0, the overall level, is dropped) -> ``(k, n)``."""
+    i = np.arange(n)
+    rows = [np.sqrt(2.0 / n) * np.cos(np.pi * (j) * (2 * i + 1) / (2 * n)) for j in range(1, k + 1)]
+    M = np.asarray(rows, dtype=np.float32)
+    M.setflags(write=False)
+    return M
+
+
+def _time_warp(S: np.ndarray, n_out: int, rel_db: float) -> np.ndarray:
+    """Crop each ``(M, T)`` spectrogram to its active region and resample it to ``n_out`` frames.
+
+    The active region spans the first to the last frame whose loudest band is within
+    ``rel_db`` of the clip's loudest cell: this removes silence and normalises the
+    speaking rate, so the same word said slowly or quickly lines up.
+    """
+    n, m, t = S.shape
+    out = np.empty((n, m, n_out), dtype=np.float32)
+    frame_max = S.max(axis=1)  # (N, T)
+    for s in range(n):
+        on = np.flatnonzero(frame_max[s] >= frame_max[s].max() - rel_db)
+        a, b = int(on[0]), int(on[-1]) + 1
+        seg = S[s, :, a:b]
+        pos = np.linspace(0.0, seg.shape[1] - 1, n_out)
+        i0 = np.floor(pos).astype(np.int64)
+        i1 = np.minimum(i0 + 1, seg.shape[1] - 1)
+        w = (pos - i0).astype(np.float32)
+        out[s] = seg[:, i0] * (1.0 - w) + seg[:, i1] * w
+    return out
+
+
 def _audio_descriptors(X: np.ndarray) -> np.ndarray:
+    from ml.modalities.audio import LOGMEL_DB_SCALE  # numpy-only module
+
     if X.ndim == 3:
         X = X[:, None]
     if X.ndim != 4 or X.shape[1] != 1 or X.shape[2] < 16 or X.shape[3] < 8:
@@ -114,27 +149,22 @@ def _audio_descriptors(X: np.ndarray) -> np.ndarray:
             "audio batch must have shape (N, 1, n_mels, T) with n_mels >= 16, T >= 8",
             details={"shape": list(X.shape)},
         )
-    S = X[:, 0].astype(np.float32, copy=False)  # (N, M, T) log-mel (dB-like)
-    n = S.shape[0]
-    if not np.isfinite(S).all():
+    if not np.isfinite(X).all():
         raise InvalidInput("audio features contain NaN or inf", details={})
-    # loudness invariance: remove the per-sample mean level
-    S = S - S.mean(axis=(1, 2), keepdims=True)
+    S = X[:, 0].astype(np.float32) * np.float32(LOGMEL_DB_SCALE)  # (N, M, T) in dB (+ a constant)
+    n, m, _ = S.shape
 
-    grid = _grid_mean(S, 16, 8).reshape(n, -1)
-    grid = _l2(grid - grid.mean(axis=1, keepdims=True))
+    # speaking-rate-normalised MFCC-like trajectory: 13 cepstral coefficients x 10 steps
+    W = _time_warp(S, 10, rel_db=35.0)
+    W = np.maximum(W, W.max(axis=(1, 2), keepdims=True) - 60.0)  # 60 dB dynamic range
+    C = np.einsum("km,nmt->nkt", _dct_matrix(m, 13), W)  # (N, 13, 10)
+    traj = _l2(C.reshape(n, -1))
 
-    band_mean = S.mean(axis=2)
-    band_std = S.std(axis=2)
-    bands = _l2(np.concatenate([band_mean - band_mean.mean(axis=1, keepdims=True), band_std], axis=1))
+    # utterance statistics of the cepstra and their deltas
+    D = np.diff(C, axis=2)
+    stats = _l2(np.concatenate([C.mean(axis=2), C.std(axis=2), np.abs(D).mean(axis=2)], axis=1))
 
-    delta = np.abs(np.diff(S, axis=2)).mean(axis=2)
-    delta = _l2(delta)
-
-    env = _grid_mean(S, 1, 16).reshape(n, -1)
-    env = _l2(env - env.mean(axis=1, keepdims=True))
-
-    return np.concatenate([1.3 * grid, 1.0 * bands, 0.5 * delta, 0.6 * env], axis=1)
+    return np.concatenate([1.0 * traj, 0.5 * stats], axis=1)
 
 
 # ----------------------------------------------------------------------------- points

@@ -54,3 +54,50 @@ def test_write_digits(tmp_path):
 
 def test_digit_labels():
     assert digits.DIGIT_LABELS == ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
+
+
+def test_spoken_digits_deterministic_prefix_and_cached(tmp_path):
+    from fixtures import speech
+
+    a = speech.spoken_digits(2, seed=0, cache_dir=tmp_path)
+    assert [y for _, y in a] == list(range(10)) * 2
+    assert len(list(tmp_path.glob("*.wav"))) == 20
+    b = speech.spoken_digits(3, seed=0, cache_dir=tmp_path)
+    assert b[:20] == a  # same bytes, and n=2 is a prefix of n=3
+    c = speech.spoken_digits(2, seed=0, cache_dir=None)  # no cache: identical synthesis
+    assert c == a
+    d = speech.spoken_digits(2, seed=1, cache_dir=tmp_path)
+    assert d != a
+
+
+def test_spoken_digits_variety():
+    from fixtures import speech
+
+    plan = speech.speech_params(20, seed=0)
+    assert len(plan) == 200
+    for c in range(10):
+        ps = [p for p, label, _ in plan if label == c]
+        assert len(set(ps)) == 20  # no duplicate parameter sets within a class
+        assert all(p.word == speech.SPOKEN_LABELS[c] for p in ps)
+    assert len({p.voice for p, _, _ in plan}) >= 6
+    assert len({p.speed for p, _, _ in plan}) >= 10
+    assert speech.SPOKEN_LABELS[0] == "zero" and len(speech.SPOKEN_LABELS) == 10
+
+
+def test_spoken_digits_are_distinct_words():
+    from fixtures import speech
+    from ml.modalities.audio import validate_audio
+
+    items = speech.spoken_digits(1, seed=0)
+    durations = [validate_audio(b).duration_s for b, _ in items]
+    assert all(0.2 < d < 2.0 for d in durations)
+    assert len({b for b, _ in items}) == 10
+
+
+def test_write_spoken_digits(tmp_path):
+    from fixtures import speech
+
+    csv_path = speech.write_spoken_digits(tmp_path, n_per_class=1, seed=0)
+    rows = list(csv.DictReader(csv_path.open()))
+    assert len(rows) == 10 and rows[3]["label_name"] == "three"
+    assert (tmp_path / rows[3]["filename"]).read_bytes() == speech.spoken_digits(1, seed=0)[3][0]
