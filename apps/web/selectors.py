@@ -1,0 +1,87 @@
+"""Reads for the server-rendered pages. The API's selectors are reused; this only shapes rows for templates."""
+from __future__ import annotations
+
+from apps.accounts.models import ROLE_RANK, Role
+
+
+def can_lead(role: str | None) -> bool:
+    return role is not None and ROLE_RANK[Role(role)] >= ROLE_RANK[Role.LEAD]
+
+
+def _totals(counts: dict) -> dict:
+    keys = ("total", "labeled", "unlabeled", "low_confidence")
+    return {key: sum(split[key] for split in counts.values()) for key in keys}
+
+
+def project_rows_for_user(*, user) -> list[dict]:
+    from apps.labeling.selectors import budget_summary
+    from apps.projects.selectors import project_role, projects_for_user
+    from apps.samples.selectors import sample_counts
+
+    rows = []
+    for project in projects_for_user(user=user).order_by("name", "id"):
+        counts = sample_counts(project=project)
+        rows.append({"project": project, "role": project_role(project=project, user=user),
+                     "totals": _totals(counts), "budget": budget_summary(project=project)})
+    return rows
+
+
+def _model_row(mv, deployed_id: int | None) -> dict:
+    report = mv.eval_report or {}
+    comparison = mv.comparison or None
+    return {
+        "model": mv,
+        "accuracy": report.get("accuracy"),
+        "macro_f1": report.get("macro_f1"),
+        "ece": report.get("ece"),
+        "n_test": report.get("n"),
+        "slices": report.get("slices") or {},
+        "exported": bool(mv.onnx),
+        "confusion_url": f"/api/v1/models/{mv.pk}/confusion.png" if mv.confusion_png else None,
+        "comparison": comparison,
+        "baseline_version": mv.baseline_model.version if mv.baseline_model_id else None,
+        "is_deployed": mv.pk == deployed_id,
+    }
+
+
+def project_page_data(*, project, user) -> dict:
+    """Everything the project page shows, read through the apps' selectors."""
+    from ml.selection import STRATEGIES
+
+    from apps.labeling.selectors import annotation_stats, budget_summary, rounds_for_project
+    from apps.projects.selectors import project_role
+    from apps.samples.selectors import sample_counts
+    from apps.serving.selectors import current_deployment
+    from apps.training.models import ModelVersion, TrainingRun
+
+    role = project_role(project=project, user=user)
+    counts = sample_counts(project=project)
+    budget = budget_summary(project=project)
+    deployment = current_deployment(project=project)
+    deployed_id = deployment.model_version_id if deployment else None
+    models = [_model_row(mv, deployed_id) for mv in
+              ModelVersion.objects.filter(project=project).select_related("baseline_model").order_by("-id")[:20]]
+    runs = list(TrainingRun.objects.filter(project=project).select_related("dataset_version", "model")
+                .prefetch_related("steps").order_by("-id")[:20])
+    rounds = list(rounds_for_project(project=project)[:20])
+    active = any(job.status in ("queued", "running") for job in [*runs, *rounds])
+    deployment_row = None
+    if deployment is not None:
+        deployment_row = {"deployment": deployment, **_model_row(deployment.model_version, deployed_id)}
+    return {
+        "project": project,
+        "role": role,
+        "is_lead": can_lead(role),
+        "counts": counts,
+        "totals": _totals(counts),
+        "budget": budget,
+        "budget_pct": (100.0 * budget["selected"] / budget["total"]) if budget["total"] else 0.0,
+        "rounds": rounds,
+        "runs": runs,
+        "models": models,
+        "deployment": deployment_row,
+        "stats": annotation_stats(project=project),
+        "strategies": list(STRATEGIES),
+        "active": active,
+        "page_config": {"project": project.pk, "active": active, "isLead": can_lead(role)},
+    }

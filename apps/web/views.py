@@ -1,0 +1,60 @@
+"""Server-rendered pages. Reads go through selectors; every write goes through the public API v1
+(the pages' ES modules call it with the session cookie and the CSRF token)."""
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import render
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+from apps.projects.models import Project
+from apps.projects.selectors import project_role
+from apps.web.selectors import can_lead, project_page_data, project_rows_for_user
+
+# Tools the annotator page has for (modality, task type).
+ANNOTATION_TOOLS = {("image", "classification"), ("audio", "classification")}
+
+
+def _not_found(request):
+    # An HTML 404 rendered here: the project-wide handler404 answers JSON (it is the API's).
+    return render(request, "web/404.html", status=404)
+
+
+def _member_project(request, project_id: int):
+    """(project, role) for a member; (None, None) for everyone else, who must not learn it exists."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return None, None
+    role = project_role(project=project, user=request.user)
+    if role is None:
+        return None, None
+    return project, role
+
+
+@login_required
+def projects_list(request):
+    return render(request, "web/projects.html", {"rows": project_rows_for_user(user=request.user)})
+
+
+@login_required
+@ensure_csrf_cookie
+def project_detail(request, project_id: int):
+    project, _ = _member_project(request, project_id)
+    if project is None:
+        return _not_found(request)
+    return render(request, "web/project.html", project_page_data(project=project, user=request.user))
+
+
+@login_required
+@ensure_csrf_cookie
+def annotate(request, project_id: int):
+    project, role = _member_project(request, project_id)
+    if project is None:
+        return _not_found(request)
+    return render(request, "web/annotate.html", {
+        "project": project,
+        "role": role,
+        "is_lead": can_lead(role),
+        "supported": (project.modality, project.task_type) in ANNOTATION_TOOLS,
+        "config": {"project": project.pk, "labels": list(project.labels), "modality": project.modality,
+                   "taskType": project.task_type},
+    })

@@ -1,0 +1,130 @@
+"""The server-rendered pages: login required, members only (404 otherwise), lead controls for leads only."""
+import pytest
+
+from tests.apps.helpers import label_all_open, push_digits, truth_by_sample
+
+
+def _client(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("path", ["/", "/projects/{id}/", "/projects/{id}/annotate/"])
+def test_anonymous_is_sent_to_login(client, project, path):
+    url = path.format(id=project.id)
+    r = client.get(url)
+    assert r.status_code == 302
+    assert r["Location"].startswith("/login/?next=")
+
+
+def test_login_page_and_login_flow(client, annotator):
+    r = client.get("/login/")
+    assert r.status_code == 200
+    assert b'name="username"' in r.content and b"csrfmiddlewaretoken" in r.content
+    r = client.post("/login/", {"username": "annotator", "password": "pw-annotator"})
+    assert r.status_code == 302 and r["Location"] == "/"
+    assert client.get("/").status_code == 200
+
+
+def test_wrong_password_shows_an_error(client, annotator):
+    r = client.post("/login/", {"username": "annotator", "password": "nope"})
+    assert r.status_code == 200
+    assert b"alert-error" in r.content
+
+
+def test_logout_is_a_post(client, annotator):
+    _client(client, annotator)
+    r = client.post("/logout/")
+    assert r.status_code == 302 and r["Location"] == "/login/"
+    assert client.get("/").status_code == 302
+
+
+def test_projects_list_shows_member_projects_only(client, lead, annotator, outsider, project):
+    from apps.projects.services import project_create
+
+    project_create(user=outsider, name="someone else's", modality="audio", labels=["yes", "no"])
+    push_digits(project, __import__("fixtures.digits", fromlist=["x"]).digits_pngs(), 6)
+    r = _client(client, annotator).get("/")
+    assert r.status_code == 200
+    html = r.content.decode()
+    assert "digits" in html and "someone else" not in html
+    assert f'href="/projects/{project.id}/"' in html and f'href="/projects/{project.id}/annotate/"' in html
+    assert "6 / 500" not in html  # nothing selected yet: budget shows 0 / 500
+    assert "0 / 500" in html
+
+
+@pytest.mark.parametrize("path", ["/projects/{id}/", "/projects/{id}/annotate/"])
+def test_non_member_gets_404_html(client, outsider, project, path):
+    r = _client(client, outsider).get(path.format(id=project.id))
+    assert r.status_code == 404
+    assert r["Content-Type"].startswith("text/html")
+    assert b"Not found" in r.content
+
+
+@pytest.mark.parametrize("pid", ["999999", "99999999999999999999999"])
+def test_missing_project_is_404(client, annotator, project, pid):
+    assert _client(client, annotator).get(f"/projects/{pid}/").status_code == 404
+
+
+def test_project_page_for_annotator_has_no_lead_controls(client, annotator, project, digits):
+    push_digits(project, digits, 10)
+    r = _client(client, annotator).get(f"/projects/{project.id}/")
+    assert r.status_code == 200
+    html = r.content.decode()
+    assert 'id="counts"' in html and 'id="budget"' in html
+    assert f'href="/projects/{project.id}/annotate/"' in html
+    assert 'id="round-form"' not in html and 'id="train-form"' not in html and "data-deploy=" not in html
+    assert "csrftoken" in r.cookies
+
+
+def test_project_page_for_lead_has_controls_and_strategies(client, lead, project):
+    from ml.selection import STRATEGIES
+
+    r = _client(client, lead).get(f"/projects/{project.id}/")
+    assert r.status_code == 200
+    html = r.content.decode()
+    assert 'id="round-form"' in html and 'id="train-form"' in html
+    for strategy in STRATEGIES:
+        assert f'<option value="{strategy}"' in html
+
+
+def test_project_page_shows_rounds_with_progress(client, lead, annotator, project, digits, django_capture_on_commit_callbacks):
+    from apps.labeling.services import round_create
+
+    with django_capture_on_commit_callbacks(execute=True):
+        push_digits(project, digits, 30)
+    with django_capture_on_commit_callbacks(execute=True):
+        rnd = round_create(project=project, user=lead, budget=12, strategy="auto")
+    rnd.refresh_from_db()
+    assert rnd.status == "succeeded", rnd.error
+    label_all_open(project, annotator, truth_by_sample(project, digits))
+    r = _client(client, lead).get(f"/projects/{project.id}/")
+    html = r.content.decode()
+    assert f'data-job="round" data-id="{rnd.pk}" data-status="succeeded"' in html
+    assert 'role="progressbar"' in html and 'aria-valuenow="100"' in html
+    assert rnd.strategy_used in html
+    assert '"active": false' in html  # nothing running: the page does not poll
+
+
+@pytest.mark.slow
+def test_project_page_shows_model_comparison_and_deployment(client, lead, annotator, project, digits,
+                                                           django_capture_on_commit_callbacks):
+    from apps.labeling.services import round_create
+    from apps.projects.services import project_update
+    from apps.training.services import training_run_create
+
+    project_update(project=project, auto_deploy=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        push_digits(project, digits, 200)
+    truth = truth_by_sample(project, digits)
+    with django_capture_on_commit_callbacks(execute=True):
+        round_create(project=project, user=lead, budget=100)
+    label_all_open(project, annotator, truth)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = training_run_create(project=project, user=lead, epochs=3)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    html = _client(client, lead).get(f"/projects/{project.id}/").content.decode()
+    assert f"/api/v1/models/{run.model_id}/confusion.png" in html
+    assert "Label → serving" in html and "serving" in html
+    assert 'data-job="run"' in html

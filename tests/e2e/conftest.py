@@ -1,0 +1,101 @@
+"""Browser tests: Debian's Chromium driven through Playwright's sync API against pytest-django's live_server."""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls the tests make are still sync.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM = os.environ.get("LOOPLAB_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set LOOPLAB_CHROMIUM)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_page(chromium, request, artifacts):
+    """new_page() -> a page in a fresh browser context (its own cookies); failed tests leave a screenshot."""
+    contexts = []
+
+    def make():
+        context = chromium.new_context(viewport={"width": 1360, "height": 900}, device_scale_factor=1)
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        return page
+
+    errors: list[str] = []
+    make.errors = errors
+    yield make
+    for i, context in enumerate(contexts):
+        for j, page in enumerate(context.pages):
+            node = getattr(request.node, "rep_call", None)
+            if node is not None and node.failed:
+                page.screenshot(path=str(artifacts / f"FAILED-{request.node.name}-{i}-{j}.png"), full_page=True)
+        context.close()
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, "rep_" + report.when, report)
+
+
+def login(page, live_server, username: str, password: str) -> None:
+    """Sign in through the login form, as a person would."""
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+
+
+@pytest.fixture
+def background_jobs(monkeypatch):
+    """Run selected Celery tasks in a background thread instead of eagerly inside the request,
+    as a worker would: the request returns at once and the page has a running job to follow."""
+    from django.db import connection
+
+    threads: list[threading.Thread] = []
+
+    def patch(task):
+        def delay(*args, **kwargs):
+            def target():
+                try:
+                    task(*args, **kwargs)  # runs the task body here; its follow-up tasks run eagerly in this thread
+                finally:
+                    connection.close()
+
+            thread = threading.Thread(target=target, daemon=True, name=f"job-{task.name}")
+            threads.append(thread)
+            thread.start()
+
+        monkeypatch.setattr(task, "delay", delay)
+
+    yield patch
+    for thread in threads:
+        thread.join(timeout=300)
