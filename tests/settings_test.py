@@ -12,3 +12,5 @@ from apps.looplab.settings import *  # noqa: E402,F401,F403
 # Unit and API tests run jobs in-process; the integration tests start a real worker instead.
 CELERY_TASK_ALWAYS_EAGER = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Separate test databases for runs side by side on one machine: LOOPLAB_TEST_DB=test_looplab_mine.
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("LOOPLAB_TEST_DB", "test_looplab")}  # noqa: F405

@@ -6,6 +6,7 @@ import logging
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
@@ -97,13 +98,23 @@ def _first_message(detail) -> str | None:
     return None
 
 
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
 def json_404(request, exception=None):
+    if not _is_api(request):
+        return defaults.page_not_found(request, exception)
     return JsonResponse(error_body("not_found", "Not found."), status=404)
 
 
 def json_500(request):
+    if not _is_api(request):
+        return defaults.server_error(request)
     return JsonResponse(error_body("server_error", "Internal server error."), status=500)
 
 
 def json_400(request, exception=None):
+    if not _is_api(request):
+        return defaults.bad_request(request, exception)
     return JsonResponse(error_body("bad_request", "Bad request."), status=400)

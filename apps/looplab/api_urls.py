@@ -11,6 +11,7 @@ urlpatterns = [
     path("projects/<str:project_id>/", projects.ProjectDetail.as_view()),
     path("projects/<str:project_id>/members/", projects.ProjectMembers.as_view()),
     path("projects/<str:project_id>/samples/", samples.SampleListPush.as_view()),
+    path("projects/<str:project_id>/label-issues/", samples.LabelIssues.as_view()),
     path("samples/<str:sample_id>/", samples.SampleDetail.as_view()),
     path("samples/<str:sample_id>/content/", samples.SampleContent.as_view()),
     path("samples/<str:sample_id>/similar/", samples.SampleSimilar.as_view()),

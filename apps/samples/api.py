@@ -200,8 +200,20 @@ class SampleContent(ProjectScopedView):
         return response
 
 
+class NeighbourOut(serializers.Serializer):
+    distance = serializers.FloatField()
+    sample = SampleOut()
+
+
+class SimilarOut(serializers.Serializer):
+    sample = serializers.IntegerField()
+    space = serializers.CharField()
+    results = NeighbourOut(many=True)
+
+
 class SampleSimilar(ProjectScopedView):
-    @extend_schema(parameters=[OpenApiParameter("k", int)], summary="Nearest samples in embedding space")
+    @extend_schema(parameters=[OpenApiParameter("k", int)], responses=SimilarOut,
+                   summary="Nearest samples in embedding space")
     def get(self, request, sample_id):
         from apps.samples.models import Sample
 
@@ -225,3 +237,32 @@ class SampleSimilar(ProjectScopedView):
         neighbours = Sample.objects.in_bulk(ids[order].tolist())
         results = [{"distance": float(distances[i]), "sample": SampleOut(neighbours[int(ids[i])]).data} for i in order]
         return Response({"sample": sample.pk, "space": sample.embedding_space, "results": results})
+
+
+class FindingOut(serializers.Serializer):
+    sample = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=["label_issue", "outlier", "near_duplicate"])
+    score = serializers.FloatField()
+    reason = serializers.CharField()
+    label = serializers.CharField()
+    suggested_label = serializers.CharField(allow_null=True)
+
+
+class LabelIssuesOut(serializers.Serializer):
+    space = serializers.CharField()
+    n_checked = serializers.IntegerField()
+    findings = FindingOut(many=True)
+
+
+class LabelIssues(ProjectScopedView):
+    @extend_schema(parameters=[OpenApiParameter("limit", int)], responses=LabelIssuesOut,
+                   summary="Label-quality findings: likely wrong labels, outliers, near-duplicates (ranked, with reasons)")
+    def get(self, request, project_id):
+        from apps.samples.quality import label_issues_find
+
+        project = self.project(request, project_id, Role.LEAD)
+        try:
+            limit = max(1, min(1000, int(request.query_params.get("limit", 100))))
+        except ValueError:
+            raise ValidationFailed("limit must be an integer.", code="invalid_limit")
+        return Response(label_issues_find(project=project, limit=limit))

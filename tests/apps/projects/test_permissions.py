@@ -79,3 +79,8 @@ def test_non_member_404_on_objects_of_the_project(api, outsider, annotator, load
 def test_unauthenticated_is_401(api, loaded):
     r = api().get(f"/api/v1/projects/{loaded.id}/")
     assert r.status_code == 401 and r.json()["error"]["code"] == "not_authenticated"
+
+
+def test_unknown_api_path_is_json_404(client):
+    r = client.get("/api/v1/nothing-here/")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
