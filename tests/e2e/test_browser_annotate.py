@@ -66,6 +66,9 @@ def test_annotate_with_the_keyboard(live_server, people, digits, new_page, artif
     labels = project.labels
 
     page = new_page()
+    page.goto(f"{live_server.url}/projects/{project.id}/annotate/")  # anonymous: sent to the login form
+    assert "/login/?next=" in page.url
+    page.screenshot(path=str(artifacts / "login.png"))
     login(page, live_server, "annotator", "pw-annotator")
     page.goto(f"{live_server.url}/projects/{project.id}/annotate/")
     page.wait_for_function("() => window.__looplab && window.__looplab.status === 'ready'")
@@ -163,6 +166,7 @@ def test_project_page_live_progress_deploy_and_prediction(live_server, people, d
     page = new_page()
     login(page, live_server, "lead", "pw-lead")
     assert page.is_visible(f"a[href='/projects/{project.id}/']")
+    page.screenshot(path=str(artifacts / "projects.png"))
     page.goto(f"{live_server.url}/projects/{project.id}/")
     page.evaluate("() => { window.__noReload = true; }")
     assert page.inner_text("#my-role") == "admin"
