@@ -64,35 +64,55 @@ def _allocate(budget: int, ratios: dict, available: dict) -> dict:
     return alloc
 
 
-def _pool_features(project: Project, samples: list[Sample], runner, progress) -> tuple[np.ndarray, np.ndarray | None]:
-    """Embeddings (cached on the samples) and, with a deployed model, probabilities for the pool."""
-    space = f"model:{runner.model_id}" if runner else "label_free"
-    embeddings: list[np.ndarray | None] = [
-        np.frombuffer(s.embedding, dtype=np.float32) if s.embedding_space == space and s.embedding else None
-        for s in samples]
-    probs = np.zeros((len(samples), len(project.labels)), dtype=np.float32) if runner else None
-    todo = [i for i, e in enumerate(embeddings) if e is None or runner is not None]
-    for start in range(0, len(todo), CHUNK):
-        idx = todo[start:start + CHUNK]
-        X = content_io.load_batch(project.modality, [content_io.read_content(samples[i]) for i in idx])
-        if runner is not None:
-            probs[idx] = runner.predict_proba(X)
-            vectors = runner.embed(X)
-        else:
-            from ml.features import label_free_embeddings
+def _pool_features(project: Project, samples: list[Sample], runner, progress):
+    """Embeddings (cached on the samples) and, with a deployed model, probabilities for the pool.
 
-            vectors = label_free_embeddings(project.modality, X)
-        changed = []
-        for i, vector in zip(idx, vectors):
-            vector = np.asarray(vector, dtype=np.float32)
-            if embeddings[i] is None:
-                samples[i].embedding, samples[i].embedding_space = vector.tobytes(), space
-                changed.append(samples[i])
-            embeddings[i] = vector
-        Sample.objects.bulk_update(changed, ["embedding", "embedding_space"], batch_size=500)
-        progress(5 + 80 * min(1.0, (start + len(idx)) / max(1, len(todo))), f"scored {start + len(idx)} of {len(todo)} samples")
-    dim = embeddings[0].shape[0] if embeddings else 1
-    return (np.stack(embeddings) if embeddings else np.zeros((0, dim), np.float32)), probs
+    Returns (usable samples, embeddings, probs or None). Samples whose content cannot be read
+    (e.g. a URI this server cannot fetch) are marked with ``embed_error`` and left out of the round.
+    """
+    space = f"model:{runner.model_id}" if runner else "label_free"
+    cached = {s.pk: np.frombuffer(s.embedding, dtype=np.float32)
+              for s in samples if s.embedding_space == space and s.embedding}
+    todo = [s for s in samples if runner is not None or s.pk not in cached]
+    vectors: dict[int, np.ndarray] = dict(cached)
+    probs_by_pk: dict[int, np.ndarray] = {}
+    unreadable = []
+    for start in range(0, len(todo), CHUNK):
+        chunk, blobs = [], []
+        for sample in todo[start:start + CHUNK]:
+            try:
+                blobs.append(content_io.read_content(sample))
+                chunk.append(sample)
+            except (content_io.ContentUnavailable, OSError) as exc:
+                sample.embed_error = str(exc)[:300]
+                unreadable.append(sample)
+        if chunk:
+            X = content_io.load_batch(project.modality, blobs)
+            if runner is not None:
+                probs_by_pk.update(zip((s.pk for s in chunk), runner.predict_proba(X)))
+                new = runner.embed(X)
+            else:
+                from ml.features import label_free_embeddings
+
+                new = label_free_embeddings(project.modality, X)
+            changed = []
+            for sample, vector in zip(chunk, new):
+                vector = np.asarray(vector, dtype=np.float32)
+                if sample.pk not in cached:
+                    sample.embedding, sample.embedding_space = vector.tobytes(), space
+                    changed.append(sample)
+                vectors[sample.pk] = vector
+            Sample.objects.bulk_update(changed, ["embedding", "embedding_space"], batch_size=500)
+        done = min(len(todo), start + CHUNK)
+        progress(5 + 80 * done / max(1, len(todo)), f"scored {done} of {len(todo)} samples")
+    if unreadable:
+        Sample.objects.bulk_update(unreadable, ["embed_error"], batch_size=500)
+    usable = [s for s in samples if s.pk in vectors]
+    if not usable:
+        return usable, np.zeros((0, 1), np.float32), None
+    embeddings = np.stack([vectors[s.pk] for s in usable])
+    probs = np.stack([probs_by_pk[s.pk] for s in usable]).astype(np.float32) if runner is not None else None
+    return usable, embeddings, probs
 
 
 def round_run(*, rnd: Round) -> None:
@@ -112,11 +132,10 @@ def round_run(*, rnd: Round) -> None:
 
         deployment = current_deployment(project=project)
         runner = model_runner(model_version=deployment.model_version) if deployment else None
-        pool = list(Sample.objects.filter(project=project, label__isnull=True, task__isnull=True)
-                    .exclude(embed_error__startswith="cannot").order_by("id"))
+        candidates = list(Sample.objects.filter(project=project, label__isnull=True, task__isnull=True).order_by("id"))
+        pool, embeddings, probs = _pool_features(project, candidates, runner, progress)
         available = {s: sum(1 for x in pool if x.split == s) for s in ("train", "val", "test")}
         alloc = _allocate(rnd.budget, project.split_ratios, available)
-        embeddings, probs = _pool_features(project, pool, runner, progress)
         index = {label: i for i, label in enumerate(project.labels)}
         labeled = Sample.objects.filter(project=project, label__isnull=False, split="train").values_list("label", flat=True)
         counts = np.bincount([index[label] for label in labeled if label in index], minlength=len(project.labels))
@@ -160,7 +179,8 @@ def round_run(*, rnd: Round) -> None:
                 selected=len(tasks), model_version=deployment.model_version if deployment else None,
                 strategy_used=used.get("train") or next(iter(used.values()), rnd.strategy),
                 details={"allocation": alloc, "strategies": used, "pool": available,
-                         "preferred": int(sum(1 for c in chosen if c[2]))})
+                         "preferred": int(sum(1 for c in chosen if c[2])),
+                         "unreadable": len(candidates) - len(pool)})
         job_succeed(rnd, f"selected {len(tasks)} samples")
     except Exception as exc:
         log.exception("round %s failed", rnd.pk)

@@ -103,3 +103,18 @@ def test_queue_empty_is_204(api, annotator, lead, project, round_of_10):
     while (task := task_lease_next(project=project, user=lead)) is not None:
         annotation_submit(task=task, user=lead, result={"label": "1"})
     assert api(annotator).post(f"/api/v1/projects/{project.id}/tasks/next/").status_code == 204
+
+
+def test_round_skips_samples_it_cannot_read(project, lead, digits, django_capture_on_commit_callbacks):
+    from apps.labeling.models import Task
+    from apps.labeling.services import round_create
+    from apps.samples.services import IngestItem, samples_ingest
+
+    push_digits(project, digits, 30)
+    samples_ingest(project=project, items=[IngestItem(external_id="remote", uri="https://example.invalid/x.png")])
+    with django_capture_on_commit_callbacks(execute=True):
+        rnd = round_create(project=project, user=lead, budget=31, strategy="random")
+    rnd.refresh_from_db()
+    assert rnd.status == "succeeded", rnd.error
+    assert rnd.selected == 30 and rnd.details["unreadable"] == 1
+    assert not Task.objects.filter(sample__external_id="remote").exists()
