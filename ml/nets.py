@@ -188,7 +188,7 @@ class PointNetClassifier(nn.Module):
     ) -> None:
         super().__init__()
         self.trunk = _PointNetTrunk(local_dim, global_dim)
-        self.fc = nn.Sequential(nn.Linear(global_dim, embed_dim), nn.BatchNorm1d(embed_dim), nn.ReLU(inplace=True))
+        self.fc = nn.Sequential(nn.Linear(global_dim, embed_dim), nn.ReLU(inplace=True))
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(embed_dim, n_classes)
         self.embed_dim = embed_dim

@@ -8,7 +8,7 @@ from sklearn.datasets import load_digits
 
 from ml.errors import CorruptData, InvalidInput
 from ml.export import OnnxClassifier, export_onnx, parity_report
-from ml.training import TrainConfig, train_classifier
+from ml.training import TrainConfig, train_classifier, train_segmenter
 
 
 def digits_images():
@@ -89,3 +89,78 @@ def test_serving_never_imports_torch(image_export):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def _clouds(n: int, n_points: int, seed: int):
+    """Sphere (0) and cube (1) surfaces, unit-sphere normalised; part label = upper half (z > 0)."""
+    rng = np.random.default_rng(seed)
+    X, y = [], []
+    for i in range(n):
+        if i % 2 == 0:
+            p = rng.normal(size=(n_points, 3))
+            p /= np.linalg.norm(p, axis=1, keepdims=True)
+        else:
+            p = rng.uniform(-1, 1, size=(n_points, 3))
+            p[np.arange(n_points), rng.integers(0, 3, n_points)] = rng.choice([-1.0, 1.0], n_points)
+            p /= np.linalg.norm(p, axis=1).max()
+        X.append(p.astype(np.float32))
+        y.append(i % 2)
+    X = np.stack(X)
+    return X, np.array(y), (X[..., 2] > 0).astype(np.int64)
+
+
+def _chirps(n: int, seed: int, duration: float):
+    import librosa
+
+    rng = np.random.default_rng(seed)
+    X, y = [], []
+    for i in range(n):
+        lo, hi = rng.uniform(200, 600), rng.uniform(2000, 5000)
+        up = i % 2 == 0
+        sig = librosa.chirp(fmin=lo if up else hi, fmax=hi if up else lo, sr=16000, duration=duration)
+        mel = librosa.feature.melspectrogram(y=sig.astype(np.float32), sr=16000, n_fft=400, hop_length=160, n_mels=64)
+        X.append(((np.maximum(librosa.power_to_db(mel, top_db=None), -100) + 50) / 50)[None].astype(np.float32))
+        y.append(i % 2)
+    return np.stack(X), np.array(y)
+
+
+def test_audio_export_parity_with_dynamic_frames(tmp_path):
+    X, y = _chirps(12, seed=0, duration=0.5)
+    model = train_classifier("audio", X, y, None, None, n_classes=2, config=TrainConfig(epochs=2, batch_size=4))
+    path = tmp_path / "audio.onnx"
+    export_onnx(model, path)
+    report = parity_report(model, path, X)
+    assert report.passed and report.top1_agreement == 1.0 and report.max_abs_diff < 1e-4
+    clf = OnnxClassifier(path)
+    assert clf.input_shape == ["batch", 1, 64, "frames"]
+    longer, _ = _chirps(3, seed=1, duration=1.0)  # 101 frames instead of 51
+    np.testing.assert_allclose(clf.predict_proba(longer), model.predict_proba(longer), atol=1e-4)
+    assert clf.embed(longer).shape == (3, 128)
+
+
+def test_pointcloud_export_parity_with_dynamic_points(tmp_path):
+    X, y, _ = _clouds(12, 128, seed=0)
+    model = train_classifier("pointcloud", X, y, None, None, n_classes=2, config=TrainConfig(epochs=2, batch_size=4))
+    path = tmp_path / "pc.onnx"
+    export_onnx(model, path)
+    assert parity_report(model, path, X).passed
+    clf = OnnxClassifier(path)
+    assert clf.input_shape == ["batch", "points", 3]
+    more, _, _ = _clouds(2, 1024, seed=1)
+    np.testing.assert_allclose(clf.predict_proba(more), model.predict_proba(more), atol=1e-4)
+
+
+def test_segmenter_export_parity_per_point(tmp_path):
+    X, _, parts = _clouds(12, 128, seed=0)
+    model = train_segmenter(X, parts, None, None, n_classes=2, config=TrainConfig(epochs=2, batch_size=4))
+    path = tmp_path / "seg.onnx"
+    export_onnx(model, path)
+    report = parity_report(model, path, X)
+    assert report.passed and report.n == 12
+    clf = OnnxClassifier(path)
+    assert clf.task == "segmentation"
+    more, _, _ = _clouds(2, 300, seed=1)
+    probs = clf.predict_proba(more)
+    assert probs.shape == (2, 300, 2)
+    np.testing.assert_allclose(probs, model.predict_proba(more), atol=1e-4)
+    assert clf.embed(more).shape == (2, 128)

@@ -6,7 +6,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from ml.errors import CorruptData, EmptyData, InvalidInput
-from ml.training import TrainConfig, TrainedModel, _class_weights, train_classifier
+from ml.training import TrainConfig, TrainedModel, _augment, _class_weights, train_classifier, train_segmenter
 
 SMALL = {"widths": [16, 32, 64]}  # a narrower image CNN keeps the tests fast
 
@@ -19,6 +19,85 @@ def digits_images(size: int = 32):
     x = np.repeat(np.repeat(x, rep, axis=1), rep, axis=2)
     x = np.repeat(x[:, None], 3, axis=1) * 2.0 - 1.0
     return np.ascontiguousarray(x), d.target.astype(np.int64)
+
+
+def _unit_sphere(p):
+    p = p - p.mean(axis=0)
+    return (p / np.linalg.norm(p, axis=1).max()).astype(np.float32)
+
+
+def shape_clouds(n_per_class: int, n_points: int, seed: int):
+    """Point clouds sampled from parametric surfaces: sphere (0), cube (1), cylinder wall (2),
+    each randomly scaled per axis, jittered and normalised to the unit sphere."""
+    rng = np.random.default_rng(seed)
+    X, y = [], []
+    for k in range(3):
+        for _ in range(n_per_class):
+            if k == 0:
+                v = rng.normal(size=(n_points, 3))
+                p = v / np.linalg.norm(v, axis=1, keepdims=True)
+            elif k == 1:
+                p = rng.uniform(-1, 1, size=(n_points, 3))
+                p[np.arange(n_points), rng.integers(0, 3, n_points)] = rng.choice([-1.0, 1.0], n_points)
+            else:
+                t = rng.uniform(0, 2 * np.pi, n_points)
+                p = np.stack([np.cos(t), np.sin(t), rng.uniform(-1, 1, n_points)], axis=1)
+            p = p * rng.uniform(0.7, 1.3, size=3) + rng.normal(0, 0.01, size=(n_points, 3))
+            X.append(_unit_sphere(p))
+            y.append(k)
+    return np.stack(X), np.array(y, dtype=np.int64)
+
+
+def lamps(n: int, n_points: int, seed: int):
+    """Clouds of a 'lamp' with per-point part labels: cylinder wall (0), top disc (1), sphere on top (2)."""
+    rng = np.random.default_rng(seed)
+    X, Y = [], []
+    for _ in range(n):
+        r, h, big_r = rng.uniform(0.3, 0.6), rng.uniform(1.0, 2.0), rng.uniform(0.4, 0.8)
+        parts = rng.choice(3, size=n_points, p=[0.5, 0.2, 0.3])
+        p = np.empty((n_points, 3))
+        for k in range(3):
+            m = parts == k
+            c = int(m.sum())
+            t = rng.uniform(0, 2 * np.pi, c)
+            if k == 0:
+                p[m] = np.stack([r * np.cos(t), r * np.sin(t), rng.uniform(0, h, c)], axis=1)
+            elif k == 1:
+                rr = r * np.sqrt(rng.uniform(0, 1, c))
+                p[m] = np.stack([rr * np.cos(t), rr * np.sin(t), np.full(c, h)], axis=1)
+            else:
+                v = rng.normal(size=(c, 3))
+                p[m] = v / np.linalg.norm(v, axis=1, keepdims=True) * big_r + [0.0, 0.0, h + big_r]
+        X.append(_unit_sphere(p + rng.normal(0, 0.01, size=p.shape)))
+        Y.append(parts)
+    return np.stack(X), np.stack(Y).astype(np.int64)
+
+
+def sound_logmels(n_per_class: int, seed: int, duration: float = 0.5, sr: int = 16000):
+    """Rising chirps (0), falling chirps (1) and coloured noise (2) with random ranges and levels,
+    as (N, 1, 64, T) log-mel scaled like ml.modalities.audio: (dB + 50) / 50, floor -100 dB."""
+    import librosa
+
+    rng = np.random.default_rng(seed)
+    n = int(sr * duration)
+    X, y = [], []
+    for k in range(3):
+        for _ in range(n_per_class):
+            lo, hi = rng.uniform(200, 600), rng.uniform(2000, 5000)
+            if k == 0:
+                sig = librosa.chirp(fmin=lo, fmax=hi, sr=sr, duration=duration)
+            elif k == 1:
+                sig = librosa.chirp(fmin=hi, fmax=lo, sr=sr, duration=duration)
+            else:
+                sig = np.convolve(rng.normal(size=n), np.hanning(int(rng.integers(8, 32))), mode="same")
+            sig = sig[:n] / np.abs(sig[:n]).max() * rng.uniform(0.2, 0.9) + rng.normal(0, 0.01, n)
+            mel = librosa.feature.melspectrogram(
+                y=sig.astype(np.float32), sr=sr, n_fft=400, hop_length=160, n_mels=64, fmin=20, fmax=8000
+            )
+            db = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
+            X.append(((np.maximum(db, -100.0) + 50.0) / 50.0)[None].astype(np.float32))
+            y.append(k)
+    return np.stack(X), np.array(y, dtype=np.int64)
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +290,60 @@ def test_bad_inputs_raise_typed_errors(digits):
     assert err.value.code == "bad_weights"
     with pytest.raises(InvalidInput):
         TrainConfig(epochs=0)
+
+
+def test_audio_classifier_learns_sound_classes_and_takes_any_length():
+    X_tr, y_tr = sound_logmels(12, seed=0)
+    X_va, y_va = sound_logmels(6, seed=1)
+    assert X_tr.shape == (36, 1, 64, 51)
+    cfg = TrainConfig(epochs=6, batch_size=8, lr=3e-3, seed=0)
+    model = train_classifier("audio", X_tr, y_tr, X_va, y_va, n_classes=3, config=cfg)
+    assert float(np.mean(model.predict(X_va) == y_va)) >= 0.9
+    assert model.input_shape == (1, 64, 51)
+    long_clips, _ = sound_logmels(1, seed=2, duration=1.0)
+    assert model.predict_proba(long_clips).shape == (3, 3)
+    assert model.embed(long_clips).shape == (3, 128)
+
+
+def test_pointcloud_classifier_learns_shapes():
+    X_tr, y_tr = shape_clouds(20, 128, seed=0)
+    X_va, y_va = shape_clouds(10, 128, seed=1)
+    cfg = TrainConfig(epochs=6, batch_size=8, lr=3e-3, seed=0)
+    model = train_classifier("pointcloud", X_tr, y_tr, X_va, y_va, n_classes=3, config=cfg)
+    assert float(np.mean(model.predict(X_va) == y_va)) >= 0.9
+    # trained with yaw augmentation: a rotated cloud about z keeps its class
+    theta = 1.1
+    rot = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]], np.float32)
+    assert float(np.mean(model.predict(X_va @ rot.T) == y_va)) >= 0.85
+    assert model.embed(X_va[:4]).shape == (4, 128)
+
+
+def test_segmenter_labels_parts_per_point(tmp_path):
+    X_tr, Y_tr = lamps(40, 128, seed=0)
+    X_va, Y_va = lamps(16, 128, seed=1)
+    cfg = TrainConfig(epochs=8, batch_size=8, lr=3e-3, seed=0)
+    model = train_segmenter(X_tr, Y_tr, X_va, Y_va, n_classes=3, config=cfg)
+    probs = model.predict_proba(X_va)
+    assert probs.shape == (16, 128, 3)
+    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, atol=1e-5)
+    assert float(np.mean(probs.argmax(-1) == Y_va)) >= 0.85
+    assert model.history[-1]["val_acc"] is not None
+    assert model.embed(X_va).shape == (16, 128)
+    path = tmp_path / "seg.pt"
+    model.save(path)
+    again = TrainedModel.load(path)
+    assert again.task == "segmentation"
+    np.testing.assert_allclose(again.predict_proba(X_va[:2]), probs[:2], atol=1e-6)
+    with pytest.raises(InvalidInput):
+        train_segmenter(X_tr, Y_tr[:, :10], None, None, n_classes=3)
+
+
+def test_pointcloud_augmentation_is_a_yaw_rotation_plus_small_jitter():
+    X, _ = shape_clouds(2, 64, seed=0)
+    out = _augment("pointcloud", X, np.random.default_rng(0))
+    assert out.shape == X.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out[..., 2], X[..., 2], atol=0.05)  # z untouched but for jitter
+    np.testing.assert_allclose(
+        np.linalg.norm(out[..., :2], axis=-1), np.linalg.norm(X[..., :2], axis=-1), atol=0.08
+    )
+    assert np.abs(out[..., :2] - X[..., :2]).max() > 0.1  # actually rotated
