@@ -7,9 +7,6 @@ from pathlib import Path
 
 import pytest
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls the tests make are still sync.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = os.environ.get("LOOPLAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -22,12 +19,16 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="session")
-def chromium():
+@pytest.fixture
+def chromium(monkeypatch):
+    """One Chromium per test. Playwright's sync API runs an event loop in this thread while it lives, and the
+    ORM calls the test makes are sync: Django's async-safety check is lifted for this test only (never
+    process-wide, where it would leak into subprocesses such as `manage.py check --deploy`)."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set LOOPLAB_CHROMIUM)")
     from playwright.sync_api import sync_playwright
 
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser
@@ -75,7 +76,7 @@ def login(page, live_server, username: str, password: str) -> None:
 
 
 @pytest.fixture
-def background_jobs(monkeypatch):
+def background_jobs(monkeypatch, transactional_db):
     """Run selected Celery tasks in a background thread instead of eagerly inside the request,
     as a worker would: the request returns at once and the page has a running job to follow."""
     from django.db import connection
