@@ -133,7 +133,8 @@ def _run_step(run: TrainingRun, kind: str, body) -> None:
         job_fail(run, f"{kind} failed: {detail}")
         return
     job_succeed(step, f"{kind} done", result=result)
-    job_progress(run, hi, f"{kind} done")
+    if kind != StepKind.DEPLOY:  # the gate writes its own decision as the run's message
+        job_progress(run, hi, f"{kind} done")
     _after(run, kind)
 
 
@@ -144,7 +145,7 @@ def _after(run: TrainingRun, kind: str) -> None:
         _enqueue(run, order[position + 1])
     else:
         run.refresh_from_db()
-        job_succeed(run, run.message if run.message.startswith("deploy") else "done")
+        job_succeed(run, run.message or "done")
 
 
 def training_run_train(*, run: TrainingRun) -> None:

@@ -29,6 +29,7 @@ def test_loop_round_label_train_deploy_predict(api, lead, annotator, project, di
     run = c_lead.get(f"/api/v1/training-runs/{r.json()['id']}/").json()
     assert run["status"] == "succeeded", run
     assert [s["status"] for s in run["steps"]] == ["succeeded"] * 4
+    assert run["message"] == "deployed by the gate"
     model = c_lead.get(f"/api/v1/models/{run['model']}/").json()
     assert model["eval_report"]["accuracy"] > 0.5
     assert model["parity"]["top1_agreement"] == 1.0
