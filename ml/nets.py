@@ -88,7 +88,7 @@ class _ConvClassifier(nn.Module):
             h = h.mean(dim=3, keepdim=True)  # any width / number of frames
         if gh == 1:
             h = h.mean(dim=2, keepdim=True)
-        if gh > 1 or gw > 1:
+        if (gh > 1 or gw > 1) and tuple(h.shape[2:]) != (gh, gw):  # sizes are static here (ONNX too)
             h = F.adaptive_avg_pool2d(h, (gh, gw))
         return self.fc(h.flatten(1))
 

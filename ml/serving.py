@@ -194,7 +194,7 @@ def measure_latency(
 ) -> dict:
     """Time ``runner(batch)`` on batches drawn in order (wrapping around) from ``X``.
 
-    For each batch size: ``warmup`` untimed calls, then at least ``repeats`` timed calls (default:
+    For each batch size: ``warmup`` untimed calls, then ``repeats`` timed calls (default:
     as many as fit in ``min_seconds``, at least 10, at most ``max_repeats``).
 
     Returns ``{str(batch_size): {"batch_size", "n_runs", "p50_ms", "p95_ms", "mean_ms",

@@ -7,7 +7,17 @@ import pytest
 from sklearn.datasets import load_digits
 
 from ml.errors import CorruptData, InvalidInput
-from ml.export import OnnxClassifier, export_onnx, parity_report
+from ml.export import (
+    OnnxClassifier,
+    choose_runtime,
+    compare_runtimes,
+    export_onnx,
+    measure_latency,
+    parity_report,
+    quantize_dynamic_int8,
+    quantize_static_int8,
+    runtime_decision,
+)
 from ml.training import TrainConfig, train_classifier, train_segmenter
 
 
@@ -164,3 +174,74 @@ def test_segmenter_export_parity_per_point(tmp_path):
     assert probs.shape == (2, 300, 2)
     np.testing.assert_allclose(probs, model.predict_proba(more), atol=1e-4)
     assert clf.embed(more).shape == (2, 128)
+
+
+def test_int8_models_mostly_agree_with_fp32(image_export, tmp_path):
+    model, path, X, y = image_export
+    X_cal, _ = digits_images()
+    dyn, static = tmp_path / "dyn.onnx", tmp_path / "static.onnx"
+    quantize_dynamic_int8(path, dyn)
+    quantize_static_int8(path, static, X_cal[:256])
+    assert OnnxClassifier(static).metadata["precision"] == "int8-static"
+    assert OnnxClassifier(dyn).metadata["precision"] == "int8-dynamic"
+    assert OnnxClassifier(static).modality == "image"
+    assert static.stat().st_size < 0.5 * path.stat().st_size  # int8 weights
+    cmp = compare_runtimes(model, {"ort_fp32": path, "ort_int8_dynamic": dyn, "ort_int8_static": static}, X, y)
+    runtimes = cmp.runtimes
+    assert runtimes["ort_fp32"]["top1_agreement"] == 1.0 and runtimes["ort_fp32"]["max_abs_diff"] < 1e-4
+    for name in ("ort_int8_dynamic", "ort_int8_static"):
+        assert runtimes[name]["top1_agreement"] >= 0.95, (name, runtimes[name])
+        assert runtimes[name]["accuracy"] >= cmp.reference_accuracy - 0.03
+        assert 0 < runtimes[name]["max_abs_diff"] < 0.5  # really quantized, still close
+    assert json.loads(json.dumps(cmp.to_dict()))["reference"] == "torch"
+    with pytest.raises(InvalidInput):
+        quantize_static_int8(path, tmp_path / "x.onnx", np.zeros((0, 3, 32, 32), np.float32))
+
+
+def _stats(**p50):
+    return {bs: {"p50_ms": v, "p95_ms": v * 1.2} for bs, v in p50.items()}
+
+
+@pytest.mark.parametrize(
+    ("fp32", "int8", "acc32", "acc8", "expected"),
+    [
+        (_stats(**{"1": 1.0, "64": 20.0}), _stats(**{"1": 0.8, "64": 10.0}), 0.95, 0.945, "int8"),  # 1.25x, -0.5 pt
+        (_stats(**{"1": 1.0, "64": 20.0}), _stats(**{"1": 0.8, "64": 10.0}), 0.95, 0.94, "int8"),  # exactly 1 point
+        (_stats(**{"1": 1.0, "64": 20.0}), _stats(**{"1": 0.8, "64": 10.0}), 0.95, 0.935, "fp32"),  # 1.5 points lost
+        (_stats(**{"1": 1.0, "64": 20.0}), _stats(**{"1": 0.9, "64": 10.0}), 0.95, 0.95, "fp32"),  # 1.11x at batch 1
+        (_stats(**{"1": 1.2, "64": 20.0}), _stats(**{"1": 1.0, "64": 10.0}), 0.90, 0.91, "int8"),  # exactly 1.2x, better
+        (_stats(**{"1": 1.0}), _stats(**{"1": 0.5}), 0.95, None, "fp32"),  # accuracy unknown
+    ],
+)
+def test_choose_runtime_rule(fp32, int8, acc32, acc8, expected):
+    assert choose_runtime(fp32, int8, acc32, acc8) == expected
+    decision = runtime_decision(fp32, int8, acc32, acc8)
+    assert decision.runtime == expected and decision.reason
+
+
+def test_choose_runtime_rejects_bad_arguments():
+    with pytest.raises(InvalidInput):
+        choose_runtime(_stats(**{"1": 1.0}), _stats(**{"64": 1.0}), 0.9, 0.9)
+    with pytest.raises(InvalidInput):
+        choose_runtime(_stats(**{"1": 1.0}), _stats(**{"1": 0.5}), 95.0, 94.5)  # percentages, not fractions
+
+
+def test_measure_latency_times_each_batch_size():
+    import time as _time
+
+    seen = []
+
+    def runner(batch):
+        seen.append(len(batch))
+        _time.sleep(0.002 * len(batch) ** 0.5)
+
+    X = np.zeros((100, 4), np.float32)
+    stats = measure_latency(runner, X, batch_sizes=(1, 16), warmup=2, repeats=12)
+    assert set(stats) == {"1", "16"}
+    assert seen.count(1) == 14 and seen.count(16) == 14
+    s1, s16 = stats["1"], stats["16"]
+    assert s1["n_runs"] == 12 and s1["p50_ms"] >= 2.0 and s16["p50_ms"] >= 8.0
+    assert s1["p95_ms"] >= s1["p50_ms"]
+    assert s16["throughput_per_s"] == pytest.approx(16 / (s16["mean_ms"] / 1000))
+    assert s16["throughput_per_s"] > s1["throughput_per_s"]
+    assert s1["rss_mb"] > 0
