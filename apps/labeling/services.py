@@ -205,6 +205,8 @@ def task_lease_next(*, project: Project, user) -> Task | None:
         with transaction.atomic():
             qs = (Task.objects.filter(project=project, state=TaskState.PENDING, available_at__lte=now)
                   .exclude(skips__user=user).order_by("-priority", "id"))
+            if project.annotations_per_task > 1:  # each annotator annotates a task once
+                qs = qs.exclude(annotations__annotator=user)
             if connection.features.has_select_for_update_skip_locked:
                 qs = qs.select_for_update(skip_locked=True, of=("self",))
             candidate = qs.only("id").first()
@@ -233,24 +235,16 @@ def task_skip(*, task: Task, user) -> None:
                                                available_at=timezone.now())
 
 
-def validate_result(*, project: Project, result) -> dict:
-    if not isinstance(result, dict):
-        raise ValidationFailed("result must be a JSON object.", code="invalid_result")
-    if project.task_type == "classification":
-        label = result.get("label")
-        if not isinstance(label, str) or label not in project.labels:
-            raise ValidationFailed(f"label must be one of the project's labels; got {label!r}.",
-                                   code="invalid_label", details={"labels": project.labels})
-        extra = set(result) - {"label"}
-        if extra:
-            raise ValidationFailed(f"Unexpected fields in a classification result: {sorted(extra)}.", code="invalid_result")
-        return {"label": label}
-    raise ValidationFailed(f"Task type {project.task_type!r} is not supported yet.", code="unsupported_task_type")
-
-
 def annotation_submit(*, task: Task, user, result, active_seconds: float | None = None) -> Annotation:
+    """Store a validated annotation for a task the caller has leased.
+
+    A task is done once it has the project's ``annotations_per_task`` annotations; for
+    classification the sample's label is then the majority label (ties: the earliest).
+    """
+    from apps.labeling.results import validate_result
+
     project = task.project
-    clean = validate_result(project=project, result=result)
+    clean = validate_result(project=project, sample=task.sample, result=result)
     if active_seconds is not None and (active_seconds < 0 or active_seconds > 86400):
         raise ValidationFailed("active_seconds must be within 0..86400.", code="invalid_active_seconds")
     with transaction.atomic():
@@ -260,6 +254,14 @@ def annotation_submit(*, task: Task, user, result, active_seconds: float | None 
         annotation = Annotation.objects.create(
             task=task, sample=task.sample, annotator=user, result=clean, active_seconds=active_seconds,
             lease_to_submit_s=(now - task.leased_at).total_seconds() if task.leased_at else None)
-        Task.objects.filter(pk=task.pk).update(state=TaskState.DONE, done_at=now, lease_expires_at=None)
-        Sample.objects.filter(pk=task.sample_id).update(label=clean["label"], labeled_at=now, low_confidence=False)
+        results = list(Annotation.objects.filter(task=task).order_by("id").values_list("result", flat=True))
+        if len(results) >= project.annotations_per_task:
+            Task.objects.filter(pk=task.pk).update(state=TaskState.DONE, done_at=now, leased_by=None,
+                                                   lease_expires_at=None, available_at=now)
+            if project.task_type == "classification":
+                votes = [r["label"] for r in results]
+                label = max(votes, key=lambda v: (votes.count(v), -votes.index(v)))
+                Sample.objects.filter(pk=task.sample_id).update(label=label, labeled_at=now, low_confidence=False)
+        else:  # back to the queue for the next annotator
+            Task.objects.filter(pk=task.pk).update(leased_by=None, leased_at=None, lease_expires_at=None, available_at=now)
     return annotation

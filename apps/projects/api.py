@@ -21,6 +21,7 @@ class ProjectIn(serializers.Serializer):
     label_budget = serializers.IntegerField(min_value=0, default=1000)
     confidence_threshold = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.6)
     auto_deploy = serializers.BooleanField(default=False)
+    annotations_per_task = serializers.IntegerField(min_value=1, max_value=10, default=1)
 
 
 class ProjectPatchIn(serializers.Serializer):
@@ -28,6 +29,7 @@ class ProjectPatchIn(serializers.Serializer):
     label_budget = serializers.IntegerField(min_value=0, required=False)
     confidence_threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
     auto_deploy = serializers.BooleanField(required=False)
+    annotations_per_task = serializers.IntegerField(min_value=1, max_value=10, required=False)
 
 
 class ProjectOut(serializers.Serializer):
@@ -40,6 +42,7 @@ class ProjectOut(serializers.Serializer):
     label_budget = serializers.IntegerField()
     confidence_threshold = serializers.FloatField()
     auto_deploy = serializers.BooleanField()
+    annotations_per_task = serializers.IntegerField()
     created_at = serializers.DateTimeField()
 
 

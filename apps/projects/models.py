@@ -11,7 +11,11 @@ class Modality(models.TextChoices):
 
 
 class TaskType(models.TextChoices):
-    CLASSIFICATION = "classification"
+    CLASSIFICATION = "classification"  # any modality: {"label"}
+    DETECTION = "detection"  # image: {"boxes": [...], "polygons": [...]}
+    AUDIO_REGIONS = "audio_regions"  # audio: {"regions": [{"label", "start", "end", "text"?}]}
+    POINT_SEGMENTATION = "point_segmentation"  # point cloud: {"point_labels": [...]}
+    CUBOIDS = "cuboids"  # point cloud: {"cuboids": [{"label", "center", "size", "yaw"}]}
 
 
 def default_split_ratios() -> dict:
@@ -27,6 +31,7 @@ class Project(models.Model):
     label_budget = models.PositiveIntegerField(default=1000, help_text="labels this project may buy in total")
     confidence_threshold = models.FloatField(default=0.6, help_text="predictions below this go back to labeling")
     auto_deploy = models.BooleanField(default=False, help_text="deploy a new model when it does not regress")
+    annotations_per_task = models.PositiveSmallIntegerField(default=1, help_text="independent annotations each task needs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -36,31 +36,40 @@ def _validate_ratios(ratios) -> dict:
 
 def project_create(*, user, name: str, modality: str, labels: list, task_type: str = TaskType.CLASSIFICATION,
                    split_ratios: dict | None = None, label_budget: int = 1000,
-                   confidence_threshold: float = 0.6, auto_deploy: bool = False) -> Project:
+                   confidence_threshold: float = 0.6, auto_deploy: bool = False,
+                   annotations_per_task: int = 1) -> Project:
     if account_role(user) == Role.ANNOTATOR:
         raise Forbidden("Annotators cannot create projects; ask a lead.")
     if modality not in Modality.values:
         raise ValidationFailed(f"modality must be one of {Modality.values}.", code="invalid_modality")
-    if task_type not in TaskType.values:
-        raise ValidationFailed(f"task_type must be one of {TaskType.values}.", code="invalid_task_type")
+    from apps.labeling.results import TASK_TYPES_BY_MODALITY
+
+    if task_type not in TASK_TYPES_BY_MODALITY[modality]:
+        raise ValidationFailed(f"A {modality} project supports the task types {list(TASK_TYPES_BY_MODALITY[modality])}.",
+                               code="invalid_task_type")
+    if not 1 <= annotations_per_task <= 10:
+        raise ValidationFailed("annotations_per_task must be within 1..10.", code="invalid_annotations_per_task")
     if not 0.0 <= confidence_threshold <= 1.0:
         raise ValidationFailed("confidence_threshold must be within 0..1.", code="invalid_threshold")
     with transaction.atomic():
         project = Project.objects.create(
             name=name, modality=modality, task_type=task_type, labels=_validate_labels(labels),
             split_ratios=_validate_ratios(split_ratios), label_budget=label_budget,
-            confidence_threshold=confidence_threshold, auto_deploy=auto_deploy, created_by=user)
+            confidence_threshold=confidence_threshold, auto_deploy=auto_deploy,
+            annotations_per_task=annotations_per_task, created_by=user)
         Membership.objects.create(project=project, user=user, role=Role.ADMIN)
     return project
 
 
 def project_update(*, project: Project, **fields) -> Project:
-    allowed = {"name", "label_budget", "confidence_threshold", "auto_deploy"}
+    allowed = {"name", "label_budget", "confidence_threshold", "auto_deploy", "annotations_per_task"}
     unknown = set(fields) - allowed
     if unknown:
         raise ValidationFailed(f"These fields cannot be changed: {sorted(unknown)}.", code="read_only_fields")
     if "confidence_threshold" in fields and not 0.0 <= fields["confidence_threshold"] <= 1.0:
         raise ValidationFailed("confidence_threshold must be within 0..1.", code="invalid_threshold")
+    if "annotations_per_task" in fields and not 1 <= fields["annotations_per_task"] <= 10:
+        raise ValidationFailed("annotations_per_task must be within 1..10.", code="invalid_annotations_per_task")
     for key, value in fields.items():
         setattr(project, key, value)
     project.save(update_fields=list(fields) or None)

@@ -57,6 +57,7 @@ class SampleOut(serializers.Serializer):
     labeled = serializers.BooleanField(source="is_labeled")
     metadata = serializers.DictField()
     content_format = serializers.CharField()
+    content_info = serializers.DictField()
     uri = serializers.CharField()
     predicted_label = serializers.CharField(allow_null=True)
     confidence = serializers.FloatField(allow_null=True)

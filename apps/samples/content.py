@@ -19,20 +19,24 @@ _EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "BMP": "bmp", "WAV":
                "OGG": "ogg", "PLY": "ply", "PCD": "pcd", "XYZ": "xyz"}
 
 
-def validate_content(modality: str, data: bytes) -> str:
-    """Validate ``data`` for the modality; returns its format name. Raises ml.errors.InvalidInput."""
+def validate_content(modality: str, data: bytes) -> tuple[str, dict]:
+    """Validate ``data`` for the modality. Returns its format name and what annotation tools need to
+    know about it (image width/height, audio duration, number of points). Raises ml.errors.InvalidInput."""
     if modality == "image":
         from ml.modalities.image import validate_image
 
-        return validate_image(data, max_pixels=settings.LOOPLAB["MAX_IMAGE_PIXELS"]).format
+        info = validate_image(data, max_pixels=settings.LOOPLAB["MAX_IMAGE_PIXELS"])
+        return info.format, {"width": info.width, "height": info.height}
     if modality == "audio":
         from ml.modalities.audio import validate_audio
 
-        return validate_audio(data).format
+        info = validate_audio(data)
+        return info.format, {"duration_s": info.duration_s, "sample_rate": info.sample_rate, "channels": info.channels}
     if modality == "pointcloud":
         from ml.modalities.pointcloud import validate_points
 
-        return validate_points(data).format
+        info = validate_points(data)
+        return info.format, {"n_points": info.n_points}
     raise ValidationFailed(f"Unknown modality {modality!r}.", code="invalid_modality")
 
 

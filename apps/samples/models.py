@@ -16,6 +16,8 @@ class Sample(models.Model):
     file = models.FileField(max_length=300, blank=True, default="")
     uri = models.TextField(blank=True, default="")
     content_format = models.CharField(max_length=16, blank=True, default="")
+    content_info = models.JSONField(default=dict, blank=True,
+                                    help_text="width/height (image), duration_s (audio), n_points (point cloud)")
     metadata = models.JSONField(default=dict, blank=True)
     split = models.CharField(max_length=5, choices=Split.choices)
     # Ground truth for classification, copied from the latest accepted annotation.

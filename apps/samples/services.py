@@ -30,8 +30,8 @@ class IngestItem:
     metadata: dict = field(default_factory=dict)
 
 
-def _check_items(project: Project, items: list[IngestItem]) -> list[tuple[str, str]]:
-    """Validate every item before anything is written; returns (content_hash, format) per item."""
+def _check_items(project: Project, items: list[IngestItem]) -> list[tuple[str, str, dict]]:
+    """Validate every item before anything is written; returns (content_hash, format, info) per item."""
     errors, out = [], []
     for index, item in enumerate(items):
         try:
@@ -42,12 +42,12 @@ def _check_items(project: Project, items: list[IngestItem]) -> list[tuple[str, s
             if not isinstance(item.metadata, dict):
                 raise ValidationFailed("metadata must be a JSON object.", code="invalid_metadata")
             if item.content is not None:
-                fmt = content_io.validate_content(project.modality, item.content)
-                out.append((hashlib.sha256(item.content).hexdigest(), fmt))
+                fmt, info = content_io.validate_content(project.modality, item.content)
+                out.append((hashlib.sha256(item.content).hexdigest(), fmt, info))
             else:
                 if len(item.uri) > MAX_URI or "://" not in item.uri:
                     raise ValidationFailed("uri must be an absolute URI of at most 2000 characters.", code="invalid_uri")
-                out.append((hashlib.sha256(b"uri:" + item.uri.encode()).hexdigest(), ""))
+                out.append((hashlib.sha256(b"uri:" + item.uri.encode()).hexdigest(), "", {}))
         except ValidationFailed as exc:
             errors.append({"index": index, "code": exc.code, "message": exc.message})
         except Exception as exc:  # ml.errors.InvalidInput and friends
@@ -134,18 +134,19 @@ def _bulk_insert(project: Project, rows: list[dict]) -> list[int]:
         ids = sorted(row[0] for row in cursor.fetchall())
         columns = ", ".join(qn(f.column) for f in [meta.pk, *varying, *constant])
         names = [f.attname for f in varying]
+        json_names = {f.attname for f in varying if f.get_internal_type() == "JSONField"}
         # A unique violation (a concurrent push of the same content) must surface as Django's IntegrityError.
         with connection.wrap_database_errors, raw.copy(f"COPY {qn(meta.db_table)} ({columns}) FROM STDIN") as copy:
             for pk, row in zip(ids, rows):
-                copy.write_row([pk, *[json.dumps(row[name]) if name == "metadata" else row[name] for name in names], *tail])
+                copy.write_row([pk, *[json.dumps(row[name]) if name in json_names else row[name] for name in names], *tail])
     return ids
 
 
-def _insert(project: Project, items: list[IngestItem], checked: list[tuple[str, str]]):
-    hashes = [h for h, _ in checked]
+def _insert(project: Project, items: list[IngestItem], checked: list[tuple[str, str, dict]]):
+    hashes = [h for h, _, _ in checked]
     existing = _existing(project, hashes)
     new_rows: dict[str, dict] = {}
-    for item, (content_hash, fmt) in zip(items, checked):
+    for item, (content_hash, fmt, info) in zip(items, checked):
         if content_hash in existing or content_hash in new_rows:
             continue
         name = ""
@@ -154,11 +155,11 @@ def _insert(project: Project, items: list[IngestItem], checked: list[tuple[str, 
             content_io.store_content(name, item.content)
         new_rows[content_hash] = {
             "external_id": item.external_id, "content_hash": content_hash, "file": name, "uri": item.uri or "",
-            "content_format": fmt, "metadata": item.metadata,
+            "content_format": fmt, "content_info": info, "metadata": item.metadata,
             "split": split_for_hash(ratios=project.split_ratios, content_hash=content_hash)}
     created = dict(zip(new_rows, _bulk_insert(project, list(new_rows.values())))) if new_rows else {}
     results, seen = [], set()
-    for item, (content_hash, _) in zip(items, checked):
+    for item, (content_hash, _, _) in zip(items, checked):
         if content_hash in existing or content_hash in seen:
             pk, split = existing.get(content_hash) or (created[content_hash], new_rows[content_hash]["split"])
             status = "duplicate"

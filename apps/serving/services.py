@@ -51,7 +51,7 @@ def predict_contents(*, project: Project, blobs: list[bytes], sample_ids: list[i
 
 
 def predict_one(*, project: Project, data: bytes) -> dict:
-    content_io.validate_content(project.modality, data)
+    content_io.validate_content(project.modality, data)  # typed 4xx before the model sees it
     results = predict_contents(project=project, blobs=[data])
     if results is None:
         raise Conflict("No model is deployed for this project yet.", code="no_deployment")

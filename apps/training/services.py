@@ -58,6 +58,9 @@ def dataset_version_freeze(*, project: Project) -> DatasetVersion:
 # -- training runs --------------------------------------------------------------------------------
 
 def training_run_create(*, project: Project, user, epochs: int | None = None, seed: int = 0) -> TrainingRun:
+    if project.task_type != "classification":
+        raise ValidationFailed(f"Training supports classification projects; this one is {project.task_type}.",
+                               code="unsupported_task_type")
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()  # serialise run numbers
         dataset = dataset_version_freeze(project=project)
