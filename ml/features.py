@@ -15,11 +15,13 @@ concatenated, then projected to 128-d with a fixed seeded Gaussian matrix):
   the active (non-silent) region is resampled to 10 steps, which normalises the
   speaking rate; a DCT over bands gives 13 cepstral coefficients per step
   (level-invariant, c0 dropped); plus mean/std/mean-|delta| of the cepstra.
-- pointcloud ``(N, P, 3)``: D2 (pairwise distance) shape distribution, radial
-  distance histogram, PCA eigenvalue ratios, the histogram of coordinates along
-  each principal axis (sign-invariant), and the A3 (angle) distribution.
+- pointcloud ``(N, P, 3)``: local surface geometry from k-NN PCA (histograms
+  of surface variation, of normal-normal and normal-radial angles), plus global
+  D2 (pairwise distance) and radial distance distributions, PCA eigenvalue
+  ratios, and sign-invariant coordinate histograms along the principal axes.
+  All rotation-invariant.
 
-Only numpy is imported.
+Only numpy is imported at module level (scipy's cKDTree lazily, for point clouds).
 """
 
 from __future__ import annotations
@@ -192,10 +194,56 @@ def _hist_rows(V: np.ndarray, bins: int, lo: float, hi: float) -> np.ndarray:
     return h / max(k, 1)
 
 
+@functools.lru_cache(maxsize=8)
+def _query_indices(p: int, q: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(p, size=min(p, q), replace=False))
+    idx.setflags(write=False)
+    return idx
+
+
+def _local_geometry(P: np.ndarray, *, n_query: int = 256, k: int = 16) -> np.ndarray:
+    """Histograms of local surface geometry for one normalised cloud ``(P, 3)``.
+
+    For a fixed subset of query points: PCA of the ``k`` nearest neighbours gives
+    the surface variation (smallest eigenvalue share: 0 on flat faces, larger on
+    edges and curved parts) and the normal (smallest eigenvector).  Histograms of
+    the surface variation, of ``|cos|`` between normals of point pairs (boxes peak
+    at 0 and 1, octahedra at 1/3 and 1, spheres are flat) and of ``|cos|`` between
+    normal and radial direction (1 everywhere on a sphere).
+    """
+    from scipy.spatial import cKDTree  # lazy: scipy is only needed here
+
+    p = P.shape[0]
+    k = min(k, p)
+    qi = _query_indices(p, n_query, 11)
+    Q = P[qi]
+    _, nn = cKDTree(P).query(Q, k=k)
+    nb = P[nn]  # (q, k, 3)
+    nb = nb - nb.mean(axis=1, keepdims=True)
+    C = np.einsum("qki,qkj->qij", nb, nb) / k
+    ev, evec = np.linalg.eigh(C)  # ascending
+    ev = np.maximum(ev, 0.0)
+    variation = ev[:, 0] / np.maximum(ev.sum(axis=1), _EPS)
+    normal = evec[:, :, 0]
+    pi, pj, _ = _pair_indices(len(qi), 4096, 13)
+    cos_nn = np.abs((normal[pi] * normal[pj]).sum(axis=1))
+    radial = Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), _EPS)
+    cos_nr = np.abs((normal * radial).sum(axis=1))
+    return np.concatenate(
+        [
+            _l2(np.sqrt(_hist_rows(variation[None], 8, 0.0, 1.0 / 3.0))),
+            _l2(np.sqrt(_hist_rows(cos_nn[None], 10, 0.0, 1.0))),
+            _l2(np.sqrt(_hist_rows(cos_nr[None], 8, 0.0, 1.0))),
+        ],
+        axis=1,
+    )[0]
+
+
 def _pointcloud_descriptors(X: np.ndarray) -> np.ndarray:
-    if X.ndim != 3 or X.shape[2] != 3 or X.shape[1] < 8:
+    if X.ndim != 3 or X.shape[2] != 3 or X.shape[1] < 16:
         raise InvalidInput(
-            "point batch must have shape (N, P, 3) with P >= 8",
+            "point batch must have shape (N, P, 3) with P >= 16",
             details={"shape": list(X.shape)},
         )
     P = X.astype(np.float64, copy=False)
@@ -205,20 +253,15 @@ def _pointcloud_descriptors(X: np.ndarray) -> np.ndarray:
     # re-normalise defensively: centroid at origin, max radius 1
     P = P - P.mean(axis=1, keepdims=True)
     r = np.linalg.norm(P, axis=2)
-    P = P / np.maximum(r.max(axis=1), _EPS)[:, None, None]
-    r = r / np.maximum(r.max(axis=1, keepdims=True), _EPS)
+    scale = np.maximum(r.max(axis=1), _EPS)
+    P = P / scale[:, None, None]
+    r = r / scale[:, None]
 
-    i, j, k = _pair_indices(p, 4096, 7)
+    # global shape distributions
+    i, j, _ = _pair_indices(p, 4096, 7)
     d2 = np.linalg.norm(P[:, i] - P[:, j], axis=2)  # (N, n_pairs) in [0, 2]
     d2h = np.sqrt(_hist_rows(d2, 24, 0.0, 2.0))
-
     radial = np.sqrt(_hist_rows(r, 16, 0.0, 1.0))
-
-    # A3: angle at j between (i - j) and (k - j)
-    u = P[:, i] - P[:, j]
-    v = P[:, k] - P[:, j]
-    cos = (u * v).sum(axis=2) / np.maximum(np.linalg.norm(u, axis=2) * np.linalg.norm(v, axis=2), _EPS)
-    a3 = np.sqrt(_hist_rows(np.clip(cos, -1, 1), 16, -1.0, 1.0))
 
     # PCA: eigenvalue ratios and sign-invariant coordinate histograms along the axes
     C = np.einsum("npi,npj->nij", P, P) / p
@@ -241,13 +284,17 @@ def _pointcloud_descriptors(X: np.ndarray) -> np.ndarray:
     proj = np.abs(np.einsum("npi,nij->npj", P, evecs))  # (N, P, 3), |coord| along each axis
     axis_h = np.concatenate([np.sqrt(_hist_rows(proj[:, :, a], 10, 0.0, 1.0)) for a in range(3)], axis=1)
 
+    local = np.stack([_local_geometry(P[s]) for s in range(n)])  # (N, 26)
+
     return np.concatenate(
         [
-            1.0 * _l2(d2h),
-            0.8 * _l2(radial),
-            0.8 * _l2(a3),
-            0.9 * _l2(shape_stats),
-            0.9 * _l2(axis_h),
+            0.5 * _l2(d2h),
+            0.5 * _l2(radial),
+            0.5 * _l2(shape_stats),
+            0.5 * _l2(axis_h),
+            1.0 * local[:, :8],
+            1.0 * local[:, 8:18],
+            1.0 * local[:, 18:],
         ],
         axis=1,
     ).astype(np.float32)

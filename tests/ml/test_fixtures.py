@@ -101,3 +101,86 @@ def test_write_spoken_digits(tmp_path):
     rows = list(csv.DictReader(csv_path.open()))
     assert len(rows) == 10 and rows[3]["label_name"] == "three"
     assert (tmp_path / rows[3]["filename"]).read_bytes() == speech.spoken_digits(1, seed=0)[3][0]
+
+
+def test_shapes_deterministic_prefix_and_loadable():
+    from fixtures import shapes
+    from ml.modalities.pointcloud import load_points_batch, validate_points
+
+    a = shapes.shapes(2, seed=0, n_points=512)
+    assert len(a) == 2 * len(shapes.SHAPE_LABELS)
+    assert [y for _, y in a] == list(range(8)) * 2
+    assert shapes.shapes(1, seed=0, n_points=512) == a[:8]
+    assert shapes.shapes(1, seed=1, n_points=512) != a[:8]
+    info = validate_points(a[0][0])
+    assert info.format == "PLY" and info.n_points == 512
+    X = load_points_batch([b for b, _ in a], n_points=256)
+    assert X.shape == (16, 256, 3) and np.isfinite(X).all()
+
+
+@pytest.mark.parametrize("fmt", ["pcd", "xyz"])
+def test_shapes_other_formats(fmt):
+    from fixtures import shapes
+    from ml.modalities.pointcloud import read_points
+
+    data, label = shapes.shapes(1, seed=0, n_points=256, fmt=fmt)[3]
+    assert label == 3
+    ref = shapes.shapes_points(1, seed=0, n_points=256)[3][0]
+    assert np.allclose(read_points(data), ref, atol=1e-5)
+
+
+def test_shapes_geometry_is_class_specific():
+    from fixtures import shapes
+
+    rng = np.random.default_rng(0)
+    sphere = shapes.shape_points("sphere", rng, 2048, occlusion=False)
+    c = sphere - sphere.mean(axis=0)
+    r = np.linalg.norm(c, axis=1)
+    assert r.std() / r.mean() < 0.1  # points lie on a (slightly squashed) sphere
+    box = shapes.shape_points("box", np.random.default_rng(1), 2048, occlusion=False)
+    # a box surface: locally planar -> PCA of small neighbourhoods is flat
+    from scipy.spatial import cKDTree
+
+    _, nn = cKDTree(box).query(box[:200], k=12)
+    nb = box[nn] - box[nn].mean(axis=1, keepdims=True)
+    ev = np.linalg.eigvalsh(np.einsum("qki,qkj->qij", nb, nb))
+    assert np.median(ev[:, 0] / ev.sum(axis=1)) < 0.05
+    occluded = shapes.shape_points("sphere", np.random.default_rng(0), 2048, occlusion=True)
+
+    def cap_imbalance(P):
+        # least-squares sphere centre, then the norm of the mean direction from it:
+        # ~0 for a whole sphere, clearly positive when a cap was cut away
+        A = np.c_[2 * P, np.ones(len(P))]
+        sol, *_ = np.linalg.lstsq(A, (P**2).sum(axis=1), rcond=None)
+        d = P - sol[:3]
+        return np.linalg.norm((d / np.linalg.norm(d, axis=1, keepdims=True)).mean(axis=0))
+
+    assert cap_imbalance(sphere) < 0.05
+    assert cap_imbalance(occluded) > 0.08
+    with pytest.raises(ValueError):
+        shapes.shape_points("dodecahedron", rng)
+
+
+def test_part_shapes():
+    from fixtures import shapes
+
+    parts = shapes.part_shapes(4, seed=0, n_points=1024)
+    assert len(parts) == 4
+    assert parts[0][0].shape == (1024, 3) and parts[0][1].shape == (1024,)
+    assert np.array_equal(parts[1][0], shapes.part_shapes(2, seed=0, n_points=1024)[1][0])
+    for pts, lab in parts:
+        assert pts.dtype == np.float32 and lab.dtype == np.int64
+        counts = np.bincount(lab, minlength=3)
+        assert (counts >= 0.05 * 1024).all() and counts.sum() == 1024
+        z = [pts[lab == i, 2].mean() for i in range(3)]
+        assert z[0] < z[1] < z[2]  # base below pole below shade (z is up)
+    assert shapes.PART_LABELS == ["base", "pole", "shade"]
+
+
+def test_write_shapes(tmp_path):
+    from fixtures import shapes
+
+    csv_path = shapes.write_shapes(tmp_path, n_per_class=1, n_points=128)
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [r["label_name"] for r in rows] == shapes.SHAPE_LABELS
+    assert (tmp_path / rows[0]["filename"]).read_bytes() == shapes.shapes(1, n_points=128)[0][0]
