@@ -127,7 +127,16 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-STATICFILES_DIRS = [BASE_DIR / "labeling_ui" / "static"]
+_NODE = BASE_DIR / "labeling_ui" / "node_modules"
+# Our ES modules, plus the browser builds of the npm packages in labeling_ui/package.json (installed by
+# `npm ci`, never copied into git), under /static/vendor/<name>/.
+STATICFILES_DIRS = [
+    BASE_DIR / "labeling_ui" / "static",
+    ("vendor/three", _NODE / "three" / "build"),
+    ("vendor/three-addons", _NODE / "three" / "examples" / "jsm"),
+    ("vendor/wavesurfer", _NODE / "wavesurfer.js" / "dist"),
+    ("vendor/konva", _NODE / "konva"),
+]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = DATA_DIR / "media"
 STORAGE_BACKEND = env("LOOPLAB_STORAGE", "local")
