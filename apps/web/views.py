@@ -10,8 +10,29 @@ from apps.projects.models import Project
 from apps.projects.selectors import project_role
 from apps.web.selectors import can_lead, project_page_data, project_rows_for_user
 
-# Tools the annotator page has for (modality, task type).
-ANNOTATION_TOOLS = {("image", "classification"), ("audio", "classification")}
+# The annotator page's tool per (modality, task type): a template (with its ES module) each.
+ANNOTATION_TOOLS = {
+    ("image", "classification"): "web/annotate.html",
+    ("image", "detection"): "web/tools/image.html",
+    ("audio", "classification"): ("web/tools/audio.html", "web/annotate.html"),
+    ("audio", "audio_regions"): "web/tools/audio.html",
+    ("pointcloud", "classification"): "web/tools/pointcloud.html",
+    ("pointcloud", "point_segmentation"): "web/tools/pointcloud.html",
+    ("pointcloud", "cuboids"): "web/tools/pointcloud.html",
+}
+
+
+def _tool_template(project) -> str | None:
+    from django.template import TemplateDoesNotExist
+    from django.template.loader import select_template
+
+    names = ANNOTATION_TOOLS.get((project.modality, project.task_type))
+    if names is None:
+        return None
+    try:
+        return select_template([names] if isinstance(names, str) else list(names)).template.name
+    except TemplateDoesNotExist:
+        return None
 
 
 def _not_found(request):
@@ -50,11 +71,12 @@ def annotate(request, project_id: int):
     project, role = _member_project(request, project_id)
     if project is None:
         return _not_found(request)
-    return render(request, "web/annotate.html", {
+    template = _tool_template(project)
+    return render(request, template or "web/annotate.html", {
         "project": project,
         "role": role,
         "is_lead": can_lead(role),
-        "supported": (project.modality, project.task_type) in ANNOTATION_TOOLS,
+        "supported": template is not None,
         "config": {"project": project.pk, "labels": list(project.labels), "modality": project.modality,
                    "taskType": project.task_type},
     })
