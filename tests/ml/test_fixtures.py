@@ -184,3 +184,44 @@ def test_write_shapes(tmp_path):
     rows = list(csv.DictReader(csv_path.open()))
     assert [r["label_name"] for r in rows] == shapes.SHAPE_LABELS
     assert (tmp_path / rows[0]["filename"]).read_bytes() == shapes.shapes(1, n_points=128)[0][0]
+
+
+def test_label_lists_consistent():
+    import fixtures
+    from fixtures import build, digits, shapes, speech
+
+    assert fixtures.DIGIT_LABELS == digits.DIGIT_LABELS == build.DIGIT_LABELS
+    assert fixtures.SPOKEN_LABELS == speech.SPOKEN_LABELS == build.SPOKEN_LABELS
+    assert fixtures.SHAPE_LABELS == shapes.SHAPE_LABELS == build.SHAPE_LABELS
+    assert fixtures.PART_LABELS == shapes.PART_LABELS == build.PART_LABELS
+
+
+def test_build_idempotent_and_deterministic(tmp_path, monkeypatch):
+    from fixtures import build
+
+    small = {
+        "spoken_digits": {"n_per_class": 1, "seed": 0},
+        "shapes": {"n_per_class": 1, "seed": 0, "n_points": 256},
+        "parts": {"n": 2, "seed": 0, "n_points": 256},
+    }
+    monkeypatch.setattr(build, "DATASETS", small)
+    logs = []
+    first = build.build(tmp_path / "a", log=logs.append)
+    assert {k: v["status"] for k, v in first.items()} == dict.fromkeys(small, "built")
+    assert first["spoken_digits"]["n_files"] == 11 and first["shapes"]["n_files"] == 9
+    assert first["parts"]["n_files"] == 5
+    assert (tmp_path / "a" / "speech").is_dir()
+    again = build.build(tmp_path / "a", log=logs.append)
+    assert {k: v["status"] for k, v in again.items()} == dict.fromkeys(small, "up to date")
+    # a damaged file is noticed and repaired
+    victim = tmp_path / "a" / "shapes" / "box_000.ply"
+    good = victim.read_bytes()
+    victim.write_bytes(b"junk")
+    repaired = build.build(tmp_path / "a", only=["shapes"], log=logs.append)
+    assert repaired["shapes"]["status"] == "built" and victim.read_bytes() == good
+    # a fresh directory gets byte-identical data
+    other = build.build(tmp_path / "b", log=logs.append)
+    assert all(other[k]["sha256"] == first[k]["sha256"] for k in small)
+    assert any("up to date" in line for line in logs)
+    with pytest.raises(ValueError):
+        build.build(tmp_path / "c", only=["nope"], log=logs.append)
