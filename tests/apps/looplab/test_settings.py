@@ -20,7 +20,8 @@ PRODUCTION = {
 
 
 def _manage(*args, env_overrides, drop=()):
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "LOOPLAB_DATA_DIR", "CELERY_BROKER_URL", "DEBUG")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "LOOPLAB_DATA_DIR", "CELERY_BROKER_URL", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE")}
     env.update(env_overrides, LOOPLAB_DATA_DIR=str(ROOT / "var" / "check-deploy"))
     for key in drop:
         env.pop(key, None)
