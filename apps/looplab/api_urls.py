@@ -3,7 +3,7 @@ from django.urls import path
 from apps.labeling import api as labeling
 from apps.projects import api as projects
 from apps.samples import api as samples
-from apps.samples import points_api
+from apps.samples import peaks_api, points_api
 from apps.serving import api as serving
 from apps.training import api as training
 
@@ -17,6 +17,8 @@ urlpatterns = [
     path("samples/<str:sample_id>/content/", samples.SampleContent.as_view()),
     path("samples/<str:sample_id>/similar/", samples.SampleSimilar.as_view()),
     path("samples/<str:sample_id>/points.bin", points_api.SamplePoints.as_view()),
+    path("samples/<str:sample_id>/peaks/", peaks_api.SamplePeaks.as_view()),
+    path("samples/<str:sample_id>/spectrogram.png", peaks_api.SampleSpectrogram.as_view()),
     path("projects/<str:project_id>/rounds/", labeling.RoundListCreate.as_view()),
     path("rounds/<str:round_id>/", labeling.RoundDetail.as_view()),
     path("projects/<str:project_id>/tasks/next/", labeling.TaskNext.as_view()),
