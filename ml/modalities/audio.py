@@ -300,12 +300,18 @@ def fix_length(y: np.ndarray, length: int, *, trim_db: float = 50.0) -> np.ndarr
 
 
 @functools.lru_cache(maxsize=8)
-def _mel_basis(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+def _mel_basis(sample_rate: int, n_fft: int, n_mels: int):
+    """Mel filterbank ``(n_mels, 1 + n_fft // 2)`` as a CSR sparse matrix.
+
+    Sparse on purpose: a dense BLAS sgemm this small is multi-threaded by OpenBLAS
+    and becomes 10-1000x slower on a loaded machine (thread hand-off); scipy's
+    sparse product is single-threaded and ~90% of the filterbank is zeros.
+    """
+    import scipy.sparse
+
     librosa = _librosa()
     fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=FMIN, fmax=min(FMAX, sample_rate / 2))
-    fb = fb.astype(np.float32)
-    fb.setflags(write=False)
-    return fb
+    return scipy.sparse.csr_matrix(fb.astype(np.float32))
 
 
 def logmel(y: np.ndarray, *, sample_rate: int = SAMPLE_RATE, n_mels: int = N_MELS) -> np.ndarray:
@@ -317,7 +323,7 @@ def logmel(y: np.ndarray, *, sample_rate: int = SAMPLE_RATE, n_mels: int = N_MEL
     # flush near-zero power (digital silence, zero padding) far below the -100 dB floor:
     # float32 denormals there make the matmul ~100x slower and change nothing in the output
     power[power < 1e-20] = 0.0
-    mel = _mel_basis(int(sample_rate), N_FFT, int(n_mels)) @ power
+    mel = np.asarray(_mel_basis(int(sample_rate), N_FFT, int(n_mels)) @ power)
     db = 10.0 * np.log10(np.maximum(mel, 10 ** (_DB_FLOOR / 10)))
     return ((db + _DB_OFFSET) / _DB_SCALE).astype(np.float32)
 
