@@ -15,10 +15,11 @@ envelope of every channel, so a clip that peaks on one channel shows it). Powers
 ~25 resolutions per file, each cached once.
 
 Spectrogram: STFT power of the channel mean (the mono mix the models see) with a Hann window of
-``n_fft`` (~32 ms) and hop ``n_fft // 2``; frame ``t`` covers samples ``[t * hop, t * hop + n_fft)`` of
+``n_fft`` (~32 ms) and a hop between ``n_fft // 8`` and ``n_fft // 2`` (``frames // width`` clamped
+to that range, so a short clip still gets about ``width`` columns); frame ``t`` covers samples ``[t * hop, t * hop + n_fft)`` of
 the signal zero-padded at the end, ``T = ceil(frames / hop)`` frames. Frames are averaged into
 ``columns = min(width, T)`` columns (column ``j`` averages frames ``[floor(j T / c), floor((j+1) T / c))``),
-mapped to ``n_mels`` HTK mel bands (0 Hz .. Nyquist) and to dB relative to the loudest cell, clipped to
+mapped to ``n_mels`` area-normalised HTK mel bands (0 Hz .. Nyquist) and to dB relative to the loudest cell, clipped to
 ``DB_RANGE`` below it. The columns span ``T * hop / sample_rate`` seconds (the clip plus < one hop).
 """
 from __future__ import annotations
@@ -259,9 +260,13 @@ def fft_size(sample_rate: int) -> int:
     return 1 << max(6, int(round(math.log2(sample_rate * 0.032))))
 
 
+def spectrogram_hop(n_fft: int, frames: int, width: int) -> int:
+    return int(min(n_fft // 2, max(n_fft // 8, max(frames, 1) // max(1, width))))
+
+
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int = N_MELS) -> np.ndarray:
-    """(n_mels, n_fft // 2 + 1) triangular HTK-mel filters from 0 Hz to Nyquist, unnormalised
-    (librosa.filters.mel(..., htk=True, norm=None))."""
+    """(n_mels, n_fft // 2 + 1) triangular HTK-mel filters from 0 Hz to Nyquist, area-normalised so a flat
+    spectrum gives equal bands (librosa.filters.mel(..., htk=True, norm="slaney"))."""
     def hz_to_mel(f):
         return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
 
@@ -277,6 +282,7 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int = N_MELS) -> np.nda
         lower = -ramps[i] / fdiff[i]
         upper = ramps[i + 2] / fdiff[i + 1]
         weights[i] = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, None]
     return weights.astype(np.float32)
 
 
@@ -289,8 +295,8 @@ def compute_spectrogram(sound, *, width: int, n_mels: int = N_MELS, block_frames
     """(dB (n_mels, columns), n_fft, hop, n_frames, frames) from an open SoundFile, block by block."""
     sr = int(sound.samplerate)
     n_fft = fft_size(sr)
-    hop = n_fft // 2
     total = int(sound.frames)
+    hop = spectrogram_hop(n_fft, total, width)
     n_frames = max(1, math.ceil(max(total, 1) / hop))
     columns = max(1, min(int(width), n_frames))
     edges = column_edges(n_frames, columns)

@@ -1,9 +1,9 @@
 """Waveform peaks and a spectrogram picture for an audio sample (the audio annotation tool draws from these).
 
-GET /api/v1/samples/{id}/peaks/?buckets=N[&format=json|bin]
+GET /api/v1/samples/{id}/peaks/?buckets=N[&encoding=json|int16]  ("format" is DRF's renderer override)
   json (default): {"duration_s", "sample_rate", "channels", "frames", "samples_per_bucket", "buckets",
                    "format": "min_max_interleaved", "peaks": [min0, max0, min1, max1, ...], "cached"}
-  bin: little-endian int16 min/max interleaved (value * 32767), the same numbers in X-Peaks-* headers.
+  int16: little-endian int16 min/max interleaved (value * 32767), the same numbers in X-Peaks-* headers.
 GET /api/v1/samples/{id}/spectrogram.png?width=W[&n_mels=M]
   a PNG of M rows (high frequencies on top) and min(W, STFT frames) columns spanning X-Spectrogram-Span seconds.
 Members of the sample's project only (non-members get 404); a non-audio sample is a 409 "not_audio".
@@ -52,22 +52,22 @@ class SamplePeaks(ProjectScopedView):
     @extend_schema(
         parameters=[OpenApiParameter("buckets", int, description=f"at most this many min/max pairs (1..{peaks_service.MAX_BUCKETS}; "
                                                                   f"default {peaks_service.DEFAULT_BUCKETS})"),
-                    OpenApiParameter("format", str, enum=["json", "bin"])],
-        responses={200: OpenApiResponse(description="JSON peaks, or int16 binary with format=bin")},
+                    OpenApiParameter("encoding", str, enum=["json", "int16"])],
+        responses={200: OpenApiResponse(description="JSON peaks, or little-endian int16 with encoding=int16")},
         summary="Waveform peaks of an audio sample (min/max per bucket, computed on the server and cached)")
     def get(self, request, sample_id):
         sample = _audio_sample(self, request, sample_id)
         buckets = _int_param(request, "buckets", peaks_service.DEFAULT_BUCKETS, 1, peaks_service.MAX_BUCKETS)
-        fmt = request.query_params.get("format", "json")
-        if fmt not in ("json", "bin"):
-            raise ValidationFailed("format must be json or bin.", code="invalid_format", details={"format": fmt})
+        encoding = request.query_params.get("encoding", "json")
+        if encoding not in ("json", "int16"):
+            raise ValidationFailed("encoding must be json or int16.", code="invalid_encoding", details={"encoding": encoding})
         try:
             peaks = peaks_service.sample_peaks(sample=sample, buckets=buckets)
         except content_io.ContentUnavailable as exc:
             raise _unavailable(exc)
         meta = {"duration_s": peaks.duration_s, "sample_rate": peaks.sample_rate, "channels": peaks.channels,
                 "frames": peaks.frames, "samples_per_bucket": peaks.samples_per_bucket, "buckets": peaks.buckets}
-        if fmt == "bin":
+        if encoding == "int16":
             response = HttpResponse(peaks.to_int16(), content_type="application/octet-stream")
             headers = {"X-Peaks-Duration": repr(peaks.duration_s), "X-Peaks-Sample-Rate": str(peaks.sample_rate),
                        "X-Peaks-Channels": str(peaks.channels), "X-Peaks-Frames": str(peaks.frames),
