@@ -129,6 +129,8 @@ def machine_info() -> dict:
 
 
 def git_revision() -> str:
+    if os.environ.get("BENCH_GIT_REV"):  # e.g. when run from an exported snapshot of a commit
+        return os.environ["BENCH_GIT_REV"]
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                              timeout=10).stdout.strip()
@@ -250,7 +252,11 @@ class Stack:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and exc_type is not KeyboardInterrupt and self.tmp is not None:
+            print(f"--- gunicorn log (tail) ---\n{self.server_log(80)}", file=sys.stderr)
+            if self.workers:
+                print(f"--- celery log (tail) ---\n{self.worker_log(80)}", file=sys.stderr)
         self.teardown()
 
     def log(self, message: str) -> None:

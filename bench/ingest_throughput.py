@@ -11,6 +11,11 @@ starts (a production client runs on another machine; here it shares the 2 cores 
 Each push enqueues Celery "embed" messages (one per 256 new samples). No worker runs here, so they
 just queue up: on Redis db 14 for PostgreSQL (flushed afterwards), as files in the temp data dir for
 the embedded default. Target (issue 2): >= 20,000 samples/s on PostgreSQL.
+
+Besides wall-clock throughput, the CPU time of the server processes, of the PostgreSQL backends and
+of this client is measured per 1,000 samples; "cpu ceiling" = cores / CPU-seconds per sample, the
+throughput that CPU alone allows when nothing else runs on the machine (the machine this runs on is
+often shared, so wall-clock numbers depend on the load average printed next to them).
 """
 from __future__ import annotations
 
@@ -104,8 +109,9 @@ def run_once(args, backend: str, repeat: int) -> dict:
         if warm_result["errors"]:
             raise BenchError(f"warm-up failed: {warm_result['errors'][:3]}\n{stack.server_log()}")
         load_before = loadavg()
-        server_cpu0, db_cpu0 = stack.server_cpu_seconds(), stack.db_cpu_seconds()
+        server_cpu0, db_cpu0, client_cpu0 = stack.server_cpu_seconds(), stack.db_cpu_seconds(), time.process_time()
         result = push_all(stack, token, project["id"], bodies, args.clients, deadline)
+        client_cpu = time.process_time() - client_cpu0
         server_cpu = stack.server_cpu_seconds() - server_cpu0
         db_cpu = (stack.db_cpu_seconds() - db_cpu0) if db_cpu0 is not None else None
         if result["errors"]:
@@ -120,11 +126,19 @@ def run_once(args, backend: str, repeat: int) -> dict:
     if stored != expected:
         raise BenchError(f"expected {expected} stored samples, found {stored}")
     lat = latency_summary(result["latencies"])
+    # CPU per 1,000 samples (server processes, database backends, this client) and the throughput
+    # that CPU alone would allow on the machine's cores if nothing else ran: load-independent-ish.
+    per_k = {k: (v * 1000.0 / result["created"]) if v is not None else None
+             for k, v in {"server": server_cpu, "database": db_cpu, "client": client_cpu}.items()}
+    cpu_per_sample = sum(v for v in per_k.values() if v is not None) / 1000.0
+    ceiling = (machine_info()["cpus"] / cpu_per_sample) if cpu_per_sample else None
     return {"backend": backend, "repeat": repeat, "samples": args.samples, "batch": args.batch,
             "clients": args.clients, "server": gconf.describe(), "created": result["created"],
             "wall_s": result["wall_s"], "samples_per_s": result["created"] / result["wall_s"],
             "requests": len(result["latencies"]), "latency": lat, "stored_in_db": stored,
-            "broker_messages_queued": backlog, "cpu_s": {"server": server_cpu, "database": db_cpu},
+            "broker_messages_queued": backlog,
+            "cpu_s": {"server": server_cpu, "database": db_cpu, "client": client_cpu},
+            "cpu_s_per_1000_samples": per_k, "cpu_bound_ceiling_samples_per_s": ceiling,
             "loadavg_before": load_before, "loadavg_after": loadavg()}
 
 
@@ -154,7 +168,9 @@ def main(argv=None) -> int:
     for run in runs:
         lat = run["latency"]
         rows.append([run["backend"], str(run["repeat"]), run["samples_per_s"], lat["p50_ms"], lat["p95_ms"], lat["p99_ms"],
-                     run["wall_s"], run["cpu_s"]["server"], run["cpu_s"]["database"], run["broker_messages_queued"],
+                     run["wall_s"], *[run["cpu_s_per_1000_samples"][k] * 1000 if run["cpu_s_per_1000_samples"][k] is not None
+                                      else None for k in ("server", "database", "client")],
+                     run["cpu_bound_ceiling_samples_per_s"], run["broker_messages_queued"],
                      " ".join(f"{x:.2f}" for x in run["loadavg_before"])])
     for backend in backends:
         mine = [r for r in runs if r["backend"] == backend]
@@ -165,8 +181,8 @@ def main(argv=None) -> int:
                             "p99_ms": spread([r["latency"]["p99_ms"] for r in mine]),
                             "target_samples_per_s": target,
                             "meets_target": (best["samples_per_s"] >= target) if target else None}
-    print_table(["backend", "run", "samples/s", "p50 ms", "p95 ms", "p99 ms", "wall s", "server cpu s", "db cpu s",
-                 "queued msgs", "load 1/5/15"], rows,
+    print_table(["backend", "run", "samples/s", "p50 ms", "p95 ms", "p99 ms", "wall s", "server cpu ms/1k",
+                 "db cpu ms/1k", "client cpu ms/1k", "cpu ceiling/s", "queued msgs", "load 1/5/15"], rows,
                 title=f"Ingest: {args.samples:,} URI samples in batches of {args.batch} from {args.clients} clients; "
                       f"{runs[0]['server']}; {machine['cpus']} CPUs ({machine['cpu_model']})")
     print()

@@ -1,0 +1,208 @@
+"""Label to serving: seconds from the last label submitted to the first prediction by the new model.
+
+    python -m bench.label_to_serving [--backend embedded|postgres|all] [--samples 600] [--budget 300]
+                                     [--repeat 2] [--epochs N]
+
+The demo-sized image project, everything through the API of a real gunicorn server, with a real
+Celery worker (`celery -A apps.looplab worker -Q default,ml_cpu,ml_gpu -c 1`):
+1. a lead creates a project (10 digit labels, auto_deploy on) and pushes ``--samples`` PNGs of
+   scikit-learn's digits (fixtures.digits.digits_pngs(), JSON batches of 100, base64);
+2. starts a selection round with ``--budget`` and waits for it (the worker embeds the samples first);
+3. an annotator labels every task of the round (tasks/next -> annotations, with the true digit);
+4. right after the last label the lead starts a training run; the bench polls the run and
+   POST /predict/ (every 0.25 s) until a prediction comes from the run's model.
+
+Reported: last label -> first prediction by the new model (target <= 60 s on 2 cores), its parts
+(queueing before the run starts, each pipeline step, hand-offs between steps, deploy -> first
+prediction), and the deployment's own label_to_serving_s (deployment time - last annotation time,
+as the server records it). Backends: the embedded default (SQLite, kombu filesystem broker, which
+polls once a second) and PostgreSQL + Redis (db 14, flushed afterwards).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import time
+from datetime import datetime
+
+from bench._harness import (BenchError, Deadline, GunicornConfig, Stack, check, fmt, loadavg, machine_info,
+                            print_table, session, spread, write_json)
+
+TARGET_S = 60.0
+POLL_S = 0.25
+
+
+def _ts(value: str | None) -> float | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
+
+
+def wait_for(what: str, fn, deadline: Deadline, interval: float = POLL_S):
+    while True:
+        value = fn()
+        if value is not None:
+            return value
+        deadline.check(what)
+        time.sleep(interval)
+
+
+def run_once(args, backend: str, repeat: int) -> dict:
+    from fixtures.digits import digits_pngs
+
+    digits = digits_pngs()
+    if args.samples + 1 > len(digits):
+        raise BenchError(f"at most {len(digits) - 1} samples")
+    deadline = Deadline(args.time_limit)
+    gconf = GunicornConfig(workers=args.workers, threads=args.threads)
+    extra = {"LOOPLAB_TRAIN_EPOCHS": str(args.epochs)} if args.epochs else {}
+    with Stack(backend, gunicorn=gconf, name="l2s", extra_env=extra) as stack:
+        stack.start_worker("default,ml_cpu,ml_gpu", concurrency=1)
+        lead = session(stack.token("bench-lead", "lead"))
+        project = check(lead.post(stack.url("/api/v1/projects/"), json={
+            "name": "Digits (bench)", "modality": "image", "labels": [str(i) for i in range(10)],
+            "label_budget": max(400, args.budget), "confidence_threshold": 0.7, "auto_deploy": True}, timeout=30), 201).json()
+        pid = project["id"]
+        annotator = session(stack.token("bench-annotator", "annotator", project=pid))
+        t_push = time.perf_counter()
+        truth = {}
+        for start in range(0, args.samples, 100):
+            chunk = range(start, min(args.samples, start + 100))
+            body = {"samples": [{"external_id": f"digit-{i:04d}", "content": base64.b64encode(digits[i][0]).decode(),
+                                 "metadata": {"source": "sklearn-digits", "scanner": "a" if i % 3 else "b"}} for i in chunk]}
+            out = check(lead.post(stack.url(f"/api/v1/projects/{pid}/samples/"), json=body, timeout=120), 201).json()
+            for i, row in zip(chunk, out["samples"]):
+                truth[row["id"]] = str(digits[i][1])
+        push_s = time.perf_counter() - t_push
+        rnd = check(lead.post(stack.url(f"/api/v1/projects/{pid}/rounds/"), json={"budget": args.budget, "strategy": "auto"},
+                              timeout=30), 202).json()
+        t_round = time.perf_counter()
+
+        def round_done():
+            r = check(lead.get(stack.url(f"/api/v1/rounds/{rnd['id']}/"), timeout=30), 200).json()
+            if r["status"] == "failed":
+                raise BenchError(f"round failed: {r['error'][:2000]}\n{stack.worker_log()}")
+            return r if r["status"] == "succeeded" else None
+
+        rnd = wait_for("waiting for the selection round", round_done, deadline, 0.5)
+        round_s = time.perf_counter() - t_round
+        stack.log(f"pushed {args.samples} in {push_s:.1f}s; round selected {rnd['selected']} in {round_s:.1f}s; labeling")
+        labeled, t_label = 0, time.perf_counter()
+        while labeled <= args.budget + 5:
+            deadline.check("labeling")
+            r = annotator.post(stack.url(f"/api/v1/projects/{pid}/tasks/next/"), timeout=30)
+            if r.status_code == 204:
+                break
+            task = check(r, 200).json()
+            check(annotator.post(stack.url(f"/api/v1/tasks/{task['id']}/annotations/"),
+                                 json={"result": {"label": truth[task["sample"]["id"]]}, "active_seconds": 1.5}, timeout=30), 201)
+            labeled += 1
+        t0 = time.perf_counter()  # the last label's 201 has arrived
+        wall0 = time.time()
+        label_s = t0 - t_label
+        load_before = loadavg()
+        body = {"epochs": args.epochs} if args.epochs else {}
+        run = check(lead.post(stack.url(f"/api/v1/projects/{pid}/training-runs/"), json=body, timeout=60), 201, 202).json()
+        t_created = time.perf_counter()
+        probe = {"content": base64.b64encode(digits[args.samples][0]).decode()}  # a digit the model has not seen
+        state = {"run": run, "deployed_at": None, "run_done_at": None}
+
+        def first_prediction():
+            r = check(lead.get(stack.url(f"/api/v1/training-runs/{run['id']}/"), timeout=30), 200).json()
+            state["run"] = r
+            if r["status"] == "failed":
+                raise BenchError(f"training run failed: {r['error'][:3000]}\n{stack.worker_log()}")
+            if r["status"] == "succeeded" and state["run_done_at"] is None:
+                state["run_done_at"] = time.perf_counter()
+            if r["model"] is None:
+                return None
+            p = lead.post(stack.url(f"/api/v1/projects/{pid}/predict/"), json=probe, timeout=60)
+            if p.status_code == 200 and p.json().get("model") == r["model"]:
+                return time.perf_counter(), p.json()
+            if p.status_code not in (200, 409):
+                raise BenchError(f"predict -> {p.status_code}: {p.text[:500]}")
+            if r["status"] == "succeeded" and "not deployed" in r["message"]:
+                raise BenchError(f"the gate did not deploy the model: {r['message']}")
+            return None
+
+        t_pred, prediction = wait_for("waiting for the first prediction", first_prediction, deadline)
+        total_s = t_pred - t0
+        run = check(lead.get(stack.url(f"/api/v1/training-runs/{run['id']}/"), timeout=30), 200).json()
+        deployment = check(lead.get(stack.url(f"/api/v1/projects/{pid}/deployments/"), timeout=30), 200).json()
+        model = check(lead.get(stack.url(f"/api/v1/models/{run['model']}/"), timeout=30), 200).json()
+        load_after = loadavg()
+    steps = {s["kind"]: s for s in run["steps"]}
+    order = [s["kind"] for s in run["steps"]]
+    step_s = {k: steps[k]["duration_s"] for k in order}
+    handoffs = {f"{a}->{b}": (_ts(steps[b]["started_at"]) - _ts(steps[a]["finished_at"]))
+                for a, b in zip(order, order[1:]) if steps[a]["finished_at"] and steps[b]["started_at"]}
+    run_started = _ts(run["started_at"])
+    last_step_done = _ts(steps[order[-1]]["finished_at"])
+    parts = {"label_to_run_created_s": t_created - t0,
+             "run_queued_s": run_started - _ts(run["created_at"]) if run_started else None,
+             **{f"step_{k}_s": v for k, v in step_s.items()},
+             **{f"handoff_{k}_s": v for k, v in handoffs.items()},
+             "deploy_to_first_prediction_s": (wall0 + total_s) - _ts(deployment["created_at"]),
+             "pipeline_started_to_done_s": (last_step_done - run_started) if run_started and last_step_done else None}
+    test_acc = (model.get("eval_report") or {}).get("accuracy")
+    return {"backend": backend, "repeat": repeat, "server": gconf.describe(),
+            "worker": "celery -A apps.looplab worker -Q default,ml_cpu,ml_gpu -c 1", "samples": args.samples,
+            "budget": args.budget, "labeled": labeled, "push_s": push_s, "round_s": round_s, "labeling_s": label_s,
+            "label_to_first_prediction_s": total_s, "deployment_label_to_serving_s": deployment["label_to_serving_s"],
+            "parts": parts, "steps": run["steps"], "epochs": run["config"].get("epochs"),
+            "dataset_counts": run["dataset_version"]["counts"], "test_accuracy": test_acc,
+            "prediction": {k: prediction[k] for k in ("label", "confidence", "model", "latency_ms") if k in prediction},
+            "loadavg_before": load_before, "loadavg_after": load_after}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["embedded", "postgres", "all"], default="all")
+    parser.add_argument("--samples", type=int, default=600, help="digits pushed (demo size: 600)")
+    parser.add_argument("--budget", type=int, default=300, help="the round's budget: tasks labeled")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the app's LOOPLAB_TRAIN_EPOCHS)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per backend, each on a fresh stack")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=2, help="gunicorn threads per worker")
+    parser.add_argument("--time-limit", type=float, default=900, help="seconds per run before giving up")
+    args = parser.parse_args(argv)
+    if not 20 <= args.budget <= args.samples:
+        parser.error("need 20 <= budget <= samples")
+    backends = ["embedded", "postgres"] if args.backend == "all" else [args.backend]
+    machine = machine_info()
+    runs = []
+    for backend in backends:
+        for repeat in range(1, args.repeat + 1):
+            run = run_once(args, backend, repeat)
+            runs.append(run)
+            print(f"  {backend} #{repeat}: last label -> first prediction {run['label_to_first_prediction_s']:.1f} s "
+                  f"(server label_to_serving_s {fmt(run['deployment_label_to_serving_s'])}), load {run['loadavg_before']}",
+                  flush=True)
+    kinds = [s["kind"] for s in runs[0]["steps"]]
+    rows = []
+    for run in runs:
+        p = run["parts"]
+        rows.append([run["backend"], str(run["repeat"]), run["label_to_first_prediction_s"],
+                     run["deployment_label_to_serving_s"], p["run_queued_s"],
+                     *[p.get(f"step_{k}_s") for k in kinds],
+                     sum(v for k, v in p.items() if k.startswith("handoff_") and v is not None),
+                     p["deploy_to_first_prediction_s"], run["test_accuracy"],
+                     " ".join(f"{x:.2f}" for x in run["loadavg_before"])])
+    print_table(["backend", "run", "label->predict s", "deploy label_to_serving_s", "queued s",
+                 *[f"{k} s" for k in kinds], "hand-offs s", "deploy->predict s", "test acc", "load 1/5/15"], rows,
+                title=f"Label to serving (s): {args.samples} digits, {args.budget} labels, epochs {runs[0]['epochs']}; "
+                      f"{runs[0]['server']}; {runs[0]['worker']}; {machine['cpus']} CPUs ({machine['cpu_model']})")
+    summary = {}
+    for backend in backends:
+        mine = [r for r in runs if r["backend"] == backend]
+        best = min(r["label_to_first_prediction_s"] for r in mine)
+        summary[backend] = {"best_s": best, "label_to_first_prediction_s": spread([r["label_to_first_prediction_s"] for r in mine]),
+                            "target_s": TARGET_S, "meets_target": best <= TARGET_S}
+        sp = summary[backend]["label_to_first_prediction_s"]
+        print(f"{backend:>9}: best {best:.1f} s (runs {fmt(sp['min'])}..{fmt(sp['max'])}); target <= {TARGET_S:g} s: "
+              f"{'met' if best <= TARGET_S else 'NOT met'}")
+    path = write_json("label_to_serving", {"args": vars(args), "machine": machine, "runs": runs, "summary": summary})
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
