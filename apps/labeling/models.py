@@ -60,6 +60,13 @@ class TaskSkip(models.Model):
         constraints = [models.UniqueConstraint(fields=["task", "user"], name="skip_unique")]
 
 
+class ReviewStatus(models.TextChoices):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    CORRECTED = "corrected"
+
+
 class Annotation(models.Model):
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="annotations")
     sample = models.ForeignKey(Sample, on_delete=models.CASCADE, related_name="annotations")
@@ -68,6 +75,19 @@ class Annotation(models.Model):
     lease_to_submit_s = models.FloatField(null=True, blank=True)
     active_seconds = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Review by a lead (apps.labeling.review). A rejected annotation no longer counts toward the task's
+    # annotations_per_task; a correction keeps the annotator's ``result`` and stores the lead's version.
+    review_status = models.CharField(max_length=10, choices=ReviewStatus.choices, default=ReviewStatus.PENDING)
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    review_comment = models.TextField(blank=True, default="")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    corrected_result = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
+        indexes = [models.Index(fields=["task", "review_status"], name="annotation_review")]
+
+    @property
+    def final_result(self) -> dict:
+        """What the annotation stands for after review: the lead's correction, else the annotator's result."""
+        return self.corrected_result if self.corrected_result is not None else self.result

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from apps.core.errors import Conflict, ValidationFailed
 from apps.core.services import job_fail, job_progress, job_start, job_succeed
-from apps.labeling.models import Annotation, Round, Task, TaskSkip, TaskState
+from apps.labeling.models import Annotation, ReviewStatus, Round, Task, TaskSkip, TaskState
 from apps.labeling.selectors import budget_summary
 from apps.projects.models import Project
 from apps.samples import content as content_io
@@ -205,8 +205,9 @@ def task_lease_next(*, project: Project, user) -> Task | None:
         with transaction.atomic():
             qs = (Task.objects.filter(project=project, state=TaskState.PENDING, available_at__lte=now)
                   .exclude(skips__user=user).order_by("-priority", "id"))
-            if project.annotations_per_task > 1:  # each annotator annotates a task once
-                qs = qs.exclude(annotations__annotator=user)
+            if project.annotations_per_task > 1:  # each annotator annotates a task once (rejected ones may redo it)
+                qs = qs.exclude(pk__in=Annotation.objects.filter(task__project=project, annotator=user)
+                                .exclude(review_status=ReviewStatus.REJECTED).values("task_id"))
             if connection.features.has_select_for_update_skip_locked:
                 qs = qs.select_for_update(skip_locked=True, of=("self",))
             candidate = qs.only("id").first()
@@ -238,8 +239,8 @@ def task_skip(*, task: Task, user) -> None:
 def annotation_submit(*, task: Task, user, result, active_seconds: float | None = None) -> Annotation:
     """Store a validated annotation for a task the caller has leased.
 
-    A task is done once it has the project's ``annotations_per_task`` annotations; for
-    classification the sample's label is then the majority label (ties: the earliest).
+    A task is done once it has the project's ``annotations_per_task`` counted (not rejected)
+    annotations; for classification the sample's label is then set (see task_settle).
     """
     from apps.labeling.results import validate_result
 
@@ -254,14 +255,35 @@ def annotation_submit(*, task: Task, user, result, active_seconds: float | None 
         annotation = Annotation.objects.create(
             task=task, sample=task.sample, annotator=user, result=clean, active_seconds=active_seconds,
             lease_to_submit_s=(now - task.leased_at).total_seconds() if task.leased_at else None)
-        results = list(Annotation.objects.filter(task=task).order_by("id").values_list("result", flat=True))
-        if len(results) >= project.annotations_per_task:
-            Task.objects.filter(pk=task.pk).update(state=TaskState.DONE, done_at=now, leased_by=None,
-                                                   lease_expires_at=None, available_at=now)
-            if project.task_type == "classification":
-                votes = [r["label"] for r in results]
-                label = max(votes, key=lambda v: (votes.count(v), -votes.index(v)))
-                Sample.objects.filter(pk=task.sample_id).update(label=label, labeled_at=now, low_confidence=False)
-        else:  # back to the queue for the next annotator
-            Task.objects.filter(pk=task.pk).update(leased_by=None, leased_at=None, lease_expires_at=None, available_at=now)
+        task_settle(task=task, now=now, release=True)
     return annotation
+
+
+def task_settle(*, task: Task, now=None, release: bool = False) -> None:
+    """Task state (and, for classification, the sample's label) from its counted annotations.
+
+    Counted: every annotation not rejected in review. With ``annotations_per_task`` of them the task is
+    done; the label is the latest lead correction if there is one, else the majority of the counted
+    labels (ties: the earliest). With fewer, the task is open again (a lease held on it is kept) and
+    the sample has no label; ``release`` ends the caller's lease. Call inside a transaction holding the task's row lock.
+    """
+    now = now or timezone.now()
+    project = task.project
+    counted = list(Annotation.objects.filter(task=task).exclude(review_status=ReviewStatus.REJECTED).order_by("id"))
+    if len(counted) >= project.annotations_per_task:
+        Task.objects.filter(pk=task.pk).update(state=TaskState.DONE, done_at=task.done_at if task.state == TaskState.DONE else now,
+                                               leased_by=None, lease_expires_at=None, available_at=now)
+        if project.task_type == "classification":
+            corrections = [a for a in counted if a.review_status == ReviewStatus.CORRECTED and a.corrected_result]
+            if corrections:
+                label = max(corrections, key=lambda a: (a.reviewed_at or now, a.pk)).corrected_result["label"]
+            else:
+                votes = [a.final_result["label"] for a in counted]
+                label = max(votes, key=lambda v: (votes.count(v), -votes.index(v)))
+            Sample.objects.filter(pk=task.sample_id).update(label=label, labeled_at=now, low_confidence=False)
+        return
+    if release or task.state == TaskState.DONE:  # the submitter's lease ends, or review reopened the task
+        Task.objects.filter(pk=task.pk).update(state=TaskState.PENDING, done_at=None, leased_by=None, leased_at=None,
+                                               lease_expires_at=None, available_at=now)
+    if project.task_type == "classification" and task.state == TaskState.DONE:
+        Sample.objects.filter(pk=task.sample_id).update(label=None, labeled_at=None)

@@ -1,6 +1,8 @@
 from django.urls import path
 
+from apps.exports import api as exports
 from apps.labeling import api as labeling
+from apps.labeling import review_api
 from apps.projects import api as projects
 from apps.samples import api as samples
 from apps.samples import peaks_api, points_api
@@ -31,4 +33,10 @@ urlpatterns = [
     path("models/<str:model_id>/confusion.png", training.ModelConfusion.as_view()),
     path("projects/<str:project_id>/deployments/", serving.Deployments.as_view()),
     path("projects/<str:project_id>/predict/", serving.Predict.as_view()),
+    path("projects/<str:project_id>/annotations/", review_api.AnnotationList.as_view()),
+    path("annotations/<str:annotation_id>/review/", review_api.AnnotationReview.as_view()),
+    path("projects/<str:project_id>/agreement/", review_api.Agreement.as_view()),
+    path("projects/<str:project_id>/exports/", exports.ExportListCreate.as_view()),
+    path("exports/<str:export_id>/", exports.ExportDetail.as_view()),
+    path("exports/<str:export_id>/download", exports.ExportDownload.as_view()),
 ]

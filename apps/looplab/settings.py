@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "apps.labeling",
     "apps.training",
     "apps.serving",
+    "apps.exports",
     "apps.web",
 ]
 

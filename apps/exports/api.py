@@ -1,0 +1,98 @@
+"""Exports API (leads): start an export job, follow it, download its file."""
+from __future__ import annotations
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from apps.accounts.models import Role
+from apps.core.api import ProjectScopedView
+from apps.core.errors import Conflict
+from apps.exports.selectors import export_get, exports_for_project
+from apps.exports.services import export_create
+from apps.exports.writers import FORMATS_BY_TASK_TYPE
+
+
+class ExportIn(serializers.Serializer):
+    format = serializers.CharField(max_length=16)
+    reviewed_only = serializers.BooleanField(default=False)
+
+
+class ExportOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField(source="project_id")
+    format = serializers.CharField()
+    options = serializers.DictField()
+    status = serializers.CharField()
+    progress = serializers.FloatField()
+    message = serializers.CharField()
+    error = serializers.CharField()
+    dataset_version = serializers.SerializerMethodField()
+    annotations = serializers.SerializerMethodField()
+    digest = serializers.CharField()
+    counts = serializers.DictField()
+    filename = serializers.CharField()
+    size_bytes = serializers.IntegerField(allow_null=True)
+    download_url = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    def get_dataset_version(self, obj) -> dict | None:
+        v = obj.dataset_version
+        return {"id": v.pk, "number": v.number, "digest": v.digest} if v else None
+
+    def get_annotations(self, obj) -> int:
+        return len(obj.annotation_ids or [])
+
+    def get_download_url(self, obj) -> str | None:
+        return f"/api/v1/exports/{obj.pk}/download" if obj.status == "succeeded" and obj.file else None
+
+
+class ExportListCreate(ProjectScopedView):
+    min_role = Role.LEAD
+
+    @extend_schema(responses=ExportOut(many=True), summary="A project's exports, newest first (leads)")
+    def get(self, request, project_id):
+        project = self.project(request, project_id)
+        data = ExportOut(exports_for_project(project=project)[:50], many=True).data
+        return Response(data, headers={"X-Export-Formats": ",".join(FORMATS_BY_TASK_TYPE.get(project.task_type, ()))})
+
+    @extend_schema(request=ExportIn, responses={202: ExportOut},
+                   summary="Export the project's labels in a format (a job; names its dataset version or annotations)")
+    def post(self, request, project_id):
+        project = self.project(request, project_id)
+        payload = ExportIn(data=request.data)
+        payload.is_valid(raise_exception=True)
+        export = export_create(project=project, user=request.user, **payload.validated_data)
+        export.refresh_from_db()
+        return Response(ExportOut(export).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ExportDetail(ProjectScopedView):
+    min_role = Role.LEAD
+
+    @extend_schema(responses=ExportOut, summary="An export: status, progress, dataset version, download URL")
+    def get(self, request, export_id):
+        export = export_get(export_id=export_id)
+        self.check_object_project(request, export.project)
+        return Response(ExportOut(export).data)
+
+
+class ExportDownload(ProjectScopedView):
+    min_role = Role.LEAD
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(description="the export file")},
+                   summary="Download an export's file")
+    def get(self, request, export_id):
+        export = export_get(export_id=export_id)
+        self.check_object_project(request, export.project)
+        if export.status != "succeeded" or not export.file:
+            raise Conflict(f"The export is {export.status}; nothing to download yet.", code="export_not_ready",
+                           details={"status": export.status})
+        content_type = {"json": "application/json", "csv": "text/csv", "zip": "application/zip"}.get(
+            export.filename.rsplit(".", 1)[-1], "application/octet-stream")
+        return FileResponse(default_storage.open(export.file.name, "rb"), as_attachment=True,
+                            filename=export.filename, content_type=content_type)

@@ -1,0 +1,124 @@
+"""Exports: a Celery job writes a project's labels in one format and names the data it came from."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from apps.core.errors import ValidationFailed
+from apps.core.models import JobStatus
+from apps.core.services import job_fail, job_progress, job_start, job_succeed
+from apps.exports import writers
+from apps.exports.models import Export
+from apps.labeling.models import Annotation, ReviewStatus, TaskState
+from apps.projects.models import Project
+
+log = logging.getLogger(__name__)
+
+
+def export_create(*, project: Project, user, format: str, reviewed_only: bool = False) -> Export:
+    allowed = writers.FORMATS_BY_TASK_TYPE.get(project.task_type, ())
+    if format not in allowed:
+        raise ValidationFailed(f"A {project.task_type} project exports as {list(allowed)}; got {format!r}.",
+                               code="invalid_format", details={"formats": list(allowed)})
+    with transaction.atomic():
+        export = Export.objects.create(project=project, format=format, created_by=user, message="queued",
+                                       options={"reviewed_only": bool(reviewed_only)})
+        from apps.exports.tasks import run_export
+
+        transaction.on_commit(lambda: run_export.delay(export.pk))
+    return export
+
+
+def _chosen(annotations: list[Annotation]) -> Annotation | None:
+    """The annotation a task exports: the latest correction, else the latest accepted, else the earliest counted."""
+    counted = [a for a in annotations if a.review_status != ReviewStatus.REJECTED]
+    for status in (ReviewStatus.CORRECTED, ReviewStatus.ACCEPTED):
+        reviewed = [a for a in counted if a.review_status == status]
+        if reviewed:
+            return max(reviewed, key=lambda a: (a.reviewed_at, a.pk))
+    return counted[0] if counted else None
+
+
+def export_items(*, export: Export) -> list[writers.Item]:
+    """What an export writes, in sample id order; also records which data it was (version or annotation ids)."""
+    project = export.project
+    if project.task_type == "classification":
+        from apps.samples.models import Sample
+        from apps.training.services import dataset_version_freeze
+
+        version = dataset_version_freeze(project=project)
+        samples = Sample.objects.in_bulk([pk for pk, _, _ in version.items])
+        Export.objects.filter(pk=export.pk).update(dataset_version=version, digest=version.digest)
+        export.dataset_version = version
+        return [writers.Item(sample=samples[pk], result={"label": version.labels[index]}, label_index=index)
+                for pk, index, _ in version.items if pk in samples]
+    by_task: dict[int, list[Annotation]] = {}
+    qs = (Annotation.objects.filter(task__project=project, task__state=TaskState.DONE)
+          .select_related("sample").order_by("task_id", "id"))
+    for ann in qs.iterator(chunk_size=500):
+        by_task.setdefault(ann.task_id, []).append(ann)
+    chosen = []
+    for anns in by_task.values():
+        ann = _chosen(anns)
+        if ann is None or (export.options.get("reviewed_only") and ann.review_status == ReviewStatus.PENDING):
+            continue
+        chosen.append(ann)
+    chosen.sort(key=lambda a: a.sample_id)
+    ids = [a.pk for a in chosen]
+    digest = hashlib.sha256(json.dumps([[a.pk, a.final_result] for a in chosen], sort_keys=True).encode()).hexdigest()
+    Export.objects.filter(pk=export.pk).update(annotation_ids=ids, digest=digest)
+    return [writers.Item(sample=a.sample, result=a.final_result, annotation_id=a.pk) for a in chosen]
+
+
+def _read_content(sample) -> bytes:
+    from apps.samples import content as content_io
+
+    return content_io.read_content(sample)
+
+
+def _read_points(sample):
+    from apps.samples.points import sample_points
+
+    return sample_points(sample=sample).data[:, :3]
+
+
+def export_run(*, export: Export) -> None:
+    """The export's Celery job. Safe to run twice: a finished export is left alone."""
+    if export.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        return
+    job_start(export, "collecting labels")
+    try:
+        items = export_items(export=export)
+        labels = list(export.dataset_version.labels if export.dataset_version_id else export.project.labels)
+        job_progress(export, 5, f"writing {len(items)} samples")
+        step = max(1, len(items) // 50)
+
+        def progress(done: int, total: int) -> None:
+            if done == total or done % step == 0:
+                job_progress(export, 5 + 90 * done / max(1, total), f"wrote {done} of {total} samples")
+
+        writer = writers.WRITERS[export.format]
+        extra = {"yolo": {"read_content": _read_content}, "ply": {"read_points": _read_points}}.get(export.format, {})
+        ext = writers.EXTENSIONS[export.format]
+        filename = f"{export.project.name or 'project'}-{export.format}-export{export.pk}.{ext}"
+        filename = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in filename)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / filename
+            counts = writer(items, labels, out, progress, **extra)
+            with open(out, "rb") as fh:
+                name = default_storage.save(f"exports/{export.project_id}/{export.pk}/{filename}", File(fh))
+            size = out.stat().st_size
+        source = (f"dataset v{export.dataset_version.number}" if export.dataset_version_id
+                  else f"{len(items)} annotations")
+        job_succeed(export, f"exported {len(items)} samples from {source}", file=name, filename=filename,
+                    size_bytes=size, counts=counts)
+    except Exception as exc:
+        log.exception("export %s failed", export.pk)
+        job_fail(export, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
