@@ -257,11 +257,15 @@ class _Pool:
             self._cache[key] = u
         return self._cache[key]
 
-    def kmeans_iter(self) -> int:
-        return int(self.options.get("kmeans_iter", 20))
+    def kmeans_iter(self, n: int = 0, k: int = 0) -> int:
+        """Lloyd iterations: 20 for small problems, 10 once n * k passes 5e6 (the last ones barely move)."""
+        if "kmeans_iter" in self.options:
+            return int(self.options["kmeans_iter"])
+        return 20 if n * k <= 5e6 else 10
 
     def max_train(self, k: int) -> int:
-        return int(self.options.get("cold_start_max_train", max(20_000, 32 * k)))
+        """Points used to fit k-means in cold start: 16 per cluster, at least 10_000."""
+        return int(self.options.get("cold_start_max_train", max(10_000, 16 * k)))
 
     def covered_embeddings(self) -> np.ndarray | None:
         """Labeled embeddings plus the samples already taken into this batch (for coverage strategies)."""
@@ -351,8 +355,8 @@ def _stratified_random(pool: _Pool, cand: np.ndarray, k: int) -> _Result:
         from ml.index import kmeans  # noqa: PLC0415
 
         n_c = int(min(len(cand), max(2, min(k, 20))))
-        _, groups, _ = kmeans(pool.embeddings[cand], n_c, random_state=pool.random_state, n_iter=pool.kmeans_iter(),
-                              max_train=pool.max_train(n_c))
+        _, groups, _ = kmeans(pool.embeddings[cand], n_c, random_state=pool.random_state,
+                              n_iter=pool.kmeans_iter(min(len(cand), pool.max_train(n_c)), n_c), max_train=pool.max_train(n_c))
         source = "kmeans"
     groups = np.unique(groups, return_inverse=True)[1].ravel()
     sizes = np.bincount(groups)
@@ -392,7 +396,7 @@ def _cold_start_kmeans(pool: _Pool, cand: np.ndarray, k: int) -> _Result:
     if k <= 0:
         return _empty("kmeans")
     pts = pool.subsample(cand, pool.max_train(k))
-    _, labels, dist = kmeans(pool.embeddings[pts], k, random_state=pool.random_state, n_iter=pool.kmeans_iter())
+    _, labels, dist = kmeans(pool.embeddings[pts], k, random_state=pool.random_state, n_iter=pool.kmeans_iter(len(pts), k))
     n_clusters = int(labels.max()) + 1
     sizes = np.bincount(labels, minlength=n_clusters)
     rank_in = _rank_in_cluster(labels, dist, n_clusters)
@@ -422,7 +426,7 @@ def _typicality(pool: _Pool, cand: np.ndarray, k: int) -> _Result:
     pts = pool.subsample(cand, pool.max_train(k + extra))
     n_clusters = int(min(len(pts), k + extra))
     centroids, labels, _ = kmeans(pool.embeddings[pts], n_clusters, random_state=pool.random_state,
-                                  n_iter=pool.kmeans_iter())
+                                  n_iter=pool.kmeans_iter(len(pts), n_clusters))
     n_clusters = len(centroids)
     sizes = np.bincount(labels, minlength=n_clusters)
     if n_lab:
@@ -494,7 +498,7 @@ def _diverse_top(pool: _Pool, cand: np.ndarray, k: int, utility: np.ndarray, nam
     top, top_u = _rank_by(utility, cand, m)
     if m <= k or k == 1:
         return top[:k], top_u[:k], name
-    _, labels, _ = kmeans(pool.embeddings[top], k, random_state=pool.random_state, n_iter=pool.kmeans_iter())
+    _, labels, _ = kmeans(pool.embeddings[top], k, random_state=pool.random_state, n_iter=pool.kmeans_iter(len(top), k))
     # top is sorted by utility desc, so the first occurrence of each label is its most useful member
     _, first = np.unique(labels, return_index=True)
     chosen = np.zeros(len(top), bool)
@@ -541,9 +545,9 @@ def _cluster_margin(pool: _Pool, cand: np.ndarray, k: int) -> _Result:
     n_clusters = max(1, min(n_clusters, pool.n))
     key = ("pool_clusters", n_clusters)
     if key not in pool._cache:
-        fit_on = pool.subsample(np.arange(pool.n), max(20_000, 32 * n_clusters))
+        fit_on = pool.subsample(np.arange(pool.n), max(10_000, 16 * n_clusters))
         centroids, _, _ = kmeans(pool.embeddings[fit_on], n_clusters, random_state=pool.random_state,
-                                 n_iter=pool.kmeans_iter(), assign=False)
+                                 n_iter=pool.kmeans_iter(len(fit_on), n_clusters), assign=False)
         pool._cache[key] = centroids
     labels, _ = assign_nearest(pool.embeddings[top], pool._cache[key])
     cl, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
@@ -753,6 +757,11 @@ class _Batch:
 # --------------------------------------------------------------------------- validation
 
 
+def _all_finite(A: np.ndarray, rows: int = 65_536) -> bool:
+    """np.isfinite(A).all() without a full-size boolean temporary."""
+    return all(bool(np.isfinite(A[s: s + rows]).all()) for s in range(0, len(A), rows))
+
+
 def _validate(strategy, budget, embeddings, probs, labeled_counts, n_classes, prefer):
     if strategy not in _STRATEGY_FUNCS:
         raise InvalidInput(
@@ -772,7 +781,7 @@ def _validate(strategy, budget, embeddings, probs, labeled_counts, n_classes, pr
     if emb.dtype != np.float32:
         emb = emb.astype(np.float32)
     n = len(emb)
-    if n and not np.isfinite(emb).all():
+    if n and not _all_finite(emb):
         raise InvalidInput("embeddings contain NaN or infinite values", code="empty_data")
     if probs is not None:
         probs = np.asarray(probs)

@@ -86,6 +86,10 @@ def test_auto_switches_to_ivf_and_reaches_recall():
     assert len(index) == 6000
     assert index.tuned_recall_ >= 0.95 and index.nprobe_ >= 1
     assert measure_recall(index, Q, k=10) >= 0.93
+    # tuning on fresh queries instead of leave-one-out
+    rec = index.tune(queries=Q[:100], target_recall=0.99)
+    assert rec >= 0.99 and index.nprobe_ == index._index.nprobe
+    assert measure_recall(index, Q[:100], k=10) == pytest.approx(rec)
     # removal works on IVF too
     index.remove(np.arange(100))
     found, _ = index.search(X[:100], 10)
@@ -106,6 +110,7 @@ def test_hnsw_with_tombstones():
 
 @pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
 def test_save_load_roundtrip(tmp_path, kind):
+    # cosine metric throughout: also covers IVF/HNSW on inner product
     X, _, _ = _clustered(1200, seed=7)
     index = EmbeddingIndex(16, kind=kind, metric="cosine").add(np.arange(1200) + 10, X)
     index.remove([10, 11])
@@ -118,6 +123,8 @@ def test_save_load_roundtrip(tmp_path, kind):
     b = loaded.search(X[:20], 5)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_allclose(a[1], b[1])
+    assert measure_recall(loaded, X[:50], k=5) >= 0.9
+    assert (a[1] >= -1e-5).all() and (a[1][np.isfinite(a[1])] <= 2 + 1e-5).all()  # cosine distances
 
 
 def test_load_rejects_garbage(tmp_path):
@@ -169,6 +176,9 @@ def test_kmeans_recovers_blobs_and_is_deterministic():
     # subsampled fit, everything assigned
     c3, l3, _ = kmeans(X, 8, random_state=0, max_train=400)
     assert l3.shape == (2000,) and adjusted_rand_score(lab, l3) > 0.95
+    # the faiss backend agrees on well separated blobs
+    _, l5, _ = kmeans(X, 8, random_state=0, backend="faiss")
+    assert adjusted_rand_score(lab, l5) > 0.99
     # k larger than n is clipped
     c4, l4, _ = kmeans(X[:5], 10)
     assert len(c4) == 5 and sorted(l4.tolist()) == [0, 1, 2, 3, 4]
