@@ -91,6 +91,9 @@ def _check(y_true, probs, labels) -> tuple[np.ndarray, np.ndarray, list[str]]:
         raise InvalidInput("cannot evaluate on zero samples", code="empty_data")
     if not np.isfinite(P).all():
         raise InvalidInput("probs contain NaN or infinite values", code="empty_data")
+    if P.min() < -1e-6 or np.abs(P.sum(axis=1) - 1.0).max() > 1e-3:
+        raise InvalidInput("probs must be probabilities: non-negative rows that sum to 1 (apply softmax to logits)",
+                           code="invalid_probs")
     if not np.issubdtype(y.dtype, np.integer):
         if np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0):
             y = y.astype(np.int64)

@@ -794,6 +794,9 @@ def _validate(strategy, budget, embeddings, probs, labeled_counts, n_classes, pr
             probs = probs.astype(np.float32)
         if n and not np.isfinite(probs).all():
             raise InvalidInput("probs contain NaN or infinite values", code="empty_data")
+        if n and (probs.min() < -1e-6 or np.abs(probs.sum(axis=1, dtype=np.float64) - 1.0).max() > 1e-3):
+            raise InvalidInput("probs must be probabilities: non-negative rows that sum to 1 (apply softmax to logits)",
+                               code="invalid_probs")
         if n_classes is not None and probs.shape[1] != int(n_classes):
             raise InvalidInput(
                 "probs has a different number of classes than n_classes",
@@ -838,7 +841,7 @@ def _validate_options(options: dict, n: int, d: int) -> tuple[np.ndarray | None,
     mc = options.get("mc_probs")
     if mc is not None:
         mc = np.asarray(mc, dtype=np.float32)
-        if mc.ndim != 3 or mc.shape[1] != n or not np.isfinite(mc).all():
+        if mc.ndim != 3 or mc.shape[1] != n or not np.isfinite(mc).all() or (mc.size and mc.min() < -1e-6):
             raise InvalidInput("mc_probs must be a finite (T, N, C) array of stochastic-pass probabilities",
                                details={"shape": list(mc.shape), "n_pool": n})
     lab = options.get("labeled_embeddings")

@@ -101,6 +101,9 @@ def test_invalid_inputs(data):
     with pytest.raises(InvalidInput):
         evaluate(y, P, LABELS, slices={"bad": np.ones(3, bool)})
     with pytest.raises(InvalidInput) as exc:
+        evaluate(y, np.log(P), LABELS)
+    assert exc.value.code == "invalid_probs"
+    with pytest.raises(InvalidInput) as exc:
         evaluate(y[:0], P[:0], LABELS)
     assert exc.value.code == "empty_data"
 

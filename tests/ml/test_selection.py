@@ -156,6 +156,9 @@ def test_invalid_inputs(pool):
         select("auto", budget=5, embeddings=X, probs=P, labeled_counts=[1, 2])
     with pytest.raises(InvalidInput):
         select("random", budget=5, embeddings=X, prefer=np.ones(3, bool))
+    with pytest.raises(InvalidInput) as exc:
+        select("margin", budget=5, embeddings=X, probs=P * 3)  # logits, not probabilities
+    assert exc.value.code == "invalid_probs"
     bad = X.copy()
     bad[3, 0] = np.nan
     with pytest.raises(InvalidInput):
