@@ -6,7 +6,8 @@ kNN vote), then ``cleanlab.filter.find_label_issues``. cleanlab is AGPL-3.0 and 
 (``pip install 'looplab[quality]'``): it is imported only inside :func:`find_label_issues`, and its
 absence raises :class:`ml.errors.MissingDependency`.
 
-Outliers and near-duplicates use a faiss kNN search over the embeddings (no cleanlab needed).
+Outliers and near-duplicates use a kNN search over the embeddings with ml.index.EmbeddingIndex (faiss:
+exact below 50,000 samples, IVF above), no cleanlab needed.
 """
 
 from __future__ import annotations
@@ -127,18 +128,39 @@ def _name(names: Sequence[str] | None, c: int) -> str:
     return str(names[c]) if names is not None else str(c)
 
 
+def _knn_excluding_self(X: np.ndarray, k: int, metric: str = "l2") -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest other samples of every sample: (positions (N, k), distances (N, k)).
+
+    Uses ml.index.EmbeddingIndex: exact below its threshold (50,000 vectors), IVF with tuned nprobe above."""
+    from ml.index import EmbeddingIndex  # noqa: PLC0415
+
+    n = len(X)
+    index = EmbeddingIndex(X.shape[1], metric=metric).add(np.arange(n, dtype=np.int64), X)
+    kk = min(k + 1, n)
+    pos = np.empty((n, kk - 1), np.int64)
+    dist = np.empty((n, kk - 1), np.float32)
+    step = 16_384
+    for s in range(0, n, step):
+        ids, d = index.search(X[s: s + step], kk)
+        own = np.arange(s, s + len(ids))[:, None]
+        not_self = ids != own
+        # keep the first kk-1 hits that are not the sample itself
+        order = np.argsort(~not_self, axis=1, kind="stable")[:, : kk - 1]
+        pos[s: s + step] = np.take_along_axis(ids, order, axis=1)
+        dist[s: s + step] = np.take_along_axis(d, order, axis=1)
+    return pos, dist
+
+
 def find_outliers(embeddings: np.ndarray, *, k: int = 10, z_threshold: float = 4.0, min_ratio: float = 1.5) -> list[Finding]:
     """Samples far from everything else: mean L2 distance to their ``k`` nearest neighbours, flagged when its
     robust z-score (median / MAD) exceeds ``z_threshold`` and it is at least ``min_ratio`` times the median.
     Score = 1 - median / distance."""
-    from ml.index import exact_search  # noqa: PLC0415
-
     X = np.ascontiguousarray(embeddings, dtype=np.float32)
     n = len(X)
     if n <= k + 1:
         return []
-    _, dist = exact_search(X, X, k + 1)
-    d = dist[:, 1:].mean(axis=1).astype(np.float64)  # drop self
+    _, dist = _knn_excluding_self(X, k)
+    d = dist.mean(axis=1).astype(np.float64)
     med = float(np.median(d))
     mad = float(np.median(np.abs(d - med))) * 1.4826 or 1e-12
     z = (d - med) / mad
@@ -160,30 +182,28 @@ def find_near_duplicates(
 
     Pairs whose labels disagree score their similarity; pairs that agree score half of it (wasted budget
     rather than a contradiction)."""
-    from ml.index import exact_search  # noqa: PLC0415
-
     X = np.ascontiguousarray(embeddings, dtype=np.float32)
     n = len(X)
     if n < 2:
         return []
-    pos, dist = exact_search(X, X, min(k + 1, n), metric="cosine")
+    pos, dist = _knn_excluding_self(X, k, metric="cosine")
     sim = 1.0 - dist
     out = []
     seen = set()
-    for i in range(n):
-        for j, s in zip(pos[i], sim[i]):
-            if j < 0 or j == i or s < threshold:
-                continue
-            a, b = (int(min(i, j)), int(max(i, j)))
+    rows, cols = np.nonzero((sim >= threshold) & (pos >= 0))
+    for i, c in zip(rows.tolist(), cols.tolist()):
+        j, s = int(pos[i, c]), float(sim[i, c])
+        if j != i:
+            a, b = (min(i, j), max(i, j))
             if (a, b) in seen:
                 continue
             seen.add((a, b))
             if labels is not None and labels[a] != labels[b]:
                 reason = (f"near-duplicate of sample {a} (cosine {s:.3f}) but labelled "
                           f"{_name(label_names, int(labels[b]))} vs {_name(label_names, int(labels[a]))}")
-                out.append(Finding(b, "near_duplicate", float(s), reason, suggested_label=int(labels[a]), related=a))
+                out.append(Finding(b, "near_duplicate", s, reason, suggested_label=int(labels[a]), related=a))
             else:
-                out.append(Finding(b, "near_duplicate", float(s) * 0.5, f"near-duplicate of sample {a} (cosine {s:.3f})",
+                out.append(Finding(b, "near_duplicate", s * 0.5, f"near-duplicate of sample {a} (cosine {s:.3f})",
                                    related=a))
     return out
 
