@@ -192,7 +192,7 @@ def find_near_duplicates(
     seen = set()
     rows, cols = np.nonzero((sim >= threshold) & (pos >= 0))
     for i, c in zip(rows.tolist(), cols.tolist()):
-        j, s = int(pos[i, c]), float(sim[i, c])
+        j, s = int(pos[i, c]), min(1.0, float(sim[i, c]))
         if j != i:
             a, b = (min(i, j), max(i, j))
             if (a, b) in seen:
