@@ -20,6 +20,7 @@ const HIT = 7;           // pick radius for vertices and edges, screen px
 const MIN_BOX = 4;       // smallest box a drag creates, screen px
 const DRAG_START = 3;    // movement before a press becomes a drag, screen px
 const TAGS_UP_TO = 400;  // label tags drawn on shapes while there are at most this many (and they fit)
+const DASHES_UP_TO = 150; // predicted shapes on screen drawn dashed up to this many (see draw())
 
 const $ = (id) => document.getElementById(id);
 const frame = $("stage");
@@ -48,6 +49,7 @@ const loop = createToolLoop({
     modality: config.modality, taskType: config.taskType,
     mode: "select", boxes: [], polygons: [], selection: null, vertex: null, draft: null,
     view: { scale: 1, tx: 0, ty: 0 }, image: { width: 0, height: 0 }, drawMs: 0, frames: 0,
+    timings: { taskMs: null, firstFrameMs: null },  // ms since navigation start: task leased; first frame of it drawn
   },
   hotkeys: [
     ["V", "select and edit shapes"],
@@ -63,6 +65,7 @@ const loop = createToolLoop({
     ["Space+drag", "pan (or drag with the middle button)"],
   ],
   async onTask(task, state) {
+    state.timings = { taskMs: performance.now(), firstFrameMs: null };
     state.boxes = [];
     state.polygons = [];
     state.selection = null;
@@ -281,6 +284,9 @@ function renderZoom() {
 
 // -- drawing: one pass, batched by colour ------------------------------------------------------------
 
+// Boxes are drawn with fillRect/strokeRect (Skia's rect fast path) per colour group; polygons as one Path2D per
+// group. boxesAsPath=true puts boxes in the group's path instead (kept for the benchmark's comparison).
+let boxesAsPath = false;
 let pending = false;
 function invalidate() {
   if (pending) return;
@@ -310,7 +316,7 @@ function draw() {
   const group = (label, predicted) => {
     const key = `${label}\u0000${predicted ? 1 : 0}`;
     let g = groups.get(key);
-    if (!g) { g = { color: colorOf(label), predicted, path: new Path2D() }; groups.set(key, g); }
+    if (!g) { g = { color: colorOf(label), predicted, path: new Path2D(), rects: [], paths: [] }; groups.set(key, g); }
     return g;
   };
   const sel = state.selection;
@@ -323,33 +329,51 @@ function draw() {
     const w = Math.round(b.w * W);
     const h = Math.round(b.h * H);
     if (x0 > cssW || y0 > cssH || x0 + w < 0 || y0 + h < 0) continue;  // off screen
-    group(b.label, b.predicted).path.rect(x0, y0, w, h);
+    const g = group(b.label, b.predicted);
+    if (boxesAsPath) g.path.rect(x0, y0, w, h); else g.rects.push(x0, y0, w, h);
     if (total <= TAGS_UP_TO && w >= 28 && h >= 16) tags.push([b.label, x0, y0]);
   }
   for (let i = 0; i < state.polygons.length; i++) {
     const p = state.polygons[i];
-    const path = group(p.label, p.predicted).path;
+    // one small Path2D per polygon: a path's raster cost follows its bounds, so one path per colour
+    // spanning the whole canvas costs far more than many small ones
+    const path = new Path2D();
+    let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
     for (let k = 0; k < p.points.length; k++) {
       const x = v.tx + p.points[k][0] * W;
       const y = v.ty + p.points[k][1] * H;
       if (k === 0) path.moveTo(x, y); else path.lineTo(x, y);
+      if (x < minX) minX = x; if (x > maxX) maxX = x; if (y < minY) minY = y; if (y > maxY) maxY = y;
     }
     path.closePath();
+    if (minX > cssW || minY > cssH || maxX < 0 || maxY < 0) continue;  // off screen
+    group(p.label, p.predicted).paths.push(path);
     if (total <= TAGS_UP_TO) {
       const top = p.points.reduce((a, q) => (q[1] < a[1] ? q : a), p.points[0]);
       tags.push([p.label, v.tx + top[0] * W, v.ty + top[1] * H]);
     }
   }
+  // Dashes (the look of unreviewed model shapes) cost several times a plain stroke when rasterised; past
+  // DASHES_UP_TO visible predicted shapes they are drawn solid and fainter instead.
+  let visiblePredicted = 0;
+  for (const g of groups.values()) if (g.predicted) visiblePredicted += g.rects.length / 4 + g.paths.length;
+  const dashed = visiblePredicted <= DASHES_UP_TO;
   ctx.lineWidth = 1.5;
   for (const g of groups.values()) {
     ctx.globalAlpha = g.predicted ? 0.08 : 0.16;
     ctx.fillStyle = g.color;
-    ctx.fill(g.path, "evenodd");
-    ctx.globalAlpha = 1;
+    const r = g.rects;
+    for (let k = 0; k < r.length; k += 4) ctx.fillRect(r[k], r[k + 1], r[k + 2], r[k + 3]);  // rects: raster fast path
+    ctx.fill(g.path);
+    for (const path of g.paths) ctx.fill(path, "evenodd");
+    ctx.globalAlpha = g.predicted && !dashed ? 0.6 : 1;
     ctx.strokeStyle = g.color;
-    ctx.setLineDash(g.predicted ? [6, 4] : []);
+    ctx.setLineDash(g.predicted && dashed ? [6, 4] : []);
+    for (let k = 0; k < r.length; k += 4) ctx.strokeRect(r[k], r[k + 1], r[k + 2], r[k + 3]);
     ctx.stroke(g.path);
+    for (const path of g.paths) ctx.stroke(path);
   }
+  ctx.globalAlpha = 1;
   ctx.setLineDash([]);
 
   if (tags.length) {
@@ -425,6 +449,7 @@ function draw() {
   }
   state.frames += 1;
   state.drawMs = performance.now() - t0;
+  if (imgReady && state.status === "ready" && state.timings.firstFrameMs === null) state.timings.firstFrameMs = performance.now();
 }
 
 function outline(kind, index) {
@@ -806,5 +831,6 @@ new ResizeObserver(resizeCanvas).observe(frame);
 resizeCanvas();
 
 // For tests and benchmarks: geometry helpers and a synchronous draw.
-window.__looplabImage = { draw, invalidate, fit, zoomAt, toScreen, toNorm, loop };
+window.__looplabImage = { draw, invalidate, fit, zoomAt, toScreen, toNorm, loop,
+  setBoxesAsPath(on) { boxesAsPath = Boolean(on); invalidate(); } };
 loop.start();
