@@ -12,4 +12,5 @@ urlpatterns = [
     path("", views.projects_list, name="projects"),
     path("projects/<int:project_id>/", views.project_detail, name="project"),
     path("projects/<int:project_id>/annotate/", views.annotate, name="annotate"),
+    path("projects/<int:project_id>/review/", views.review, name="review"),
 ]

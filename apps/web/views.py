@@ -80,3 +80,20 @@ def annotate(request, project_id: int):
         "config": {"project": project.pk, "labels": list(project.labels), "modality": project.modality,
                    "taskType": project.task_type},
     })
+
+
+@login_required
+@ensure_csrf_cookie
+def review(request, project_id: int):
+    """The lead's review page: annotations to accept / reject / correct, and agreement (data via the API)."""
+    project, role = _member_project(request, project_id)
+    if project is None:
+        return _not_found(request)
+    from apps.labeling.review import review_summary
+
+    return render(request, "web/review.html", {
+        "project": project, "role": role, "is_lead": can_lead(role),
+        "summary": review_summary(project=project) if can_lead(role) else {},
+        "config": {"project": project.pk, "labels": list(project.labels), "modality": project.modality,
+                   "taskType": project.task_type, "annotationsPerTask": project.annotations_per_task},
+    }, status=200 if can_lead(role) else 403)
