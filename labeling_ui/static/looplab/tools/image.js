@@ -119,7 +119,8 @@ const loop = createToolLoop({
     const np = (p.polygons || []).length;
     if (!nb && !np) return null;
     const parts = [nb ? `${nb} box${nb === 1 ? "" : "es"}` : null, np ? `${np} polygon${np === 1 ? "" : "s"}` : null];
-    return `The model pre-annotated ${parts.filter(Boolean).join(" and ")} (dashed): correct them, then press Enter.`;
+    const look = nb + np <= DASHES_UP_TO ? "dashed" : "faint";
+    return `The model pre-annotated ${parts.filter(Boolean).join(" and ")} (${look}): correct them, then press Enter.`;
   },
   render: renderPanel,
 });
