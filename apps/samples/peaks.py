@@ -15,7 +15,7 @@ envelope of every channel, so a clip that peaks on one channel shows it). Powers
 ~25 resolutions per file, each cached once.
 
 Spectrogram: STFT power of the channel mean (the mono mix the models see) with a Hann window of
-``n_fft`` (~32 ms) and a hop between ``n_fft // 8`` and ``n_fft // 2`` (``frames // width`` clamped
+``n_fft`` (~32 ms) and a hop between ``n_fft // 8`` and ``n_fft`` (``frames // width`` clamped
 to that range, so a short clip still gets about ``width`` columns); frame ``t`` covers samples ``[t * hop, t * hop + n_fft)`` of
 the signal zero-padded at the end, ``T = ceil(frames / hop)`` frames. Frames are averaged into
 ``columns = min(width, T)`` columns (column ``j`` averages frames ``[floor(j T / c), floor((j+1) T / c))``),
@@ -157,10 +157,10 @@ def open_sound(sample):
             yield sound
 
 
-def _blocks(sound, block_frames: int):
-    """float32 (frames, channels) blocks; a damaged body ends in a 409, not a 500."""
+def _blocks(sound, block_frames: int, dtype: str = "float32"):
+    """(frames, channels) blocks; a damaged body ends in a 409, not a 500."""
     try:
-        yield from sound.blocks(blocksize=block_frames, dtype="float32", always_2d=True)
+        yield from sound.blocks(blocksize=block_frames, dtype=dtype, always_2d=True)
     except Exception as exc:  # noqa: BLE001
         raise ValidationFailed(f"The audio data is truncated or corrupt: {exc}", code="audio_unreadable",
                                status_code=409) from exc
@@ -206,8 +206,12 @@ def compute_peaks(sound, samples_per_bucket: int, *, block_frames: int = BLOCK_F
     spb = int(samples_per_bucket)
     block = max(1, block_frames // spb) * spb  # whole buckets per block, so no bucket spans two blocks
     channels = int(sound.channels)
+    # 16-bit PCM is reduced as int16 (half the memory traffic) and scaled at the end: libsndfile's
+    # float32 of a PCM_16 sample is exactly value / 32768, so the result is the same.
+    as_int16 = str(sound.subtype or "").upper() == "PCM_16"
+    dtype = np.int16 if as_int16 else np.float32
     parts, frames = [], 0
-    for y in _blocks(sound, block):
+    for y in _blocks(sound, block, "int16" if as_int16 else "float32"):
         m = y.shape[0]
         if m == 0:
             continue
@@ -215,14 +219,23 @@ def compute_peaks(sound, samples_per_bucket: int, *, block_frames: int = BLOCK_F
         rows = []
         if full:
             body = y[:full * spb].reshape(full, spb * channels)
-            rows.append(np.stack([body.min(axis=1), body.max(axis=1)], axis=1))
+            k = spb * channels
+            if k <= 64:  # short rows: k elementwise passes beat a per-row reduction
+                lo, hi = body[:, 0].copy(), body[:, 0].copy()
+                for j in range(1, k):
+                    np.minimum(lo, body[:, j], out=lo)
+                    np.maximum(hi, body[:, j], out=hi)
+            else:
+                lo, hi = body.min(axis=1), body.max(axis=1)
+            rows.append(np.stack([lo, hi], axis=1))
         if m > full * spb:
             tail = y[full * spb:]
-            rows.append(np.array([[tail.min(), tail.max()]], dtype=np.float32))
+            rows.append(np.array([[tail.min(), tail.max()]], dtype=dtype))
         parts.append(np.concatenate(rows) if len(rows) > 1 else rows[0])
         frames += m
-    data = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 2), np.float32)
-    return data, frames
+    data = np.concatenate(parts) if parts else np.zeros((0, 2), dtype)
+    data = data.astype(np.float32) / 32768.0 if as_int16 else data.astype(np.float32)
+    return data.astype(np.float32), frames
 
 
 def sample_peaks(*, sample, buckets: int = DEFAULT_BUCKETS) -> Peaks:
@@ -261,7 +274,7 @@ def fft_size(sample_rate: int) -> int:
 
 
 def spectrogram_hop(n_fft: int, frames: int, width: int) -> int:
-    return int(min(n_fft // 2, max(n_fft // 8, max(frames, 1) // max(1, width))))
+    return int(min(n_fft, max(n_fft // 8, max(frames, 1) // max(1, width))))
 
 
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int = N_MELS) -> np.ndarray:
@@ -320,11 +333,11 @@ def compute_spectrogram(sound, *, width: int, n_mels: int = N_MELS, block_frames
             return x[0:0]
         view = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop][:nf]
         spec = np.fft.rfft(view * window, axis=1)
-        power = (spec.real ** 2 + spec.imag ** 2).astype(np.float64)
+        power = spec.real ** 2 + spec.imag ** 2
         # frames t0 .. t0+nf-1 into their columns: contiguous runs, so reduceat
         cols = np.searchsorted(col_of_frame_start, np.arange(t0, t0 + nf), side="right") - 1
         starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])
-        sums[cols[starts]] += np.add.reduceat(power, starts, axis=0)
+        sums[cols[starts]] += np.add.reduceat(power, starts, axis=0, dtype=np.float64)
         t0 += nf
         return x[nf * hop:]
 

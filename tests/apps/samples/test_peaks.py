@@ -114,6 +114,17 @@ def test_block_decoding_matches_whole_file_for_stereo():
         assert frames == len(y)
         ref = np.array([[y[i:i + spb].min(), y[i:i + spb].max()] for i in range(0, len(y), spb)], np.float32)
         np.testing.assert_array_equal(data, ref)
+    # 16-bit PCM takes the int16 path: the same numbers as decoding to float32 first.
+    buf16 = io.BytesIO()
+    sf.write(buf16, y, 8000, format="WAV", subtype="PCM_16")
+    buf16.seek(0)
+    y16, _ = sf.read(buf16, dtype="float32", always_2d=True)
+    for spb in (1, 3, 16, 1024):
+        buf16.seek(0)
+        with sf.SoundFile(buf16) as sound:
+            data, _ = compute_peaks(sound, spb, block_frames=4096)
+        ref = np.array([[y16[i:i + spb].min(), y16[i:i + spb].max()] for i in range(0, len(y16), spb)], np.float32)
+        np.testing.assert_array_equal(data, ref)
 
 
 def _direct_spectrogram(y: np.ndarray, sr: int, width: int, n_mels: int) -> np.ndarray:
@@ -121,7 +132,7 @@ def _direct_spectrogram(y: np.ndarray, sr: int, width: int, n_mels: int) -> np.n
     from apps.samples.peaks import DB_RANGE, fft_size, mel_filterbank
 
     n_fft = fft_size(sr)
-    hop = min(n_fft // 2, max(n_fft // 8, len(y) // width))
+    hop = min(n_fft, max(n_fft // 8, len(y) // width))
     mono = y.mean(axis=1)
     t = math.ceil(len(mono) / hop)
     padded = np.zeros((t - 1) * hop + n_fft, np.float64)
@@ -157,7 +168,7 @@ def test_spectrogram_matches_numpy_and_is_cached(api, lead, annotator, audio_pro
     y, sr = _decode(blob)
 
     # The streamed computation equals the whole-array definition, also with tiny blocks.
-    for width, block in [(120, 10_000), (4000, 1 << 20), (700, 3000)]:
+    for width, block in [(120, 10_000), (4000, 1 << 20), (700, 3000), (40, 5000)]:
         with sf.SoundFile(io.BytesIO(blob)) as sound:
             db, n_fft, hop, n_frames, frames = compute_spectrogram(sound, width=width, n_mels=64, block_frames=block)
         direct = _direct_spectrogram(y, sr, width, 64)
