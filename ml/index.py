@@ -285,6 +285,7 @@ class EmbeddingIndex:
         self.nprobe_ = None
         self.ef_search_ = None
         self.tuned_recall_ = None
+        self.built_n_ = 0  # vectors held when the current structure was built
         self._tombstones: set[int] = set()
 
     # ------------------------------------------------------------------ basics
@@ -409,6 +410,7 @@ class EmbeddingIndex:
             if len(old_ids):
                 ivf.add_with_ids(np.ascontiguousarray(old_vecs), old_ids)
             self._index = ivf
+            self.built_n_ = len(train)
         self.structure_ = target
 
     # ------------------------------------------------------------------ public API
@@ -436,6 +438,25 @@ class EmbeddingIndex:
             (self.structure_ == "ivf" and not self.nprobe) or (self.structure_ == "hnsw" and not self.ef_search)
         ):
             self.tune()
+        return self
+
+    @property
+    def needs_rebuild(self) -> bool:
+        """True once an IVF index holds 4x the vectors its lists were trained on (searches slow down as
+        lists grow); call :meth:`rebuild` then (e.g. from a periodic job)."""
+        return self.structure_ == "ivf" and len(self) > 4 * max(1, self.built_n_)
+
+    def rebuild(self) -> "EmbeddingIndex":
+        """Rebuild the structure from the stored vectors (IVF: new lists for the current size, re-tuned)."""
+        ids, vecs = self._all()
+        if self._tombstones:
+            keep = ~np.isin(ids, np.fromiter(self._tombstones, np.int64))
+            ids, vecs = ids[keep], vecs[keep]
+        ids, vecs = ids.copy(), vecs.copy()
+        self._index, self.structure_, self._tombstones = None, None, set()
+        self.nprobe_ = self.ef_search_ = self.tuned_recall_ = None
+        if len(ids):
+            self.add(ids, vecs)
         return self
 
     def _remove_raw(self, ids: np.ndarray) -> int:
@@ -578,6 +599,7 @@ class EmbeddingIndex:
             "nprobe_": self.nprobe_,
             "ef_search_": self.ef_search_,
             "tuned_recall_": self.tuned_recall_,
+            "built_n_": self.built_n_,
         }
         blob = faiss.serialize_index(self._index) if self._index is not None else np.empty(0, np.uint8)
         buf = io.BytesIO()
@@ -617,6 +639,7 @@ class EmbeddingIndex:
         obj.nprobe_ = meta["nprobe_"]
         obj.ef_search_ = meta["ef_search_"]
         obj.tuned_recall_ = meta["tuned_recall_"]
+        obj.built_n_ = int(meta.get("built_n_", 0))
         if len(blob):
             obj._index = faiss.deserialize_index(blob)
         obj._tombstones = set(int(t) for t in tomb)

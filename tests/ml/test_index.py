@@ -90,6 +90,15 @@ def test_auto_switches_to_ivf_and_reaches_recall():
     rec = index.tune(queries=Q[:100], target_recall=0.99)
     assert rec >= 0.99 and index.nprobe_ == index._index.nprobe
     assert measure_recall(index, Q[:100], k=10) == pytest.approx(rec)
+    # growing far past the size the lists were trained for asks for a rebuild
+    assert not index.needs_rebuild
+    more, _, _ = _clustered(20000, seed=4)
+    index.add(np.arange(10_000, 30_000), more)
+    assert index.needs_rebuild
+    nlist_before = index._index.nlist
+    index.rebuild()
+    assert not index.needs_rebuild and len(index) == 26000 and index._index.nlist > nlist_before
+    assert index.tuned_recall_ >= 0.95
     # removal works on IVF too
     index.remove(np.arange(100))
     found, _ = index.search(X[:100], 10)
