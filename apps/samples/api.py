@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 
 import numpy as np
 from django.http import HttpResponse
@@ -196,9 +197,32 @@ class SampleContent(ProjectScopedView):
         except content_io.ContentUnavailable as exc:
             raise ValidationFailed(f"The content of this sample is not readable here: {exc}", code="content_unavailable",
                                    status_code=409)
-        response = HttpResponse(data, content_type=_MIME.get(sample.content_format.upper(), "application/octet-stream"))
+        content_type = _MIME.get(sample.content_format.upper(), "application/octet-stream")
+        response = _ranged(request, data, content_type)
         response["Cache-Control"] = "private, max-age=3600"
+        response["Accept-Ranges"] = "bytes"
         return response
+
+
+def _ranged(request, data: bytes, content_type: str) -> HttpResponse:
+    """Honour a single-range ``Range: bytes=a-b`` header (audio players seek with it)."""
+    header = request.headers.get("Range", "")
+    match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
+    if not match or match.groups() == ("", ""):
+        return HttpResponse(data, content_type=content_type)
+    size = len(data)
+    first, last = match.groups()
+    if first == "":  # the last N bytes
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        start, end = int(first), min(size - 1, int(last)) if last else size - 1
+    if start >= size or start > end:
+        response = HttpResponse(status=416, content_type=content_type)
+        response["Content-Range"] = f"bytes */{size}"
+        return response
+    response = HttpResponse(data[start:end + 1], status=206, content_type=content_type)
+    response["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return response
 
 
 class NeighbourOut(serializers.Serializer):

@@ -19,9 +19,12 @@ _EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "BMP": "bmp", "WAV":
                "OGG": "ogg", "PLY": "ply", "PCD": "pcd", "XYZ": "xyz"}
 
 
-def validate_content(modality: str, data: bytes) -> tuple[str, dict]:
+def validate_content(modality: str, data: bytes, *, long_audio: bool = False) -> tuple[str, dict]:
     """Validate ``data`` for the modality. Returns its format name and what annotation tools need to
-    know about it (image width/height, audio duration, number of points). Raises ml.errors.InvalidInput."""
+    know about it (image width/height, audio duration, number of points). Raises ml.errors.InvalidInput.
+
+    Audio clips for classification may be at most LOOPLAB_MAX_AUDIO_SECONDS long; recordings for
+    region annotation (``long_audio``) up to LOOPLAB_MAX_LONG_AUDIO_SECONDS."""
     if modality == "image":
         from ml.modalities.image import validate_image
 
@@ -30,7 +33,8 @@ def validate_content(modality: str, data: bytes) -> tuple[str, dict]:
     if modality == "audio":
         from ml.modalities.audio import validate_audio
 
-        info = validate_audio(data)
+        limit = settings.LOOPLAB["MAX_LONG_AUDIO_SECONDS" if long_audio else "MAX_AUDIO_SECONDS"]
+        info = validate_audio(data, max_duration_s=limit)
         return info.format, {"duration_s": info.duration_s, "sample_rate": info.sample_rate, "channels": info.channels}
     if modality == "pointcloud":
         from ml.modalities.pointcloud import validate_points
@@ -42,12 +46,13 @@ def validate_content(modality: str, data: bytes) -> tuple[str, dict]:
 
 def load_batch(modality: str, blobs: list[bytes]) -> np.ndarray:
     """Model input for a batch of validated contents (shapes per ml/ contract)."""
-    module, fn = {
-        "image": ("ml.modalities.image", "load_images"),
-        "audio": ("ml.modalities.audio", "load_audio_batch"),
-        "pointcloud": ("ml.modalities.pointcloud", "load_points_batch"),
+    module, fn, options = {
+        "image": ("ml.modalities.image", "load_images", {}),
+        # Long recordings (region projects) are cut to their loudest window for the model.
+        "audio": ("ml.modalities.audio", "load_audio_batch", {"max_duration_s": settings.LOOPLAB["MAX_LONG_AUDIO_SECONDS"]}),
+        "pointcloud": ("ml.modalities.pointcloud", "load_points_batch", {}),
     }[modality]
-    return getattr(importlib.import_module(module), fn)(blobs)
+    return getattr(importlib.import_module(module), fn)(blobs, **options)
 
 
 def extension_for(fmt: str) -> str:

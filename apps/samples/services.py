@@ -42,7 +42,8 @@ def _check_items(project: Project, items: list[IngestItem]) -> list[tuple[str, s
             if not isinstance(item.metadata, dict):
                 raise ValidationFailed("metadata must be a JSON object.", code="invalid_metadata")
             if item.content is not None:
-                fmt, info = content_io.validate_content(project.modality, item.content)
+                fmt, info = content_io.validate_content(project.modality, item.content,
+                                                        long_audio=project.task_type == "audio_regions")
                 out.append((hashlib.sha256(item.content).hexdigest(), fmt, info))
             else:
                 if len(item.uri) > MAX_URI or "://" not in item.uri:

@@ -118,3 +118,36 @@ def test_idempotency_key_replays_and_conflicts(api, lead, project, digits):
     r3 = c.post(f"/api/v1/projects/{project.id}/samples/", other, format="json", HTTP_IDEMPOTENCY_KEY="k1")
     _assert_error(r3, 409, "idempotency_key_reused")
     assert Sample.objects.filter(project=project).count() == 1
+
+
+def test_content_supports_range_requests(api, lead, project, digits):
+    png = digits[7][0]
+    r = api(lead).post(f"/api/v1/projects/{project.id}/samples/", {"samples": [{"content": b64(png)}]}, format="json")
+    url = f"/api/v1/samples/{r.json()['samples'][0]['id']}/content/"
+    c = api(lead)
+    part = c.get(url, HTTP_RANGE="bytes=10-19")
+    assert part.status_code == 206 and part.content == png[10:20]
+    assert part["Content-Range"] == f"bytes 10-19/{len(png)}"
+    assert c.get(url, HTTP_RANGE="bytes=-5").content == png[-5:]
+    assert c.get(url, HTTP_RANGE=f"bytes={len(png) + 5}-").status_code == 416
+    assert c.get(url).content == png
+
+
+def test_long_audio_only_for_region_projects(api, lead):
+    import numpy as np
+    import soundfile as sf
+
+    from apps.projects.services import project_create
+
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    sf.write(buf, (0.1 * rng.standard_normal(16000 * 40)).astype(np.float32), 16000, format="WAV", subtype="PCM_16")
+    wav = b64(buf.getvalue())
+    clips = project_create(user=lead, name="clips", modality="audio", labels=["a", "b"])
+    long_ = project_create(user=lead, name="long", modality="audio", task_type="audio_regions", labels=["a", "b"])
+    r = api(lead).post(f"/api/v1/projects/{clips.id}/samples/", {"samples": [{"content": wav}]}, format="json")
+    assert r.status_code == 422 and r.json()["error"]["details"]["errors"][0]["code"] == "too_large"
+    r = api(lead).post(f"/api/v1/projects/{long_.id}/samples/", {"samples": [{"content": wav}]}, format="json")
+    assert r.status_code == 201, r.content
+    sample = api(lead).get(f"/api/v1/samples/{r.json()['samples'][0]['id']}/").json()
+    assert abs(sample["content_info"]["duration_s"] - 40.0) < 0.01
