@@ -26,11 +26,17 @@ CHUNK = 512
 # -- rounds ---------------------------------------------------------------------------------------
 
 def round_create(*, project: Project, user, budget: int, strategy: str = "auto") -> Round:
-    from ml.selection import STRATEGIES
+    from ml.selection import MODEL_FREE_STRATEGIES, STRATEGIES
+
+    from apps.serving.selectors import current_deployment
 
     if strategy not in STRATEGIES:
         raise ValidationFailed(f"Unknown strategy {strategy!r}.", code="invalid_strategy",
                                details={"strategies": list(STRATEGIES)})
+    if strategy not in MODEL_FREE_STRATEGIES and current_deployment(project=project) is None:
+        raise ValidationFailed(f"Strategy {strategy!r} scores samples with the deployed model, and none is deployed yet; "
+                               f"use one of {', '.join(MODEL_FREE_STRATEGIES)} first.", code="model_required",
+                               details={"model_free_strategies": list(MODEL_FREE_STRATEGIES)})
     if not isinstance(budget, int) or budget < 1:
         raise ValidationFailed("budget must be a positive integer.", code="invalid_budget")
     with transaction.atomic():
@@ -128,7 +134,7 @@ def round_run(*, rnd: Round) -> None:
         job_progress(rnd, percent, message)
 
     try:
-        from ml.selection import select
+        from ml.selection import MODEL_FREE_STRATEGIES, select
 
         deployment = current_deployment(project=project)
         runner = model_runner(model_version=deployment.model_version) if deployment else None
@@ -147,9 +153,9 @@ def round_run(*, rnd: Round) -> None:
             positions = np.array([i for i, s in enumerate(pool) if s.split == split])
             # Train gets the strategy; val/test stay random samples so evaluation is unbiased.
             strategy = rnd.strategy if split == "train" else "random"
-            if strategy not in ("random", "auto") and probs is None:
-                raise ValidationFailed(f"Strategy {strategy!r} needs a deployed model; use 'auto' or 'random' for the first round.",
-                                       code="model_required")
+            if strategy not in MODEL_FREE_STRATEGIES and probs is None:
+                raise ValidationFailed(f"Strategy {strategy!r} needs a deployed model; before the first one use one of "
+                                       f"{', '.join(MODEL_FREE_STRATEGIES)}.", code="model_required")
             prefer = np.array([pool[i].low_confidence for i in positions])
             selection = select(strategy, budget=alloc[split], embeddings=embeddings[positions],
                                probs=probs[positions] if probs is not None else None,

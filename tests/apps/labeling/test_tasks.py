@@ -41,6 +41,9 @@ def test_budget_cannot_be_exceeded(api, lead, project, round_of_10):
 def test_unknown_strategy_and_model_required(api, lead, project, round_of_10):
     r = api(lead).post(f"/api/v1/projects/{project.id}/rounds/", {"budget": 3, "strategy": "psychic"}, format="json")
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_strategy"
+    r = api(lead).post(f"/api/v1/projects/{project.id}/rounds/", {"budget": 3, "strategy": "margin"}, format="json")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "model_required"
+    assert "kmeans" in r.json()["error"]["details"]["model_free_strategies"]
 
 
 def test_lease_order_resume_skip_submit(api, annotator, lead, project, round_of_10):
