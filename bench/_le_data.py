@@ -1,0 +1,114 @@
+"""Datasets for the label-efficiency benchmark: real fixtures -> the app's loaders -> label-free embeddings.
+
+Every dataset goes through exactly the path the app uses at ingest: fixture bytes (PNG / WAV / PLY) ->
+the modality's batch loader -> :func:`ml.features.label_free_embeddings`. The embeddings are cached
+under ``bench/out/cache/`` keyed by the dataset parameters and a hash of the source files involved
+(fixture script, loader, features), so a changed loader or feature extractor is never served stale.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+# name -> (modality, fixture size, source files whose content keys the cache)
+_SPECS = {
+    "digits": ("image", None, ("fixtures/digits.py", "ml/modalities/image.py", "ml/features.py")),
+    "audio": ("audio", "n_per_class", ("fixtures/speech.py", "ml/modalities/audio.py", "ml/features.py")),
+    "3d": ("pointcloud", "n_per_class", ("fixtures/shapes.py", "ml/modalities/pointcloud.py", "ml/features.py")),
+}
+DATASETS = tuple(_SPECS)
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    name: str
+    modality: str
+    embeddings: np.ndarray  # (N, D) float32, label-free, unit norm
+    y: np.ndarray  # (N,) int64
+    class_names: tuple[str, ...]
+    source: str  # what was loaded, for the report
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _source_hash(files) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.encode())
+        h.update((REPO / f).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _build(name: str, n_per_class: int | None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
+    from ml.features import label_free_embeddings
+
+    if name == "digits":
+        from fixtures.digits import DIGIT_LABELS, digits_pngs
+        from ml.modalities.image import load_images
+
+        items = digits_pngs()[:limit]
+        X = load_images([b for b, _ in items])
+        src = f"fixtures.digits.digits_pngs(): {len(items)} PNGs (scikit-learn digits, 32x32)"
+        names = tuple(DIGIT_LABELS)
+        modality = "image"
+    elif name == "audio":
+        from fixtures.speech import SPOKEN_LABELS, spoken_digits
+        from ml.modalities.audio import load_audio_batch
+
+        items = spoken_digits(n_per_class)[:limit]
+        X = load_audio_batch([b for b, _ in items])
+        src = f"fixtures.speech.spoken_digits({n_per_class}): {len(items)} espeak-ng WAVs"
+        names = tuple(SPOKEN_LABELS)
+        modality = "audio"
+    elif name == "3d":
+        from fixtures.shapes import SHAPE_LABELS, shapes
+        from ml.modalities.pointcloud import load_points_batch
+
+        items = shapes(n_per_class)[:limit]
+        X = load_points_batch([b for b, _ in items])
+        src = f"fixtures.shapes.shapes({n_per_class}): {len(items)} PLY point clouds (open3d primitives)"
+        names = tuple(SHAPE_LABELS)
+        modality = "pointcloud"
+    else:
+        raise ValueError(f"unknown dataset {name!r}")
+    y = np.asarray([c for _, c in items], dtype=np.int64)
+    E = label_free_embeddings(modality, X)
+    return np.asarray(E, np.float32), y, names, src
+
+
+def load_dataset(name: str, *, n_per_class: int | None = None, cache_dir: Path | None = None,
+                 limit: int | None = None) -> Dataset:
+    """Embeddings + labels of one benchmark dataset (cached in ``cache_dir`` when given).
+
+    ``limit`` builds only the first ``limit`` samples of the fixture, uncached (tests)."""
+    if name not in _SPECS:
+        raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS}")
+    modality, size_key, files = _SPECS[name]
+    if size_key is None:
+        n_per_class = None
+    cached = None
+    if limit is not None:  # a prefix of the fixture, never cached
+        E, y, names, src = _build(name, n_per_class, limit)
+        return Dataset(name, modality, E, y, names, src + f" (first {limit})")
+    if cache_dir is not None:
+        key = f"{name}-{n_per_class or 'all'}-{_source_hash(files)}.npz"
+        cached = Path(cache_dir) / key
+        if cached.exists():
+            z = np.load(cached, allow_pickle=False)
+            E, y = z["E"], z["y"]
+            names, src = tuple(str(s) for s in z["names"]), str(z["src"])
+            return Dataset(name, modality, E, y, names, src)
+    E, y, names, src = _build(name, n_per_class)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp.npz")
+        np.savez(tmp, E=E, y=y, names=np.asarray(names), src=np.asarray(src))
+        tmp.replace(cached)
+    return Dataset(name, modality, E, y, names, src)

@@ -1,0 +1,109 @@
+"""Smoke test of the label-efficiency benchmark machinery (bench/label_efficiency.py) on a small digits subset."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("cleanlab")
+
+from bench import label_efficiency as le  # noqa: E402
+from bench._le_metrics import labels_to_reach, mean_std, normalised_auc, pct_fewer, precision_recall  # noqa: E402
+
+
+def test_labels_to_reach_interpolates_the_first_crossing():
+    ns = [20, 30, 40, 50]
+    accs = [0.5, 0.7, 0.9, 0.8]
+    assert labels_to_reach(ns, accs, 0.8) == pytest.approx(35.0)
+    assert labels_to_reach(ns, accs, 0.4) == 20.0
+    assert labels_to_reach(ns, accs, 0.9) == pytest.approx(40.0)
+    assert labels_to_reach(ns, accs, 0.95) is None
+    assert pct_fewer(35.0, 50) == pytest.approx(30.0)
+    assert pct_fewer(None, 50) is None
+
+
+def test_auc_mean_std_precision_recall():
+    assert normalised_auc([20, 30, 40], [0.5, 0.5, 0.5]) == pytest.approx(0.5)
+    assert normalised_auc([0, 10], [0.0, 1.0]) == pytest.approx(0.5)
+    s = mean_std([1.0, None, 3.0])
+    assert (s["mean"], s["n"], s["missing"], s["min"]) == (2.0, 2, 1, 1.0)
+    assert mean_std([None])["mean"] is None
+    assert precision_recall([1, 2, 3, 4], [2, 4, 6]) == (pytest.approx(0.5), pytest.approx(2 / 3))
+    assert precision_recall([], [1]) == (0.0, 0.0)
+
+
+def test_check_targets_not_reached_fails_and_is_not_a_number():
+    res = {"digits": {"seeds": [0, 1], "strategies": {"auto": {"reached": 1, "pct_fewer": mean_std([70.0, None])}},
+                      "cold_start": {}}}
+    rows = le.check_targets(res)
+    assert {r["target"] for r in rows} == {"auto % fewer labels than random (mean)",
+                                           "auto % fewer labels than random (every seed)"}
+    assert all(r["value"] is None and r["passed"] is False for r in rows)
+
+
+def test_split_and_initial_labels_are_stratified_and_seeded():
+    y = np.repeat(np.arange(5), 30)
+    pool, test = le.split(y, 0)
+    assert len(test) == 50 and len(np.intersect1d(pool, test)) == 0
+    assert np.all(np.bincount(y[test]) == 10)
+    assert np.array_equal(le.initial_labels(100, 3), le.initial_labels(100, 3))
+    assert not np.array_equal(le.initial_labels(100, 3), le.initial_labels(100, 4))
+
+
+def test_small_run_end_to_end(tmp_path):
+    cfg = le.Config(
+        datasets=(le.DatasetConfig("digits", None, 60),),
+        seeds=(0, 1),
+        strategies=("auto", "random", "margin"),
+        cold_strategies=("auto", "random", "proto:cold_oracle"),
+        label_issue_seeds=(0,),
+        limit=360,
+    )
+    report = le.run(cfg, jobs=1, out_dir=tmp_path, cache_dir=None, tag="le_test", log=lambda m: None)
+    data = json.loads((tmp_path / "le_test.json").read_text())
+    png = (tmp_path / "le_test_digits.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    res = data["results"]["digits"]
+    assert res["pool_size"] == 240 and res["test_size"] == 120 and res["budget"] == 60
+    for s in cfg.strategies:
+        st = res["strategies"][s]
+        assert st["ns"] == [20, 30, 40, 50, 60]
+        assert len(st["per_seed"]) == 2 and all(0.0 <= a <= 1.0 for a in st["mean_accuracy"])
+    rnd = res["strategies"]["random"]
+    # random reaches its own final accuracy by the full budget, on every seed
+    assert rnd["reached"] == 2 and rnd["pct_fewer"]["min"] >= 0.0
+    auto = res["strategies"]["auto"]["per_seed"][0]
+    assert sum(auto["used"].values()) == 4 and all(k.startswith("auto/") for k in auto["used"])
+    cs = res["cold_start"]
+    assert set(cs) == {"auto", "random", "proto:cold_oracle"}
+    assert cs["proto:cold_oracle"]["classes_covered"]["mean"] == 10.0  # the oracle takes 2 per class
+    li = res["label_issues"]
+    assert len(li["per_seed"]) == 1 and li["per_seed"][0]["n_noisy"] == 24
+    assert 0.0 <= li["precision"]["mean"] <= 1.0 and 0.0 <= li["recall"]["mean"] <= 1.0
+    assert {t["dataset"] for t in data["targets"]} == {"digits"}
+    table = le.format_table(report["results"], report["targets"])
+    assert "auto" in table and "label issues" in table and ("PASS" in table or "FAIL" in table)
+
+
+def test_curves_are_deterministic():
+    from bench._le_data import load_dataset
+
+    ds = load_dataset("digits", limit=240)
+    pool, test = le.split(ds.y, 5)
+    cfg = le.Config(datasets=(), seeds=(5,), strategies=("auto",))
+    args = (ds.embeddings[pool], ds.y[pool], ds.embeddings[test], ds.y[test], 10, 50, 5, cfg)
+    a = le.run_curve("auto", *args)
+    b = le.run_curve("auto", *args)
+    assert a["accs"] == b["accs"] and a["used"] == b["used"]
+
+
+def test_labels_to_stay_is_stricter_than_reach():
+    from bench._le_metrics import labels_to_stay
+
+    ns = [20, 30, 40, 50, 60]
+    accs = [0.5, 0.9, 0.7, 0.85, 0.95]
+    assert labels_to_reach(ns, accs, 0.8) == pytest.approx(27.5)
+    assert labels_to_stay(ns, accs, 0.8) == pytest.approx(40 + 10 * 0.1 / 0.15)
+    assert labels_to_stay(ns, accs, 0.4) == 20.0
+    assert labels_to_stay([20, 30], [0.9, 0.7], 0.8) is None
