@@ -21,6 +21,7 @@ from apps.samples.models import Sample
 log = logging.getLogger(__name__)
 
 CHUNK = 512
+LABELED_FOR_COVERAGE = 5000
 
 
 # -- rounds ---------------------------------------------------------------------------------------
@@ -145,6 +146,9 @@ def round_run(*, rnd: Round) -> None:
         index = {label: i for i, label in enumerate(project.labels)}
         labeled = Sample.objects.filter(project=project, label__isnull=False, split="train").values_list("label", flat=True)
         counts = np.bincount([index[label] for label in labeled if label in index], minlength=len(project.labels))
+        # What is labeled already (a bounded sample of it), so coverage-aware strategies look elsewhere.
+        covered = list(Sample.objects.filter(project=project, task__isnull=False).order_by("?")[:LABELED_FOR_COVERAGE])
+        _, labeled_embeddings, _ = _pool_features(project, covered, runner, lambda *_: None)
         chosen: list[tuple[int, float, bool]] = []  # (pool position, score, preferred)
         used = {}
         for split in ("train", "val", "test"):
@@ -160,6 +164,7 @@ def round_run(*, rnd: Round) -> None:
             selection = select(strategy, budget=alloc[split], embeddings=embeddings[positions],
                                probs=probs[positions] if probs is not None else None,
                                labeled_counts=counts, n_classes=len(project.labels),
+                               labeled_embeddings=labeled_embeddings if len(covered) else None,
                                prefer=prefer if prefer.any() else None, random_state=rnd.pk)
             used[split] = selection.strategy
             chosen += [(int(positions[i]), float(score), bool(prefer[i]))
