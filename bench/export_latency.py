@@ -224,11 +224,17 @@ def bench_model(modality: str, args, workdir: Path) -> dict:
     X_bench = X_te if len(X_te) >= 64 else np.concatenate([X_te] * (64 // len(X_te) + 1))
     npy = workdir / f"{modality}.bench.npy"
     np.save(npy, X_bench)
-    targets = {"torch_eager": ("torch", pt_path), **{name: ("ort", p) for name, p in paths.items()}}
+    # torch_eager_1t: torch with one thread, for reference (torch's two-thread pool is often slower
+    # on a 2-core machine with anything else running); the target compares with the faster torch
+    targets = {
+        "torch_eager": ("torch", pt_path, args.threads),
+        "torch_eager_1t": ("torch", pt_path, 1),
+        **{name: ("ort", p, args.threads) for name, p in paths.items()},
+    }
     per_round: dict[str, list[dict]] = {name: [] for name in targets}
     for _ in range(args.rounds):
-        for name, (kind, path) in targets.items():
-            per_round[name].append(run_worker(kind, path, npy, args.threads, args.seconds))
+        for name, (kind, path, threads) in targets.items():
+            per_round[name].append(run_worker(kind, path, npy, threads, args.seconds))
     latency = {name: _median_round([w["latency"] for w in runs]) for name, runs in per_round.items()}
     memory = {
         name: {
@@ -238,16 +244,25 @@ def bench_model(modality: str, args, workdir: Path) -> dict:
         }
         for name, runs in per_round.items()
     }
-    sizes = {"torch_eager": pt_path.stat().st_size, **{n: p.stat().st_size for n, p in paths.items()}}
+    sizes = {
+        "torch_eager": pt_path.stat().st_size,
+        "torch_eager_1t": pt_path.stat().st_size,
+        **{n: p.stat().st_size for n, p in paths.items()},
+    }
 
-    acc = {"torch_eager": cmp.reference_accuracy, **{n: r["accuracy"] for n, r in cmp.runtimes.items()}}
+    acc = {
+        "torch_eager": cmp.reference_accuracy,
+        "torch_eager_1t": cmp.reference_accuracy,
+        **{n: r["accuracy"] for n, r in cmp.runtimes.items()},
+    }
     decisions = {
         name: runtime_decision(latency["ort_fp32"], latency[name], acc["ort_fp32"], acc[name]).to_dict()
         for name in ("ort_int8_dynamic", "ort_int8_static")
     }
     passing = [n for n, d in decisions.items() if d["runtime"] == "int8"]
     chosen = max(passing, key=lambda n: decisions[n]["speedup"]) if passing else "ort_fp32"
-    ort_vs_torch_b1 = latency["torch_eager"]["1"]["p50_ms"] / latency["ort_fp32"]["1"]["p50_ms"]
+    torch_b1 = min(latency["torch_eager"]["1"]["p50_ms"], latency["torch_eager_1t"]["1"]["p50_ms"])
+    ort_vs_torch_b1 = torch_b1 / latency["ort_fp32"]["1"]["p50_ms"]
     return {
         "modality": modality,
         "arch": model.arch,
@@ -265,7 +280,7 @@ def bench_model(modality: str, args, workdir: Path) -> dict:
         "model_bytes": sizes,
         "int8_decisions": decisions,
         "chosen_runtime": chosen,
-        "ort_fp32_speedup_vs_torch_batch1": ort_vs_torch_b1,
+        "ort_fp32_speedup_vs_torch_batch1": ort_vs_torch_b1,  # vs the faster of torch 2 threads / 1 thread
         "target_ort_fp32_speedup_batch1": TARGET_ORT_SPEEDUP_B1,
         "target_met": bool(ort_vs_torch_b1 >= TARGET_ORT_SPEEDUP_B1),
     }
@@ -280,7 +295,7 @@ def _fmt(v, spec=".2f"):
 
 
 def print_table(results: list[dict]) -> None:
-    runtimes = ("torch_eager", "ort_fp32", "ort_int8_dynamic", "ort_int8_static")
+    runtimes = ("torch_eager", "torch_eager_1t", "ort_fp32", "ort_int8_dynamic", "ort_int8_static")
     head = (
         f"{'model':<11}{'runtime':<18}{'b1 p50':>9}{'b1 p95':>9}{'b1 /s':>9}{'b64 p50':>10}{'b64 p95':>10}"
         f"{'b64 /s':>9}{'acc':>7}{'agree':>7}{'maxdiff':>9}{'serve MB':>10}{'size KB':>9}"
@@ -296,12 +311,12 @@ def print_table(results: list[dict]) -> None:
                 f"{r['modality']:<11}{name:<18}{_fmt(lat['1']['p50_ms'], '.3f'):>9}{_fmt(lat['1']['p95_ms'], '.3f'):>9}"
                 f"{_fmt(lat['1']['throughput_per_s'], '.0f'):>9}{_fmt(lat['64']['p50_ms'], '.2f'):>10}"
                 f"{_fmt(lat['64']['p95_ms'], '.2f'):>10}{_fmt(lat['64']['throughput_per_s'], '.0f'):>9}"
-                f"{_fmt(r['accuracy'][name], '.3f'):>7}{_fmt(agree.get('top1_agreement', 1.0 if name == 'torch_eager' else None), '.3f'):>7}"
+                f"{_fmt(r['accuracy'][name], '.3f'):>7}{_fmt(agree.get('top1_agreement', 1.0 if name.startswith('torch') else None), '.3f'):>7}"
                 f"{_fmt(agree.get('max_abs_diff'), '.1e'):>9}{_fmt(mem, '.0f'):>10}{r['model_bytes'][name] / 1024:>9.0f}"
             )
         dec = r["int8_decisions"]
         print(
-            f"{'':<11}ORT fp32 vs torch at batch 1: {r['ort_fp32_speedup_vs_torch_batch1']:.2f}x "
+            f"{'':<11}ORT fp32 vs faster torch at batch 1: {r['ort_fp32_speedup_vs_torch_batch1']:.2f}x "
             f"(target >= {TARGET_ORT_SPEEDUP_B1}x: {'met' if r['target_met'] else 'NOT met'}); "
             f"parity fp32: {'pass' if r['parity_fp32']['passed'] else 'FAIL'} "
             f"(max diff {r['parity_fp32']['max_abs_diff']:.1e}); chosen: {r['chosen_runtime']}"

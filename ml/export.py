@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from ml.errors import InvalidInput
+from ml.errors import EmptyData, InvalidInput
 from ml.serving import METADATA_PREFIX, OnnxClassifier, RuntimeChoice, choose_runtime, measure_latency, runtime_decision
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -323,7 +323,7 @@ def quantize_static_int8(
 
     X = np.asarray(calibration_X, dtype=np.float32)
     if X.ndim < 2 or len(X) == 0:
-        raise InvalidInput("calibration_X must be a non-empty batch", code="empty_data", details={"shape": list(X.shape)})
+        raise EmptyData("calibration_X must be a non-empty batch", details={"shape": list(X.shape)})
     meta = _read_metadata(onnx_path)
     input_name = onnxruntime.InferenceSession(os.fspath(onnx_path), providers=["CPUExecutionProvider"]).get_inputs()[0].name
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ml.errors import CorruptData, InvalidInput, MissingDependency
+from ml.errors import CorruptData, EmptyData, InvalidInput, MissingDependency
 
 __all__ = [
     "OnnxClassifier",
@@ -111,10 +111,10 @@ class OnnxClassifier:
                     details={"expected": [str(d) for d in self.input_shape], "shape": list(X.shape)},
                 )
         if X.shape[0] == 0:
-            raise InvalidInput("empty batch", code="empty_data")
+            raise EmptyData("empty batch")
         X = np.ascontiguousarray(X, dtype=np.float32)
         if not np.isfinite(X).all():
-            raise InvalidInput("input contains NaN or infinite values", code="empty_data")
+            raise EmptyData("input contains NaN or infinite values")
         return X
 
     def run(self, X: np.ndarray, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +205,7 @@ def measure_latency(
     """
     X = np.asarray(X)
     if len(X) == 0:
-        raise InvalidInput("X is empty", code="empty_data")
+        raise EmptyData("X is empty")
     results: dict[str, dict] = {}
     for bs in batch_sizes:
         if bs < 1:

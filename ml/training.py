@@ -200,6 +200,12 @@ class TrainedModel:
         input_shape: tuple[int, ...] | list[int] | None = None,
         device: str = "cpu",
     ) -> None:
+        if modality not in MODALITIES or task not in ("classification", "segmentation"):
+            raise InvalidInput(
+                f"unknown modality/task {modality!r}/{task!r}",
+                code="unsupported_modality",
+                details={"modality": modality, "task": task},
+            )
         self.modality = modality
         self.n_classes = int(n_classes)
         self.arch = dict(arch)

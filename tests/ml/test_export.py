@@ -4,9 +4,10 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import load_digits
 
-from ml.errors import CorruptData, InvalidInput
+from ml.errors import CorruptData, EmptyData, InvalidInput
 from ml.export import (
     OnnxClassifier,
     choose_runtime,
@@ -19,6 +20,15 @@ from ml.export import (
     runtime_decision,
 )
 from ml.training import TrainConfig, train_classifier, train_segmenter
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Small convs train about 2x faster on one thread than on two on the 2-core CI machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def digits_images():
@@ -80,6 +90,10 @@ def test_onnx_classifier_rejects_bad_input_and_bad_models(image_export, tmp_path
     assert err.value.code == "bad_shape"
     with pytest.raises(InvalidInput):
         clf.predict_proba(X[0])
+    nan = X[:2].copy()
+    nan[0, 0, 0, 0] = np.nan
+    with pytest.raises(EmptyData):
+        clf.predict_proba(nan)
     with pytest.raises(CorruptData):
         OnnxClassifier(b"\x00garbage")
     with pytest.raises(FileNotFoundError):

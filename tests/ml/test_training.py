@@ -11,6 +11,15 @@ from ml.training import TrainConfig, TrainedModel, _augment, _class_weights, tra
 SMALL = {"widths": [16, 32, 64]}  # a narrower image CNN keeps the tests fast
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Small convs train about 2x faster on one thread than on two on the 2-core CI machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def digits_images(size: int = 32):
     """scikit-learn's digits (real 8x8 scans) as (N, 3, size, size) float32 in [-1, 1]."""
     d = load_digits()
@@ -290,6 +299,10 @@ def test_bad_inputs_raise_typed_errors(digits):
     assert err.value.code == "bad_weights"
     with pytest.raises(InvalidInput):
         TrainConfig(epochs=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidInput) as err:
+            train_classifier("image", X_tr[:10], y_tr[:10], None, None, n_classes=10, config=TrainConfig(device="cuda"))
+        assert err.value.code == "bad_device"
 
 
 def test_audio_classifier_learns_sound_classes_and_takes_any_length():
