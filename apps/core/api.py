@@ -19,7 +19,14 @@ class ProjectScopedView(APIView):
         return require_role(project=project, user=request.user, min_role=min_role or self.min_role)
 
 
-def query_bool(value: str | None) -> bool | None:
+def query_bool(value: str | None, name: str = "parameter") -> bool | None:
     if value is None or value == "":
         return None
-    return value.lower() in ("1", "true", "yes")
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes"):
+        return True
+    if lowered in ("0", "false", "no"):
+        return False
+    from apps.core.errors import ValidationFailed
+
+    raise ValidationFailed(f"{name} must be true or false; got {value!r}.", code="invalid_filter")

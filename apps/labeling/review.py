@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Role
 from apps.core.errors import NotFound, ValidationFailed
+from apps.core.ids import is_id
 from apps.labeling.models import Annotation, ReviewStatus, Task
 from apps.labeling.services import task_settle
 from apps.projects.selectors import require_role
@@ -23,7 +24,7 @@ MAX_COMMENT = 5000
 
 def annotation_get(*, annotation_id) -> Annotation:
     annotation = (Annotation.objects.select_related("task__project", "sample", "annotator", "reviewer")
-                  .filter(pk=annotation_id).first() if str(annotation_id).isdigit() else None)
+                  .filter(pk=annotation_id).first() if is_id(annotation_id) else None)
     if annotation is None:
         raise NotFound("Annotation not found.")
     return annotation
@@ -42,10 +43,10 @@ def annotations_for_review(*, project, review_status: str | None = None, annotat
                                    code="invalid_review_status", details={"review_status": bad})
         qs = qs.filter(review_status__in=statuses)
     if annotator:
-        qs = qs.filter(annotator_id=int(annotator)) if str(annotator).isdigit() else qs.filter(annotator__username=annotator)
+        qs = qs.filter(annotator_id=int(annotator)) if is_id(annotator) else qs.filter(annotator__username=annotator)
     for name, value in (("task_id", task_id), ("sample_id", sample_id)):
         if value not in (None, ""):
-            if not str(value).isdigit():
+            if not is_id(value):
                 raise ValidationFailed(f"{name[:-3]} must be an integer id.", code="invalid_filter", details={name[:-3]: value})
             qs = qs.filter(**{name: int(value)})
     return qs

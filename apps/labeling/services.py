@@ -15,7 +15,6 @@ from apps.core.services import job_fail, job_progress, job_start, job_succeed
 from apps.labeling.models import Annotation, ReviewStatus, Round, Task, TaskSkip, TaskState
 from apps.labeling.selectors import budget_summary
 from apps.projects.models import Project
-from apps.samples import content as content_io
 from apps.samples.models import Sample
 
 log = logging.getLogger(__name__)
@@ -74,46 +73,31 @@ def _allocate(budget: int, ratios: dict, available: dict) -> dict:
 def _pool_features(project: Project, samples: list[Sample], runner, progress):
     """Embeddings (cached on the samples) and, with a deployed model, probabilities for the pool.
 
-    Returns (usable samples, embeddings, probs or None). Samples whose content cannot be read
-    (e.g. a URI this server cannot fetch) are marked with ``embed_error`` and left out of the round.
+    Returns (usable samples, embeddings, probs or None). Samples whose content cannot be read or
+    decoded are marked with ``embed_error`` (by samples_features) and left out of the round.
     """
-    space = f"model:{runner.model_id}" if runner else "label_free"
-    cached = {s.pk: np.frombuffer(s.embedding, dtype=np.float32)
-              for s in samples if s.embedding_space == space and s.embedding}
-    todo = [s for s in samples if runner is not None or s.pk not in cached]
-    vectors: dict[int, np.ndarray] = dict(cached)
-    probs_by_pk: dict[int, np.ndarray] = {}
-    unreadable = []
-    for start in range(0, len(todo), CHUNK):
-        chunk, blobs = [], []
-        for sample in todo[start:start + CHUNK]:
-            try:
-                blobs.append(content_io.read_content(sample))
-                chunk.append(sample)
-            except (content_io.ContentUnavailable, OSError) as exc:
-                sample.embed_error = str(exc)[:300]
-                unreadable.append(sample)
-        if chunk:
-            X = content_io.load_batch(project.modality, blobs)
-            if runner is not None:
-                probs_by_pk.update(zip((s.pk for s in chunk), runner.predict_proba(X)))
-                new = runner.embed(X)
-            else:
-                from ml.features import label_free_embeddings
+    from apps.samples.services import samples_features
 
-                new = label_free_embeddings(project.modality, X)
-            changed = []
-            for sample, vector in zip(chunk, new):
-                vector = np.asarray(vector, dtype=np.float32)
-                if sample.pk not in cached:
-                    sample.embedding, sample.embedding_space = vector.tobytes(), space
-                    changed.append(sample)
-                vectors[sample.pk] = vector
-            Sample.objects.bulk_update(changed, ["embedding", "embedding_space"], batch_size=500)
+    space = f"model:{runner.model_id}" if runner else "label_free"
+    vectors: dict[int, np.ndarray] = {}
+    if runner is None:  # label-free embeddings are cached on the samples
+        vectors = {s.pk: np.frombuffer(s.embedding, dtype=np.float32)
+                   for s in samples if s.embedding_space == space and s.embedding}
+    todo = [s for s in samples if s.pk not in vectors]
+    probs_by_pk: dict[int, np.ndarray] = {}
+    for start in range(0, len(todo), CHUNK):
+        ok, new, probs = samples_features(project=project, samples=todo[start:start + CHUNK], runner=runner)
+        changed = []
+        for i, (sample, vector) in enumerate(zip(ok, new)):
+            if sample.embedding_space != space:
+                sample.embedding, sample.embedding_space = vector.tobytes(), space
+                changed.append(sample)
+            vectors[sample.pk] = vector
+            if probs is not None:
+                probs_by_pk[sample.pk] = probs[i]
+        Sample.objects.bulk_update(changed, ["embedding", "embedding_space"], batch_size=500)
         done = min(len(todo), start + CHUNK)
         progress(5 + 80 * done / max(1, len(todo)), f"scored {done} of {len(todo)} samples")
-    if unreadable:
-        Sample.objects.bulk_update(unreadable, ["embed_error"], batch_size=500)
     usable = [s for s in samples if s.pk in vectors]
     if not usable:
         return usable, np.zeros((0, 1), np.float32), None
@@ -173,26 +157,30 @@ def round_run(*, rnd: Round) -> None:
         now = timezone.now()
         # Queue order: preferred (low-confidence production) samples first, then by score rank.
         order = sorted(range(len(chosen)), key=lambda k: (not chosen[k][2], -chosen[k][1]))
-        tasks = []
-        for rank, k in enumerate(order):
-            position, score, preferred = chosen[k]
-            prediction = None
-            if probs is not None:
-                row = probs[position]
-                top = int(row.argmax())
-                prediction = {"label": project.labels[top], "confidence": float(row[top]), "model": runner.model_id}
-            tasks.append(Task(project=project, sample=pool[position], round=rnd, rank=rank, score=score,
-                              priority=(1.0 if preferred else 0.0) + 1.0 - rank / max(1, len(order)),
-                              available_at=now, prediction=prediction))
         with transaction.atomic():
+            Project.objects.select_for_update().filter(pk=project.pk).first()  # one round writes tasks at a time
+            taken = set(Task.objects.filter(sample_id__in=[pool[chosen[k][0]].pk for k in order])
+                        .values_list("sample_id", flat=True))
+            order = [k for k in order if pool[chosen[k][0]].pk not in taken]  # claimed by a concurrent round
+            tasks = []
+            for rank, k in enumerate(order):
+                position, score, preferred = chosen[k]
+                prediction = None
+                if probs is not None:
+                    row = probs[position]
+                    top = int(row.argmax())
+                    prediction = {"label": project.labels[top], "confidence": float(row[top]), "model": runner.model_id}
+                tasks.append(Task(project=project, sample=pool[position], round=rnd, rank=rank, score=score,
+                                  priority=(1.0 if preferred else 0.0) + 1.0 - rank / max(1, len(order)),
+                                  available_at=now, prediction=prediction))
             Task.objects.bulk_create(tasks, batch_size=1000)
             Round.objects.filter(pk=rnd.pk).update(
                 selected=len(tasks), model_version=deployment.model_version if deployment else None,
                 strategy_used=used.get("train") or next(iter(used.values()), rnd.strategy),
                 details={"allocation": alloc, "strategies": used, "pool": available,
                          "preferred": int(sum(1 for c in chosen if c[2])),
-                         "unreadable": len(candidates) - len(pool)})
-        job_succeed(rnd, f"selected {len(tasks)} samples")
+                         "unreadable": len(candidates) - len(pool), "taken_by_other_rounds": len(taken)})
+            job_succeed(rnd, f"selected {len(tasks)} samples")
     except Exception as exc:
         log.exception("round %s failed", rnd.pk)
         job_fail(rnd, getattr(exc, "message", None) or str(exc) or type(exc).__name__)

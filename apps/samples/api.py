@@ -171,8 +171,8 @@ class SampleListPush(ProjectScopedView):
         project = self.project(request, project_id)
         params = request.query_params
         metadata = {key[len("metadata."):]: value for key, value in params.items() if key.startswith("metadata.")}
-        qs = samples_filter(project=project, split=params.get("split"), labeled=query_bool(params.get("labeled")),
-                            low_confidence=query_bool(params.get("low_confidence")),
+        qs = samples_filter(project=project, split=params.get("split"), labeled=query_bool(params.get("labeled"), "labeled"),
+                            low_confidence=query_bool(params.get("low_confidence"), "low_confidence"),
                             external_id=params.get("external_id"), metadata=metadata)
         paginator = Pagination()
         page = paginator.paginate_queryset(qs, request, view=self)

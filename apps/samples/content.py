@@ -6,11 +6,13 @@ ml/ is imported lazily so the web process stays light.
 from __future__ import annotations
 
 import importlib
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
 from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 
 from apps.core.errors import ValidationFailed
@@ -75,26 +77,48 @@ class ContentUnavailable(Exception):
     pass
 
 
-def read_content(sample) -> bytes:
-    if sample.file:
-        with default_storage.open(sample.file.name, "rb") as fh:
-            return fh.read()
-    if sample.uri:
-        return read_uri(sample.uri)
-    raise ContentUnavailable("sample has neither a file nor a uri")
+def uri_path(uri: str) -> Path:
+    """The local path of a file:// URI, if it lies under LOOPLAB_URI_ROOTS; else ContentUnavailable.
 
-
-def read_uri(uri: str) -> bytes:
-    """URIs Looplab can read itself: file:// under LOOPLAB_URI_ROOTS, and storage:// (the default storage)."""
+    Other schemes (s3://, https://) are kept as references: this server does not fetch them.
+    """
     parsed = urlparse(uri)
-    if parsed.scheme == "storage":
-        name = (parsed.netloc + parsed.path).lstrip("/")
-        with default_storage.open(name, "rb") as fh:
+    if parsed.scheme != "file":
+        raise ContentUnavailable(f"cannot fetch {parsed.scheme or 'schemeless'} URIs from this server")
+    path = Path(parsed.path).resolve()
+    roots = [Path(root).resolve() for root in settings.LOOPLAB["URI_ROOTS"]]
+    if not any(path.is_relative_to(root) for root in roots):
+        raise ContentUnavailable(f"{path} is not under LOOPLAB_URI_ROOTS")
+    return path
+
+
+@contextmanager
+def open_content(sample):
+    """A seekable binary file object for the sample's content, without reading it into memory.
+
+    Every failure to reach the bytes (missing file, a path outside the allowed roots, an unfetchable
+    scheme) is a ContentUnavailable, which callers record on the sample instead of failing.
+    """
+    try:
+        if sample.file:
+            fh = default_storage.open(sample.file.name, "rb")
+        elif sample.uri:
+            fh = open(uri_path(sample.uri), "rb")  # noqa: SIM115 - closed below
+        else:
+            raise ContentUnavailable("sample has neither a file nor a uri")
+    except ContentUnavailable:
+        raise
+    except (OSError, ValueError, SuspiciousFileOperation) as exc:
+        raise ContentUnavailable(f"cannot read the content: {exc}") from exc
+    try:
+        yield fh
+    finally:
+        fh.close()
+
+
+def read_content(sample) -> bytes:
+    with open_content(sample) as fh:
+        try:
             return fh.read()
-    if parsed.scheme == "file":
-        path = Path(parsed.path).resolve()
-        roots = [Path(root).resolve() for root in settings.LOOPLAB["URI_ROOTS"]]
-        if not any(path.is_relative_to(root) for root in roots):
-            raise ContentUnavailable(f"{path} is not under LOOPLAB_URI_ROOTS")
-        return path.read_bytes()
-    raise ContentUnavailable(f"cannot fetch {parsed.scheme or 'schemeless'} URIs from this server")
+        except OSError as exc:
+            raise ContentUnavailable(f"cannot read the content: {exc}") from exc

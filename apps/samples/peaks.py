@@ -29,11 +29,8 @@ import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
@@ -114,37 +111,12 @@ def _check_audio(sample) -> None:
 
 
 @contextmanager
-def _open_binary(sample):
-    """A seekable binary file object for the sample's content, without reading it all into memory."""
-    if sample.file:
-        fh = default_storage.open(sample.file.name, "rb")
-    elif sample.uri:
-        parsed = urlparse(sample.uri)
-        if parsed.scheme == "storage":
-            fh = default_storage.open((parsed.netloc + parsed.path).lstrip("/"), "rb")
-        elif parsed.scheme == "file":
-            path = Path(parsed.path).resolve()
-            roots = [Path(root).resolve() for root in settings.LOOPLAB["URI_ROOTS"]]
-            if not any(path.is_relative_to(root) for root in roots):
-                raise content_io.ContentUnavailable(f"{path} is not under LOOPLAB_URI_ROOTS")
-            fh = open(path, "rb")  # noqa: SIM115 - closed below
-        else:  # something only read_uri knows how to fetch: read it whole
-            fh = io.BytesIO(content_io.read_uri(sample.uri))
-    else:
-        raise content_io.ContentUnavailable("sample has neither a file nor a uri")
-    try:
-        yield fh
-    finally:
-        fh.close()
-
-
-@contextmanager
 def open_sound(sample):
     """An open ``soundfile.SoundFile`` on the sample's content (streamed, not decoded)."""
     from ml.modalities.audio import _soundfile
 
     sf = _soundfile()
-    with _open_binary(sample) as fh:
+    with content_io.open_content(sample) as fh:
         try:
             sound = sf.SoundFile(fh)
         except Exception as exc:  # noqa: BLE001 - libsndfile raises several types

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 
 from apps.core.errors import NotFound, ValidationFailed
+from apps.core.ids import is_id
 from apps.samples.models import Sample
 
 
@@ -19,25 +22,36 @@ def samples_filter(*, project, split: str | None = None, labeled: bool | None = 
     if low_confidence is not None:
         qs = qs.filter(low_confidence=low_confidence)
     if external_id:
+        if "\x00" in external_id:
+            raise ValidationFailed("external_id cannot contain NUL characters.", code="invalid_filter")
         qs = qs.filter(external_id=external_id)
     for key, value in (metadata or {}).items():
-        if not key.replace("_", "").replace("-", "").isalnum():
-            raise ValidationFailed(f"Bad metadata key {key!r}.", code="invalid_filter")
+        # Plain keys only: "__" would let a caller reach ORM lookups (metadata.n__regex=...).
+        if not _METADATA_KEY.fullmatch(key):
+            raise ValidationFailed(f"Bad metadata key {key!r}: letters, digits, '-' and single '_' only.",
+                                   code="invalid_filter")
         qs = qs.filter(**{f"metadata__{key}": _json_scalar(value)})
     return qs.order_by("id")
 
 
+_METADATA_KEY = re.compile(r"[A-Za-z0-9-]+(?:_[A-Za-z0-9-]+)*")
+
+
 def _json_scalar(raw: str):
-    """?metadata.speed=3 matches 3 and "3"-as-number; strings match as strings."""
+    """?metadata.speed=3 matches the number 3; other text matches as a string."""
+    if "\x00" in raw:
+        raise ValidationFailed("Filter values cannot contain NUL characters.", code="invalid_filter")
     try:
         value = json.loads(raw)
     except ValueError:
+        return raw
+    if isinstance(value, float) and not math.isfinite(value):
         return raw
     return value if isinstance(value, (int, float, bool)) or value is None else raw
 
 
 def sample_get(*, sample_id) -> Sample:
-    sample = Sample.objects.select_related("project").filter(pk=sample_id).first() if str(sample_id).isdigit() else None
+    sample = Sample.objects.select_related("project").filter(pk=sample_id).first() if is_id(sample_id) else None
     if sample is None:
         raise NotFound("Sample not found.")
     return sample

@@ -48,6 +48,11 @@ def _check_items(project: Project, items: list[IngestItem]) -> list[tuple[str, s
             else:
                 if len(item.uri) > MAX_URI or "://" not in item.uri:
                     raise ValidationFailed("uri must be an absolute URI of at most 2000 characters.", code="invalid_uri")
+                if item.uri.startswith("file:"):
+                    try:
+                        content_io.uri_path(item.uri)
+                    except content_io.ContentUnavailable as exc:
+                        raise ValidationFailed(f"{exc}; file:// URIs must lie under LOOPLAB_URI_ROOTS.", code="uri_not_allowed")
                 out.append((hashlib.sha256(b"uri:" + item.uri.encode()).hexdigest(), "", {}))
         except ValidationFailed as exc:
             errors.append({"index": index, "code": exc.code, "message": exc.message})
@@ -193,6 +198,46 @@ def _attach_predictions(project: Project, items: list[IngestItem], results: list
     Sample.objects.bulk_update(updates, ["predicted_label", "confidence", "low_confidence"], batch_size=1000)
 
 
+def samples_features(*, project: Project, samples: list[Sample], runner=None) -> tuple[list[Sample], np.ndarray, np.ndarray | None]:
+    """Read, decode and embed samples (with the deployed model's runner, or label-free features).
+
+    Returns (the samples that could be read and decoded, their embeddings, the model's probabilities
+    or None without a runner). A sample whose content cannot be reached or decoded gets
+    ``embed_error`` and is left out, so one bad file never fails a batch.
+    """
+    from ml.errors import MLError
+
+    ok, blobs, failed = [], [], []
+    for sample in samples:
+        try:
+            blobs.append(content_io.read_content(sample))
+            ok.append(sample)
+        except content_io.ContentUnavailable as exc:
+            sample.embed_error = str(exc)[:300]
+            failed.append(sample)
+    arrays = []
+    if ok:
+        try:
+            X = content_io.load_batch(project.modality, blobs)
+        except MLError:  # find the bad ones one by one
+            good = []
+            for sample, blob in zip(ok, blobs):
+                try:
+                    arrays.append(content_io.load_batch(project.modality, [blob]))
+                    good.append(sample)
+                except MLError as exc:
+                    sample.embed_error = f"cannot decode: {exc.message}"[:300]
+                    failed.append(sample)
+            ok = good
+            X = np.concatenate(arrays) if arrays else None
+    if failed:
+        Sample.objects.bulk_update(failed, ["embed_error"], batch_size=500)
+    if not ok:
+        return [], np.zeros((0, 1), np.float32), None
+    probs = np.asarray(runner.predict_proba(X), dtype=np.float32) if runner is not None else None
+    return ok, np.asarray(embed_arrays(project=project, X=X, runner=runner), dtype=np.float32), probs
+
+
 def samples_embed(*, project: Project, sample_ids: list[int], space: str | None = None) -> int:
     """Compute and cache embeddings for these samples in the project's current space.
 
@@ -204,22 +249,10 @@ def samples_embed(*, project: Project, sample_ids: list[int], space: str | None 
     runner = current_model_runner(project=project)
     space = space or (f"model:{runner.model_id}" if runner else "label_free")
     samples = list(Sample.objects.filter(project=project, pk__in=sample_ids).exclude(embedding_space=space))
-    blobs, ok, failed = [], [], []
-    for sample in samples:
-        try:
-            blobs.append(content_io.read_content(sample))
-            ok.append(sample)
-        except (content_io.ContentUnavailable, OSError) as exc:
-            sample.embed_error = str(exc)[:300]
-            failed.append(sample)
-    if failed:
-        Sample.objects.bulk_update(failed, ["embed_error"])
-    if not ok:
-        return 0
-    X = content_io.load_batch(project.modality, blobs)
-    vectors = embed_arrays(project=project, X=X, runner=runner if space.startswith("model:") else None)
+    ok, vectors, _ = samples_features(project=project, samples=samples,
+                                      runner=runner if space.startswith("model:") else None)
     for sample, vector in zip(ok, vectors):
-        sample.embedding = np.asarray(vector, dtype=np.float32).tobytes()
+        sample.embedding = vector.tobytes()
         sample.embedding_space = space
         sample.embed_error = ""
     Sample.objects.bulk_update(ok, ["embedding", "embedding_space", "embed_error"], batch_size=500)

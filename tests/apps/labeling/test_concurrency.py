@@ -15,7 +15,7 @@ def test_20_threads_claim_500_tasks_no_double_lease(make_user, lead):
 
     assert connection.vendor == "postgresql"
     project = project_create(user=lead, name="queue", modality="image", labels=["a", "b"], label_budget=1000)
-    results = samples_ingest(project=project, items=[IngestItem(external_id=str(i), uri=f"file:///pool/{i}.png")
+    results = samples_ingest(project=project, items=[IngestItem(external_id=str(i), uri=f"s3://bucket/pool/{i}.png")
                                                      for i in range(500)])
     from django.utils import timezone
 

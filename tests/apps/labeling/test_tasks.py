@@ -26,7 +26,7 @@ def test_round_records_scores_ranks_budget(api, lead, project, round_of_10):
     assert sorted(t.priority for t in tasks) == sorted((t.priority for t in tasks), reverse=False)
     assert round_of_10.details["allocation"]["train"] >= 6  # the project's 70/15/15 split
     body = api(lead).get(f"/api/v1/projects/{project.id}/").json()
-    assert body["budget"] == {"total": 500, "selected": 10, "labeled": 0, "remaining": 490}
+    assert body["budget"] == {"total": 500, "selected": 10, "labeled": 0, "reserved": 0, "remaining": 490}
 
 
 def test_budget_cannot_be_exceeded(api, lead, project, round_of_10):
@@ -121,3 +121,54 @@ def test_round_skips_samples_it_cannot_read(project, lead, digits, django_captur
     assert rnd.status == "succeeded", rnd.error
     assert rnd.selected == 30 and rnd.details["unreadable"] == 1
     assert not Task.objects.filter(sample__external_id="remote").exists()
+
+
+def test_queued_rounds_hold_their_budget(api, lead, project, digits):
+    """Two rounds started before either runs cannot together overspend the budget."""
+    from apps.projects.services import project_update
+
+    push_digits(project, digits, 30)
+    project_update(project=project, label_budget=10)
+    c = api(lead)
+    # No on_commit capture: the rounds stay queued, as when no worker has picked them up yet.
+    assert c.post(f"/api/v1/projects/{project.id}/rounds/", {"budget": 10, "strategy": "random"}, format="json").status_code == 202
+    r = c.post(f"/api/v1/projects/{project.id}/rounds/", {"budget": 1, "strategy": "random"}, format="json")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "budget_exceeded"
+    assert c.get(f"/api/v1/projects/{project.id}/").json()["budget"]["reserved"] == 10
+
+
+def test_bad_and_foreign_uris(api, lead, project, digits, django_capture_on_commit_callbacks, settings, tmp_path):
+    """storage:// is not a way into other projects' files; file:// must lie under the allowed roots;
+    an undecodable file behind an allowed URI is recorded and left out of rounds, not fatal."""
+    from apps.labeling.services import round_create
+    from apps.samples.models import Sample
+
+    c = api(lead)
+    for uri in ("storage://models/1/v1-run1/model.pt", "storage://../../etc/passwd"):
+        r = c.post(f"/api/v1/projects/{project.id}/samples/", {"samples": [{"uri": uri}]}, format="json")
+        assert r.status_code == 201  # kept as a reference...
+        sample_id = r.json()["samples"][0]["id"]
+        content = c.get(f"/api/v1/samples/{sample_id}/content/")
+        assert content.status_code == 409 and content.json()["error"]["code"] == "content_unavailable"  # ...never read
+    r = c.post(f"/api/v1/projects/{project.id}/samples/", {"samples": [{"uri": "file:///etc/passwd"}]}, format="json")
+    assert r.status_code == 422 and r.json()["error"]["details"]["errors"][0]["code"] == "uri_not_allowed"
+    settings.LOOPLAB = dict(settings.LOOPLAB, URI_ROOTS=[str(tmp_path)])
+    (tmp_path / "junk.png").write_bytes(b"not a png at all")
+    good = tmp_path / "good.png"
+    good.write_bytes(digits[3][0])
+    r = c.post(f"/api/v1/projects/{project.id}/samples/",
+               {"samples": [{"uri": good.as_uri()}, {"uri": (tmp_path / "junk.png").as_uri()}]}, format="json")
+    assert r.status_code == 201
+    push_digits(project, digits, 10)
+    with django_capture_on_commit_callbacks(execute=True):
+        rnd = round_create(project=project, user=lead, budget=11, strategy="random")
+    rnd.refresh_from_db()
+    assert rnd.status == "succeeded", rnd.error
+    assert rnd.selected == 11  # 10 pushed + the good file:// one; junk and storage:// left out
+    assert Sample.objects.get(uri=(tmp_path / "junk.png").as_uri()).embed_error.startswith("cannot decode")
+
+
+def test_ids_that_are_not_ascii_digits_are_404(api, lead, project):
+    for path in ("/api/v1/projects/%C2%B2/", "/api/v1/samples/%C2%B2/", "/api/v1/tasks/%C2%B2/skip/"):
+        r = api(lead).get(path) if "skip" not in path else api(lead).post(path)
+        assert r.status_code == 404, (path, r.status_code)

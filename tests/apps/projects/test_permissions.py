@@ -20,7 +20,7 @@ def _ids(project):
     ("post", "/api/v1/projects/{p}/rounds/", {"budget": 2}),
     ("post", "/api/v1/projects/{p}/training-runs/", {}),
     ("post", "/api/v1/projects/{p}/deployments/", {"model": 1}),
-    ("post", "/api/v1/projects/{p}/samples/", {"samples": [{"uri": "file:///x.png"}]}),
+    ("post", "/api/v1/projects/{p}/samples/", {"samples": [{"uri": "s3://bucket/x.png"}]}),
     ("post", "/api/v1/projects/{p}/members/", {"username": "annotator", "role": "admin"}),
     ("patch", "/api/v1/projects/{p}/", {"label_budget": 10**6}),
 ])

@@ -81,7 +81,7 @@ def test_oversized_batch(api, lead, project, settings):
     from apps.samples.models import Sample
 
     settings.LOOPLAB = dict(settings.LOOPLAB, MAX_BATCH=5)
-    batch = [{"external_id": str(i), "uri": f"file:///data/{i}.png"} for i in range(6)]
+    batch = [{"external_id": str(i), "uri": f"s3://bucket/data/{i}.png"} for i in range(6)]
     r = api(lead).post(f"/api/v1/projects/{project.id}/samples/", {"samples": batch}, format="json")
     _assert_error(r, 413, "batch_too_large")
     assert Sample.objects.count() == 0
