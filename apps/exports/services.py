@@ -27,6 +27,11 @@ def export_create(*, project: Project, user, format: str, reviewed_only: bool = 
     if format not in allowed:
         raise ValidationFailed(f"A {project.task_type} project exports as {list(allowed)}; got {format!r}.",
                                code="invalid_format", details={"formats": list(allowed)})
+    if reviewed_only and project.task_type == "classification":
+        # Classification exports a frozen dataset version (the labels training uses), review or not.
+        raise ValidationFailed("reviewed_only applies to shape exports; a classification export is a dataset "
+                               "version of the current labels (rejected annotations already clear their label).",
+                               code="reviewed_only_unsupported")
     with transaction.atomic():
         export = Export.objects.create(project=project, format=format, created_by=user, message="queued",
                                        options={"reviewed_only": bool(reviewed_only)})

@@ -108,8 +108,8 @@ def audio_regions(result: dict, *, labels: list[str], info: dict) -> dict:
             _fail(path, "end must be after start")
         clean = {"label": _label(region["label"], f"{path}.label", labels), "start": start, "end": end}
         if "text" in region:
-            if not isinstance(region["text"], str) or len(region["text"]) > MAX_TEXT:
-                _fail(f"{path}.text", f"must be a string of at most {MAX_TEXT} characters")
+            if not isinstance(region["text"], str) or len(region["text"]) > MAX_TEXT or "\x00" in region["text"]:
+                _fail(f"{path}.text", f"must be a string of at most {MAX_TEXT} characters, without NUL")
             clean["text"] = region["text"]
         regions.append(clean)
     out = {"regions": regions}

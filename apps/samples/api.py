@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import binascii
 import json
 import re
@@ -105,6 +106,8 @@ def _parse_json_batch(data) -> tuple[list[IngestItem], bool]:
             problem = "content must be a base64 string"
         elif uri is not None and not isinstance(uri, str):
             problem = "uri must be a string"
+        elif "\x00" in str(external_id) or (uri and "\x00" in uri) or (metadata and "\\u0000" in json.dumps(metadata)):
+            problem = "external_id, uri and metadata cannot contain NUL characters"
         if problem is None and content is not None:
             try:
                 content = base64.b64decode(content, validate=True)
@@ -133,6 +136,21 @@ def _parse_multipart(request) -> tuple[list[IngestItem], bool]:
                        metadata=metadata)], predict
 
 
+def _push_fingerprint(request) -> str:
+    """What makes two pushes "the same request" for Idempotency-Key: the body for JSON; for multipart
+    the file's bytes and the fields (the random boundary of each retry must not count)."""
+    if not request.content_type.startswith("multipart/"):
+        return request_fingerprint(request.body)
+    upload = request.FILES.get("file")
+    digest = hashlib.sha256()
+    if upload is not None:
+        for chunk in upload.chunks():
+            digest.update(chunk)
+        upload.seek(0)
+    fields = json.dumps({k: request.data.get(k) for k in ("external_id", "metadata", "predict")}, sort_keys=True)
+    return request_fingerprint(digest.hexdigest().encode() + fields.encode())
+
+
 class SampleListPush(ProjectScopedView):
     parser_classes = [JSONParser, MultiPartParser]
 
@@ -145,7 +163,7 @@ class SampleListPush(ProjectScopedView):
         responses={201: PushOut}, summary="Push samples (multipart file or a JSON batch of up to 1,000)")
     def post(self, request, project_id):
         project = self.project(request, project_id, Role.LEAD)
-        raw = request.body
+        fingerprint = _push_fingerprint(request)
 
         def call():
             if request.content_type.startswith("multipart/"):
@@ -156,7 +174,7 @@ class SampleListPush(ProjectScopedView):
 
         code, body, replayed = idempotent_call(user=request.user, scope=f"samples:{project.pk}",
                                                key=request.headers.get("Idempotency-Key"),
-                                               fingerprint=request_fingerprint(raw), call=call)
+                                               fingerprint=fingerprint, call=call)
         response = Response(body, status=code)
         if replayed:
             response["Idempotent-Replayed"] = "true"

@@ -10,6 +10,7 @@ import json
 import logging
 import tempfile
 import traceback
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
+from django.utils import timezone
 
 from apps.core.errors import ValidationFailed
 from apps.core.models import JobStatus
@@ -37,8 +39,13 @@ STAGES = {StepKind.TRAIN: (0.0, 70.0), StepKind.EVALUATE: (70.0, 85.0), StepKind
 
 # -- dataset versions ---------------------------------------------------------------------------
 
+@transaction.atomic
 def dataset_version_freeze(*, project: Project) -> DatasetVersion:
-    """Freeze the labeled samples (ids, labels, splits); reuse the latest version if nothing changed."""
+    """Freeze the labeled samples (ids, labels, splits); reuse the latest version if nothing changed.
+
+    Serialised per project (row lock), so concurrent freezes (a training run, an export) never race
+    for the same version number."""
+    Project.objects.select_for_update().filter(pk=project.pk).first()
     index = {label: i for i, label in enumerate(project.labels)}
     rows = (Sample.objects.filter(project=project, label__isnull=False)
             .order_by("id").values_list("id", "label", "split"))
@@ -112,10 +119,18 @@ def _step(run: TrainingRun, kind: str) -> PipelineStep:
 def _run_step(run: TrainingRun, kind: str, body) -> None:
     """Run one pipeline step with its bookkeeping; failure fails the run with the error recorded."""
     step = _step(run, kind)
-    if step.status == JobStatus.SUCCEEDED:
+    if step.status == JobStatus.SUCCEEDED:  # delivered twice: just make sure the next step is queued
         _after(run, kind)
         return
     if run.status == JobStatus.FAILED:
+        return
+    # Claim the step, so two deliveries never run it side by side. A step left "running" longer than
+    # Celery's hard time limit belongs to a worker that died: it may be claimed again.
+    stale = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    claimed = (PipelineStep.objects.filter(pk=step.pk)
+               .filter(Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, started_at__lt=stale))
+               .update(status=JobStatus.RUNNING, started_at=timezone.now()))
+    if not claimed:
         return
     lo, hi = STAGES[kind]
     job_start(step, f"{kind} started")
@@ -168,14 +183,20 @@ def training_run_train(*, run: TrainingRun) -> None:
         progress(3, f"training on {len(y_train)} samples, validating on {len(y_val)}")
         model = train_classifier(project.modality, X_train, y_train, X_val, y_val, n_classes=len(project.labels),
                                  config=config, progress=lambda p, m: progress(3 + 0.95 * p, m))
-        version = (ModelVersion.objects.filter(project=project).aggregate(n=Max("version"))["n"] or 0) + 1
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.pt"
             model.save(path)
-            name = default_storage.save(f"models/{project.pk}/v{version}-run{run.pk}/model.pt", ContentFile(path.read_bytes()))
-        mv = ModelVersion.objects.create(project=project, training_run=run, version=version, modality=project.modality,
-                                         labels=list(run.dataset_version.labels), checkpoint=name, history=model.history)
-        TrainingRun.objects.filter(pk=run.pk).update(model=mv)
+            name = default_storage.save(f"models/{project.pk}/run{run.pk}/model.pt", ContentFile(path.read_bytes()))
+        with transaction.atomic():
+            Project.objects.select_for_update().filter(pk=project.pk).first()  # serialise version numbers
+            mv = ModelVersion.objects.filter(training_run=run).first()
+            if mv is None:
+                version = (ModelVersion.objects.filter(project=project).aggregate(n=Max("version"))["n"] or 0) + 1
+                mv = ModelVersion(project=project, training_run=run, version=version)
+            mv.modality, mv.labels, mv.checkpoint, mv.history = project.modality, list(run.dataset_version.labels), name, model.history
+            mv.save()
+            TrainingRun.objects.filter(pk=run.pk).update(model=mv)
+        version = mv.version
         best = min(model.history, key=lambda h: h.get("val_loss", float("inf"))) if model.history else {}
         return {"model": mv.pk, "version": version, "n_train": int(len(y_train)), "n_val": int(len(y_val)),
                 "epochs_run": len(model.history), "best_val_acc": best.get("val_acc")}
@@ -229,7 +250,7 @@ def training_run_evaluate(*, run: TrainingRun) -> None:
         slices = _metadata_slices(ids)
         report = evaluate(y, probs, labels, slices=slices)
         png = confusion_png(report, title=f"model v{mv.version} on {len(y)} test samples")
-        png_name = default_storage.save(f"models/{mv.project_id}/v{mv.version}-run{run.pk}/confusion.png", ContentFile(png))
+        png_name = default_storage.save(f"models/{mv.project_id}/run{run.pk}/confusion.png", ContentFile(png))
         mv.eval_report, mv.confusion_png = report.to_dict(), png_name
         deployment = current_deployment(project=run.project)
         if deployment is not None and deployment.model_version_id != mv.pk:
@@ -263,7 +284,7 @@ def training_run_export(*, run: TrainingRun) -> None:
             parity = parity_report(model, path, X[:256])
             if not parity.passed:
                 raise RuntimeError(f"ONNX export disagrees with torch: {parity.to_dict()}")
-            name = default_storage.save(f"models/{mv.project_id}/v{mv.version}-run{run.pk}/model.onnx",
+            name = default_storage.save(f"models/{mv.project_id}/run{run.pk}/model.onnx",
                                         ContentFile(path.read_bytes()))
         mv.onnx, mv.parity = name, parity.to_dict()
         mv.save(update_fields=["onnx", "parity"])
@@ -275,6 +296,7 @@ def training_run_export(*, run: TrainingRun) -> None:
 def training_run_gate(*, run: TrainingRun) -> None:
     """Deploy automatically when the project's gate is on and the new model does not regress."""
     def body(step, progress):
+        from apps.serving.selectors import current_deployment
         from apps.serving.services import deployment_create
 
         project = run.project
@@ -286,10 +308,19 @@ def training_run_gate(*, run: TrainingRun) -> None:
         elif mv.comparison and mv.comparison.get("regressed"):
             decision = {"deployed": False, "reason": "regression against the deployed model", "comparison": mv.comparison}
         else:
-            deployment = deployment_create(project=project, model_version=mv, reason="gate")
-            decision = {"deployed": True, "deployment": deployment.pk,
-                        "reason": "no deployed model yet" if mv.baseline_model_id is None else "no regression against the deployed model",
-                        "label_to_serving_s": deployment.label_to_serving_s}
+            with transaction.atomic():
+                Project.objects.select_for_update().filter(pk=project.pk).first()
+                current = current_deployment(project=project)
+                if (current.model_version_id if current else None) != mv.baseline_model_id:
+                    # Compared against a model that is no longer the one serving: no evidence either way.
+                    decision = {"deployed": False, "reason": "the deployed model changed after this one was evaluated; "
+                                                             "deploy it by hand or train again"}
+                else:
+                    deployment = deployment_create(project=project, model_version=mv, reason="gate")
+                    decision = {"deployed": True, "deployment": deployment.pk,
+                                "reason": "no deployed model yet" if mv.baseline_model_id is None
+                                else "no regression against the deployed model",
+                                "label_to_serving_s": deployment.label_to_serving_s}
         TrainingRun.objects.filter(pk=run.pk).update(
             message=("deployed by the gate" if decision["deployed"] else f"not deployed: {decision['reason']}"))
         return decision

@@ -151,3 +151,26 @@ def test_long_audio_only_for_region_projects(api, lead):
     assert r.status_code == 201, r.content
     sample = api(lead).get(f"/api/v1/samples/{r.json()['samples'][0]['id']}/").json()
     assert abs(sample["content_info"]["duration_s"] - 40.0) < 0.01
+
+
+@pytest.mark.parametrize("item", [
+    {"external_id": "a\x00b", "uri": "s3://b/x.png"},
+    {"uri": "s3://b/x\x00.png"},
+    {"uri": "s3://b/y.png", "metadata": {"k": "v\x00"}},
+    {"uri": "s3://b/z.png", "metadata": {"k\x00": 1}},
+])
+def test_nul_characters_are_422_not_500(api, lead, project, item):
+    r = api(lead).post(f"/api/v1/projects/{project.id}/samples/", {"samples": [item]}, format="json")
+    _assert_error(r, 422, "invalid_samples")
+
+
+def test_multipart_retry_with_the_same_key_replays(api, lead, project, digits):
+    png = digits[9][0]
+    c = api(lead)
+    bodies = []
+    for _ in range(2):  # each multipart request gets its own random boundary
+        r = c.post(f"/api/v1/projects/{project.id}/samples/", {"file": io.BytesIO(png), "external_id": "m"},
+                   format="multipart", HTTP_IDEMPOTENCY_KEY="upload-1")
+        assert r.status_code == 201, r.content
+        bodies.append(r.json())
+    assert bodies[0] == bodies[1] and r["Idempotent-Replayed"] == "true"
