@@ -12,6 +12,7 @@ modality, task, n_classes, arch, input shape and precision.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
@@ -91,7 +92,7 @@ def export_onnx(model: "TrainedModel", path: str | os.PathLike, *, opset: int = 
 
     if opset < 13:
         raise InvalidInput("opset must be >= 13", details={"opset": opset})
-    net = model.net
+    net = copy.deepcopy(model.net).cpu().eval()  # leave the model's own module where it is (GPU)
     task = model.task
 
     class _Export(torch.nn.Module):
@@ -107,7 +108,7 @@ def export_onnx(model: "TrainedModel", path: str | os.PathLike, *, opset: int = 
                 logits = self.net.logits_from_embedding(emb)
             return torch.softmax(logits, dim=-1), emb
 
-    wrapper = _Export().cpu().eval()
+    wrapper = _Export().eval()
     example = torch.zeros((2, *model.input_shape), dtype=torch.float32)
     axes = _dynamic_axes(model)
     path = Path(path)

@@ -5,8 +5,10 @@ come from a forked torch RNG seeded with it, the data order and augmentation fro
 ``Generator`` seeded with it, and deterministic algorithms are switched on for the duration of
 training (the previous global setting is restored afterwards).
 
-Early stopping watches the validation loss (plain mean cross-entropy) and keeps the weights of
-the best epoch. Class imbalance is handled by inverse-frequency class weights
+Optimiser: AdamW with a cosine learning-rate decay over ``config.epochs``. After every epoch the
+batch-norm statistics are re-estimated on (up to 512) training samples, so eval-mode predictions
+are right even with a handful of batches per epoch. Early stopping watches the validation loss
+(plain mean cross-entropy) and keeps the weights of the best epoch. Class imbalance is handled by inverse-frequency class weights
 (``config.class_weighting``) and optional per-sample weights; both enter a weighted mean of the
 per-sample losses.
 
