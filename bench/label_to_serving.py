@@ -54,6 +54,8 @@ def run_once(args, backend: str, repeat: int) -> dict:
     deadline = Deadline(args.time_limit)
     gconf = GunicornConfig(workers=args.workers, threads=args.threads)
     extra = {"LOOPLAB_TRAIN_EPOCHS": str(args.epochs)} if args.epochs else {}
+    if args.torch_threads:  # intra-op threads of torch/onnxruntime/BLAS in the server and the worker
+        extra.update({name: str(args.torch_threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
     with Stack(backend, gunicorn=gconf, name="l2s", extra_env=extra) as stack:
         stack.start_worker("default,ml_cpu,ml_gpu", concurrency=1)
         lead = session(stack.token("bench-lead", "lead"))
@@ -159,6 +161,8 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=600, help="digits pushed (demo size: 600)")
     parser.add_argument("--budget", type=int, default=300, help="the round's budget: tasks labeled")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the app's LOOPLAB_TRAIN_EPOCHS)")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="set OMP/MKL/OPENBLAS_NUM_THREADS for server and worker (default: libraries decide)")
     parser.add_argument("--repeat", type=int, default=2, help="runs per backend, each on a fresh stack")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=2, help="gunicorn threads per worker")
@@ -188,7 +192,8 @@ def main(argv=None) -> int:
                      " ".join(f"{x:.2f}" for x in run["loadavg_before"])])
     print_table(["backend", "run", "label->predict s", "deploy label_to_serving_s", "queued s",
                  *[f"{k} s" for k in kinds], "hand-offs s", "deploy->predict s", "test acc", "load 1/5/15"], rows,
-                title=f"Label to serving (s): {args.samples} digits, {args.budget} labels, epochs {runs[0]['epochs']}; "
+                title=f"Label to serving (s): {args.samples} digits, {args.budget} labels, epochs {runs[0]['epochs']}, "
+                      f"torch threads {args.torch_threads or 'default'}; "
                       f"{runs[0]['server']}; {runs[0]['worker']}; {machine['cpus']} CPUs ({machine['cpu_model']})")
     summary = {}
     for backend in backends:
