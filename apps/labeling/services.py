@@ -207,8 +207,8 @@ def task_lease_next(*, project: Project, user) -> Task | None:
             if project.annotations_per_task > 1:  # each annotator annotates a task once (rejected ones may redo it)
                 qs = qs.exclude(pk__in=Annotation.objects.filter(task__project=project, annotator=user)
                                 .exclude(review_status=ReviewStatus.REJECTED).values("task_id"))
-            if connection.features.has_select_for_update_skip_locked:
-                qs = qs.select_for_update(skip_locked=True, of=("self",))
+            if connection.vendor == "postgresql":
+                return _claim_postgres(qs, user=user, now=now, expires=expires)
             candidate = qs.only("id").first()
             if candidate is None:
                 return None
@@ -217,6 +217,24 @@ def task_lease_next(*, project: Project, user) -> Task | None:
             if claimed:
                 return Task.objects.select_related("sample").get(pk=candidate.pk)
     return None
+
+
+def _claim_postgres(candidates, *, user, now, expires) -> Task | None:
+    """One statement: UPDATE the first open candidate, chosen with FOR UPDATE SKIP LOCKED, RETURNING it.
+
+    The hot path of every annotator (issue 2: p99 <= 50 ms with 100k open tasks): one round trip
+    instead of BEGIN / SELECT ... FOR UPDATE / UPDATE / SELECT / COMMIT. Concurrent claimers skip the
+    row being claimed, so no task is leased twice.
+    """
+    inner, params = candidates.values("id")[:1].query.sql_with_params()
+    table = connection.ops.quote_name(Task._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET leased_by_id = %s, leased_at = %s, lease_expires_at = %s, available_at = %s "
+            f"WHERE id = ({inner} FOR UPDATE SKIP LOCKED) AND available_at <= %s RETURNING id",
+            [user.pk, now, expires, expires, *params, now])
+        row = cursor.fetchone()
+    return Task.objects.select_related("sample").get(pk=row[0]) if row else None
 
 
 def _own_live_lease(task: Task, user) -> None:

@@ -251,6 +251,7 @@ LOOPLAB = {
     "MAX_LONG_AUDIO_SECONDS": env("LOOPLAB_MAX_LONG_AUDIO_SECONDS", 7200.0, cast=float),
     "LEASE_SECONDS": env("LOOPLAB_LEASE_SECONDS", 600, cast=int),
     "TRAIN_EPOCHS": env("LOOPLAB_TRAIN_EPOCHS", 40, cast=int),
+    "TORCH_THREADS": env("LOOPLAB_TORCH_THREADS", 1, cast=int),  # per worker process; 0 = torch's default
     "EMBED_BATCH": env("LOOPLAB_EMBED_BATCH", 256, cast=int),
     "URI_ROOTS": env("LOOPLAB_URI_ROOTS", [], cast=list),
 }
