@@ -48,7 +48,11 @@ class Task(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["project", "state", "-priority", "id"], name="task_queue_order")]
+        indexes = [
+            models.Index(fields=["project", "state", "-priority", "id"], name="task_queue_order"),
+            # "Which task do I hold?": every tasks/next call asks it first.
+            models.Index(fields=["leased_by", "project", "state"], name="task_lease_holder"),
+        ]
 
 
 class TaskSkip(models.Model):

@@ -256,7 +256,23 @@ def samples_embed(*, project: Project, sample_ids: list[int], space: str | None 
         sample.embedding_space = space
         sample.embed_error = ""
     Sample.objects.bulk_update(ok, ["embedding", "embedding_space", "embed_error"], batch_size=500)
+    if project.modality == "pointcloud":
+        _warm_point_caches(ok)
     return len(ok)
+
+
+def _warm_point_caches(samples: list[Sample]) -> None:
+    """Decode each cloud for the 3D tool now, in the background job, so the annotator's first open of
+    a large cloud is served from the cache instead of waiting for the decode."""
+    from ml.errors import MLError
+
+    from apps.samples.points import sample_points
+
+    for sample in samples:
+        try:
+            sample_points(sample=sample)
+        except (content_io.ContentUnavailable, MLError) as exc:
+            log.warning("no point cache for sample %s: %s", sample.pk, exc)
 
 
 def embed_arrays(*, project: Project, X: np.ndarray, runner=None) -> np.ndarray:

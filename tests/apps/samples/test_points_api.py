@@ -78,3 +78,24 @@ def test_not_a_point_cloud(api, lead, project, digits):
     sample_id = r.json()["samples"][0]["id"]
     r = api(lead).get(f"/api/v1/samples/{sample_id}/points.bin")
     assert r.status_code == 409 and r.json()["error"]["code"] == "not_a_point_cloud"
+
+
+def test_ingest_warms_the_point_cache(api, lead, django_capture_on_commit_callbacks):
+    """The embedding job decodes clouds for the 3D tool, so the first open is a cache hit."""
+    import base64
+
+    from django.core.files.storage import default_storage
+
+    from apps.projects.services import project_create
+    from apps.samples.models import Sample
+    from apps.samples.points import _cache_name
+    from fixtures.shapes import shapes
+
+    project = project_create(user=lead, name="warm", modality="pointcloud", task_type="point_segmentation",
+                             labels=["a", "b"])
+    ply = shapes(1)[0][0]
+    with django_capture_on_commit_callbacks(execute=True):
+        r = api(lead).post(f"/api/v1/projects/{project.id}/samples/",
+                           {"samples": [{"content": base64.b64encode(ply).decode()}]}, format="json")
+    sample = Sample.objects.get(pk=r.json()["samples"][0]["id"])
+    assert default_storage.exists(_cache_name(sample))
