@@ -13,6 +13,22 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_live_server_keepalive_connections(django_db_setup, django_db_blocker):
+    """The live server answers each browser keep-alive connection in its own thread, and such a thread
+    keeps its database connection until the browser's socket closes, which can be after the test.
+    Close those leftover sessions before pytest-django drops the test database (else: "being accessed
+    by other users" and a test database left behind)."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
