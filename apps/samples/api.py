@@ -210,11 +210,7 @@ class SampleContent(ProjectScopedView):
     def get(self, request, sample_id):
         sample = sample_get(sample_id=sample_id)
         self.check_object_project(request, sample.project)
-        try:
-            data = content_io.read_content(sample)
-        except content_io.ContentUnavailable as exc:
-            raise ValidationFailed(f"The content of this sample is not readable here: {exc}", code="content_unavailable",
-                                   status_code=409)
+        data = content_io.read_content(sample)  # ContentUnavailable answers 409 content_unavailable
         content_type = _MIME.get(sample.content_format.upper(), "application/octet-stream")
         response = _ranged(request, data, content_type)
         response["Cache-Control"] = "private, max-age=3600"

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 
-from apps.core.errors import ValidationFailed
+from apps.core.errors import DomainError, ValidationFailed
 
 _EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "BMP": "bmp", "WAV": "wav", "FLAC": "flac",
                "OGG": "ogg", "PLY": "ply", "PCD": "pcd", "XYZ": "xyz"}
@@ -73,8 +73,13 @@ def store_content(name: str, data: bytes) -> None:
         default_storage.save(name, ContentFile(data))
 
 
-class ContentUnavailable(Exception):
-    pass
+class ContentUnavailable(DomainError):
+    """The sample's bytes cannot be reached from this server (a reference URI, a missing file).
+
+    Services record it on the sample and go on; an API view that needed the bytes answers 409."""
+
+    status_code = 409
+    code = "content_unavailable"
 
 
 def uri_path(uri: str) -> Path:

@@ -16,7 +16,6 @@ from rest_framework.response import Response
 
 from apps.core.api import ProjectScopedView
 from apps.core.errors import ValidationFailed
-from apps.samples import content as content_io
 from apps.samples import peaks as peaks_service
 from apps.samples.selectors import sample_get
 
@@ -43,11 +42,6 @@ def _audio_sample(view, request, sample_id):
     return sample
 
 
-def _unavailable(exc) -> ValidationFailed:
-    return ValidationFailed(f"The content of this sample is not readable here: {exc}", code="content_unavailable",
-                            status_code=409)
-
-
 class SamplePeaks(ProjectScopedView):
     @extend_schema(
         parameters=[OpenApiParameter("buckets", int, description=f"at most this many min/max pairs (1..{peaks_service.MAX_BUCKETS}; "
@@ -61,10 +55,7 @@ class SamplePeaks(ProjectScopedView):
         encoding = request.query_params.get("encoding", "json")
         if encoding not in ("json", "int16"):
             raise ValidationFailed("encoding must be json or int16.", code="invalid_encoding", details={"encoding": encoding})
-        try:
-            peaks = peaks_service.sample_peaks(sample=sample, buckets=buckets)
-        except content_io.ContentUnavailable as exc:
-            raise _unavailable(exc)
+        peaks = peaks_service.sample_peaks(sample=sample, buckets=buckets)  # 409 content_unavailable if unreadable
         meta = {"duration_s": peaks.duration_s, "sample_rate": peaks.sample_rate, "channels": peaks.channels,
                 "frames": peaks.frames, "samples_per_bucket": peaks.samples_per_bucket, "buckets": peaks.buckets}
         if encoding == "int16":
@@ -95,10 +86,7 @@ class SampleSpectrogram(ProjectScopedView):
         width = _int_param(request, "width", peaks_service.DEFAULT_SPECTROGRAM_WIDTH, 16,
                            peaks_service.MAX_SPECTROGRAM_WIDTH)
         n_mels = _int_param(request, "n_mels", peaks_service.N_MELS, 16, 256)
-        try:
-            spec = peaks_service.sample_spectrogram(sample=sample, width=width, n_mels=n_mels)
-        except content_io.ContentUnavailable as exc:
-            raise _unavailable(exc)
+        spec = peaks_service.sample_spectrogram(sample=sample, width=width, n_mels=n_mels)
         response = HttpResponse(peaks_service.spectrogram_png(spec), content_type="image/png")
         headers = {"X-Spectrogram-Span": repr(spec.span_s), "X-Spectrogram-Duration": repr(spec.duration_s),
                    "X-Spectrogram-Hop": str(spec.hop), "X-Spectrogram-Nfft": str(spec.n_fft),

@@ -10,7 +10,6 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 
 from apps.core.api import ProjectScopedView
 from apps.core.errors import ValidationFailed
-from apps.samples import content as content_io
 from apps.samples.points import sample_points
 from apps.samples.selectors import sample_get
 
@@ -24,11 +23,7 @@ class SamplePoints(ProjectScopedView):
         self.check_object_project(request, sample.project)
         if sample.project.modality != "pointcloud":
             raise ValidationFailed("This sample is not a point cloud.", code="not_a_point_cloud", status_code=409)
-        try:
-            arrays = sample_points(sample=sample)
-        except content_io.ContentUnavailable as exc:
-            raise ValidationFailed(f"The content of this sample is not readable here: {exc}", code="content_unavailable",
-                                   status_code=409)
+        arrays = sample_points(sample=sample)  # ContentUnavailable answers 409 content_unavailable
         response = HttpResponse(arrays.to_bytes(), content_type="application/octet-stream")
         response["X-Point-Count"] = str(arrays.n_points)
         response["X-Point-Stride"] = str(arrays.stride)
