@@ -26,6 +26,8 @@ from xml.etree import ElementTree as ET
 
 import numpy as np
 
+from apps.labeling.results import shapes_as_boxes
+
 FORMATS_BY_TASK_TYPE = {
     "classification": ("csv", "json"),
     "detection": ("coco", "yolo", "voc"),
@@ -62,14 +64,6 @@ def _image_ext(item: Item) -> str:
     from apps.samples.content import extension_for
 
     return extension_for(item.sample.content_format or "png")
-
-
-def _shapes_as_boxes(result: dict) -> list[dict]:
-    boxes = list(result.get("boxes", []))
-    for poly in result.get("polygons", []):
-        xs, ys = [p[0] for p in poly["points"]], [p[1] for p in poly["points"]]
-        boxes.append({"label": poly["label"], "x": min(xs), "y": min(ys), "w": max(xs) - min(xs), "h": max(ys) - min(ys)})
-    return boxes
 
 
 # -- classification -------------------------------------------------------------------------------
@@ -132,7 +126,7 @@ def write_yolo(items, labels, out, progress: Progress, read_content) -> dict:
             split = item.sample.split
             z.writestr(f"images/{split}/{item.stem}.{_image_ext(item)}", read_content(item.sample))
             lines = []
-            for box in _shapes_as_boxes(item.result):
+            for box in shapes_as_boxes(item.result):
                 lines.append(f"{labels.index(box['label'])} {box['x'] + box['w'] / 2:.6f} {box['y'] + box['h'] / 2:.6f} "
                              f"{box['w']:.6f} {box['h']:.6f}")
             n_boxes += len(lines)
@@ -157,7 +151,7 @@ def write_voc(items, labels, out, progress: Progress) -> dict:
             for tag, value in (("width", width), ("height", height), ("depth", 3)):
                 ET.SubElement(size, tag).text = str(value)
             ET.SubElement(root, "segmented").text = "0"
-            for box in _shapes_as_boxes(item.result):
+            for box in shapes_as_boxes(item.result):
                 obj = ET.SubElement(root, "object")
                 ET.SubElement(obj, "name").text = box["label"]
                 ET.SubElement(obj, "pose").text = "Unspecified"

@@ -24,6 +24,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from apps.labeling.results import shapes_as_boxes
+
 # -- kappas ---------------------------------------------------------------------------------------
 
 
@@ -75,11 +77,6 @@ def box_iou(a: dict, b: dict) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _polygon_box(poly: dict) -> dict:
-    xs, ys = [p[0] for p in poly["points"]], [p[1] for p in poly["points"]]
-    return {"label": poly["label"], "x": min(xs), "y": min(ys), "w": max(xs) - min(xs), "h": max(ys) - min(ys)}
-
-
 def matched_score(a: list, b: list, iou) -> float:
     """Hungarian matching within labels; summed IoU over the larger count. Both empty → 1."""
     if not a and not b:
@@ -99,8 +96,7 @@ def matched_score(a: list, b: list, iou) -> float:
 
 
 def detection_pair(a: dict, b: dict) -> float:
-    shapes = lambda r: list(r.get("boxes", [])) + [_polygon_box(p) for p in r.get("polygons", [])]  # noqa: E731
-    return matched_score(shapes(a), shapes(b), box_iou)
+    return matched_score(shapes_as_boxes(a), shapes_as_boxes(b), box_iou)
 
 
 def _union_length(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:

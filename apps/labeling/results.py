@@ -151,6 +151,15 @@ def cuboids(result: dict, *, labels: list[str], info: dict) -> dict:
     return {"cuboids": out}
 
 
+def shapes_as_boxes(result: dict) -> list[dict]:
+    """A detection result's boxes plus each polygon's bounding box (same keys as a box)."""
+    boxes = list(result.get("boxes", []))
+    for poly in result.get("polygons", []):
+        xs, ys = [p[0] for p in poly["points"]], [p[1] for p in poly["points"]]
+        boxes.append({"label": poly["label"], "x": min(xs), "y": min(ys), "w": max(xs) - min(xs), "h": max(ys) - min(ys)})
+    return boxes
+
+
 VALIDATORS: dict[str, Callable[..., dict]] = {
     "classification": classification,
     "detection": detection,
