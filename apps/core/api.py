@@ -1,6 +1,7 @@
 """Shared API plumbing: base view and helpers for the error shape and content endpoints."""
 from __future__ import annotations
 
+from rest_framework import serializers
 from rest_framework.views import APIView
 
 from apps.accounts.models import Role
@@ -30,3 +31,16 @@ def query_bool(value: str | None, name: str = "parameter") -> bool | None:
     from apps.core.errors import ValidationFailed
 
     raise ValidationFailed(f"{name} must be true or false; got {value!r}.", code="invalid_filter")
+
+
+class JobOut(serializers.Serializer):
+    """What every job row shows (apps.core.models.JobFields): status, progress, message, timings, error."""
+
+    status = serializers.CharField()
+    progress = serializers.FloatField()
+    message = serializers.CharField()
+    error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    duration_s = serializers.FloatField(allow_null=True)

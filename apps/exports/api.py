@@ -8,7 +8,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import ProjectScopedView
+from apps.core.api import JobOut, ProjectScopedView
 from apps.core.errors import Conflict
 from apps.exports.selectors import export_get, exports_for_project
 from apps.exports.services import export_create
@@ -20,15 +20,11 @@ class ExportIn(serializers.Serializer):
     reviewed_only = serializers.BooleanField(default=False)
 
 
-class ExportOut(serializers.Serializer):
+class ExportOut(JobOut):
     id = serializers.IntegerField()
     project = serializers.IntegerField(source="project_id")
     format = serializers.CharField()
     options = serializers.DictField()
-    status = serializers.CharField()
-    progress = serializers.FloatField()
-    message = serializers.CharField()
-    error = serializers.CharField()
     dataset_version = serializers.SerializerMethodField()
     annotations = serializers.SerializerMethodField()
     digest = serializers.CharField()
@@ -36,9 +32,6 @@ class ExportOut(serializers.Serializer):
     filename = serializers.CharField()
     size_bytes = serializers.IntegerField(allow_null=True)
     download_url = serializers.SerializerMethodField()
-    created_at = serializers.DateTimeField()
-    started_at = serializers.DateTimeField(allow_null=True)
-    finished_at = serializers.DateTimeField(allow_null=True)
 
     def get_dataset_version(self, obj) -> dict | None:
         v = obj.dataset_version

@@ -5,7 +5,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import ProjectScopedView
+from apps.core.api import JobOut, ProjectScopedView
 from apps.labeling.selectors import round_get, rounds_for_project, task_get
 from apps.labeling.services import annotation_submit, round_create, task_lease_next, task_skip
 from apps.samples.api import content_url
@@ -16,7 +16,7 @@ class RoundIn(serializers.Serializer):
     strategy = serializers.CharField(default="auto", max_length=40)
 
 
-class RoundOut(serializers.Serializer):
+class RoundOut(JobOut):
     id = serializers.IntegerField()
     project = serializers.IntegerField(source="project_id")
     number = serializers.IntegerField()
@@ -25,14 +25,7 @@ class RoundOut(serializers.Serializer):
     budget = serializers.IntegerField()
     selected = serializers.IntegerField()
     model_version = serializers.IntegerField(source="model_version_id", allow_null=True)
-    status = serializers.CharField()
-    progress = serializers.FloatField()
-    message = serializers.CharField()
-    error = serializers.CharField()
     details = serializers.DictField()
-    created_at = serializers.DateTimeField()
-    started_at = serializers.DateTimeField(allow_null=True)
-    finished_at = serializers.DateTimeField(allow_null=True)
 
 
 class RoundItemOut(serializers.Serializer):

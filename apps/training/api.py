@@ -7,7 +7,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import ProjectScopedView
+from apps.core.api import JobOut, ProjectScopedView
 from apps.core.errors import NotFound
 from apps.core.ids import is_id
 from apps.training.models import ModelVersion, TrainingRun
@@ -19,34 +19,19 @@ class TrainingRunIn(serializers.Serializer):
     seed = serializers.IntegerField(min_value=0, default=0)
 
 
-class StepOut(serializers.Serializer):
+class StepOut(JobOut):
     kind = serializers.CharField()
-    status = serializers.CharField()
-    progress = serializers.FloatField()
-    message = serializers.CharField()
-    started_at = serializers.DateTimeField(allow_null=True)
-    finished_at = serializers.DateTimeField(allow_null=True)
-    duration_s = serializers.FloatField(allow_null=True)
     result = serializers.JSONField()
-    error = serializers.CharField()
 
 
-class TrainingRunOut(serializers.Serializer):
+class TrainingRunOut(JobOut):
     id = serializers.IntegerField()
     project = serializers.IntegerField(source="project_id")
     number = serializers.IntegerField()
-    status = serializers.CharField()
     stage = serializers.CharField()
-    progress = serializers.FloatField()
-    message = serializers.CharField()
-    error = serializers.CharField()
     model = serializers.IntegerField(source="model_id", allow_null=True)
     dataset_version = serializers.SerializerMethodField()
     config = serializers.DictField()
-    created_at = serializers.DateTimeField()
-    started_at = serializers.DateTimeField(allow_null=True)
-    finished_at = serializers.DateTimeField(allow_null=True)
-    duration_s = serializers.FloatField(allow_null=True)
     steps = StepOut(many=True)
 
     def get_dataset_version(self, obj) -> dict:
