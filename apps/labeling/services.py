@@ -78,7 +78,9 @@ def _pool_features(project: Project, samples: list[Sample], runner, progress):
     """
     from apps.samples.services import samples_features
 
-    space = f"model:{runner.model_id}" if runner else "label_free"
+    from apps.samples.selectors import label_free_space
+
+    space = f"model:{runner.model_id}" if runner else label_free_space()
     vectors: dict[int, np.ndarray] = {}
     if runner is None:  # label-free embeddings are cached on the samples
         vectors = {s.pk: np.frombuffer(s.embedding, dtype=np.float32)

@@ -27,7 +27,7 @@ class Sample(models.Model):
     predicted_label = models.CharField(max_length=100, null=True, blank=True)
     confidence = models.FloatField(null=True, blank=True)
     low_confidence = models.BooleanField(default=False)
-    # Cached embedding (float32 bytes) and the space it lives in ("label_free" or "model:<id>").
+    # Cached embedding (float32 bytes) and the space it lives in ("label_free:v<N>", see samples.selectors.label_free_space, or "model:<id>").
     embedding = models.BinaryField(null=True, blank=True)
     embedding_space = models.CharField(max_length=40, blank=True, default="")
     embed_error = models.CharField(max_length=300, blank=True, default="")

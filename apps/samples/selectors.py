@@ -9,6 +9,14 @@ from apps.core.ids import is_id
 from apps.samples.models import Sample
 
 
+def label_free_space() -> str:
+    """The embedding space tag of label-free features: versioned, so that embeddings stored by an older
+    feature extractor are recomputed instead of being compared with new ones."""
+    from ml.features import FEATURES_VERSION  # numpy-only module
+
+    return f"label_free:v{FEATURES_VERSION}"
+
+
 def samples_filter(*, project, split: str | None = None, labeled: bool | None = None,
                    low_confidence: bool | None = None, external_id: str | None = None,
                    metadata: dict | None = None):

@@ -15,6 +15,7 @@ from apps.projects.models import Project
 from apps.projects.selectors import split_for_hash
 from apps.samples import content as content_io
 from apps.samples.models import Sample
+from apps.samples.selectors import label_free_space
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +248,7 @@ def samples_embed(*, project: Project, sample_ids: list[int], space: str | None 
     from apps.serving.selectors import current_model_runner
 
     runner = current_model_runner(project=project)
-    space = space or (f"model:{runner.model_id}" if runner else "label_free")
+    space = space or (f"model:{runner.model_id}" if runner else label_free_space())
     samples = list(Sample.objects.filter(project=project, pk__in=sample_ids).exclude(embedding_space=space))
     ok, vectors, _ = samples_features(project=project, samples=samples,
                                       runner=runner if space.startswith("model:") else None)

@@ -123,9 +123,10 @@ def test_audio_cold_start_beats_random(speech_X):
     X, y = speech_X
     E = label_free_embeddings("audio", X)
     km, rand = _cold_start_margin(E, y)
-    # measured on this machine: k-means centres ~0.93, random ~0.74 (20 labels, 10 words, 200 clips)
-    assert km > 0.8, (km, rand)
-    assert km - rand > 0.10, (km, rand)
+    # measured on this machine: k-means centres ~0.95, random ~0.76 (20 labels, 10 words, 200 clips;
+    # features v1, without cepstral mean normalisation: ~0.92)
+    assert km > 0.9, (km, rand)
+    assert km - rand > 0.12, (km, rand)
 
 
 def test_audio_level_invariant(speech_X):
@@ -134,6 +135,24 @@ def test_audio_level_invariant(speech_X):
 
     louder = X[:10] + 12.0 / LOGMEL_DB_SCALE  # +12 dB everywhere
     assert np.allclose(label_free_embeddings("audio", louder), label_free_embeddings("audio", X[:10]), atol=1e-4)
+
+
+def test_audio_channel_colouring_invariant(speech_X):
+    """A fixed spectral tilt (a different microphone or channel, here -6 dB at the lowest band to
+    +6 dB at the highest) leaves the embedding of every clip nearly unchanged: cepstral mean
+    normalisation removes it from the features and the activity detector measures above each band's
+    own noise floor, so the cropped region does not move either."""
+    from ml.modalities.audio import LOGMEL_DB_SCALE
+
+    X, _ = speech_X
+    m = X.shape[2]
+    tilt = (np.linspace(-6.0, 6.0, m) / LOGMEL_DB_SCALE).astype(np.float32)[None, None, :, None]
+    E = label_free_embeddings("audio", X[:60])
+    E2 = label_free_embeddings("audio", X[:60] + tilt)
+    self_sim = (E * E2).sum(1)
+    other_sim = (E * np.roll(E, 1, axis=0)).sum(1)
+    assert np.percentile(self_sim, 5) > 0.97 and self_sim.mean() > 0.99, np.sort(self_sim)[:5]
+    assert other_sim.mean() < 0.5
 
 
 def test_audio_non_finite_rejected(speech_X):
@@ -162,9 +181,10 @@ def test_pointcloud_cold_start_beats_random(shapes_X):
     X, y = shapes_X
     E = label_free_embeddings("pointcloud", X)
     km, rand = _cold_start_margin(E, y, budget=16, seeds=(0, 1, 2, 3, 4))
-    # measured on this machine: k-means centres ~0.89, random ~0.76 (16 labels, 8 shapes)
-    assert km > 0.8, (km, rand)
-    assert km - rand > 0.07, (km, rand)
+    # measured on this machine: k-means centres ~0.95, random ~0.75 (16 labels, 8 shapes; features v1,
+    # without oriented-normal pair histograms: ~0.90)
+    assert km > 0.9, (km, rand)
+    assert km - rand > 0.1, (km, rand)
 
 
 def test_pointcloud_rotation_scale_order_invariant(shapes_X):

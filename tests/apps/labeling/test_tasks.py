@@ -172,3 +172,31 @@ def test_ids_that_are_not_ascii_digits_are_404(api, lead, project):
     for path in ("/api/v1/projects/%C2%B2/", "/api/v1/samples/%C2%B2/", "/api/v1/tasks/%C2%B2/skip/"):
         r = api(lead).get(path) if "skip" not in path else api(lead).post(path)
         assert r.status_code == 404, (path, r.status_code)
+
+
+def test_round_recomputes_embeddings_of_an_older_feature_version(project, lead, digits,
+                                                                 django_capture_on_commit_callbacks):
+    """Embeddings stored by an older label-free extractor are recomputed, never compared with new ones."""
+    import numpy as np
+
+    from apps.labeling.services import round_create
+    from apps.samples.models import Sample
+    from apps.samples.selectors import label_free_space
+    from ml.features import label_free_embeddings
+    from ml.modalities.image import load_images
+
+    push_digits(project, digits, 30)  # not embedded yet: on-commit callbacks (the embed job) do not run here
+    stale = list(Sample.objects.filter(project=project).order_by("id")[:12])
+    for s in stale:
+        s.embedding, s.embedding_space = np.zeros(128, np.float32).tobytes(), "label_free"  # a v1 row
+    Sample.objects.bulk_update(stale, ["embedding", "embedding_space"])
+    with django_capture_on_commit_callbacks(execute=True):
+        rnd = round_create(project=project, user=lead, budget=10, strategy="kmeans")
+    rnd.refresh_from_db()
+    assert rnd.status == "succeeded", rnd.error
+    assert label_free_space().startswith("label_free:v")
+    rows = Sample.objects.filter(pk__in=[s.pk for s in stale]).order_by("id")
+    assert {r.embedding_space for r in rows} == {label_free_space()}
+    by_ext = {f"d{i}": png for i, (png, _) in enumerate(digits[:30])}
+    fresh = label_free_embeddings("image", load_images([by_ext[r.external_id] for r in rows]))
+    assert np.allclose(np.stack([np.frombuffer(r.embedding, np.float32) for r in rows]), fresh, atol=1e-5)

@@ -1,5 +1,6 @@
 import pytest
 
+from apps.samples.selectors import label_free_space
 from tests.apps.helpers import push_digits, truth_by_sample
 
 
@@ -23,7 +24,7 @@ def test_label_issues_finds_flipped_labels(api, lead, annotator, project, digits
     r = api(lead).get(f"/api/v1/projects/{project.id}/label-issues/")
     assert r.status_code == 200, r.content
     body = r.json()
-    assert body["n_checked"] == 200 and body["space"] == "label_free"
+    assert body["n_checked"] == 200 and body["space"] == label_free_space()
     issues = [f for f in body["findings"] if f["kind"] == "label_issue"]
     found = {f["sample"] for f in issues}
     assert len(found & flipped) >= len(flipped) // 2, (len(found & flipped), len(flipped))
