@@ -193,6 +193,25 @@ def test_kmeans_recovers_blobs_and_is_deterministic():
     assert len(c4) == 5 and sorted(l4.tolist()) == [0, 1, 2, 3, 4]
 
 
+def test_kmeans_restarts_keep_the_lowest_inertia():
+    # overlapping blobs and k-means++ with k = 20: single runs land in different local optima
+    X, _, _ = _clustered(1500, n_centres=30, seed=12, spread=0.8)
+    inertia = {}
+    for r in range(6):
+        _, _, d = kmeans(X, 20, random_state=r)
+        inertia[r] = float(d.sum())
+    assert len(set(round(v, 3) for v in inertia.values())) > 1  # restarts do have something to choose from
+    c1, l1, d1 = kmeans(X, 20, random_state=0, n_init=1)
+    c0, l0, _ = kmeans(X, 20, random_state=0)
+    np.testing.assert_array_equal(c1, c0)  # n_init=1 is exactly the single run
+    _, _, d10 = kmeans(X, 20, random_state=0, n_init=10)
+    _, _, d10b = kmeans(X, 20, random_state=0, n_init=10)
+    assert float(d10.sum()) <= float(d1.sum()) + 1e-3
+    assert float(d10.sum()) == float(d10b.sum())  # deterministic
+    with pytest.raises(InvalidInput):
+        kmeans(X, 5, n_init=0)
+
+
 def test_kcenter_greedy_covers_and_respects_already_selected():
     X, _, lab = _clustered(1000, n_centres=10, seed=10, spread=0.2)
     picks, dists = kcenter_greedy(X, 10)
