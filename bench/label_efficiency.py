@@ -77,10 +77,11 @@ class Config:
     extra: dict = field(default_factory=dict)
 
 
-# Full budgets: digits 300 (of a ~1200-sample pool); audio and 3D: the budget at which random is within
-# about a point of the accuracy the learner gets with the whole pool labeled (measured, see README).
+# Full budgets, fixed by one rule before comparing strategies (`--probe-budgets` applies it): the smallest
+# multiple of 50 labels at which random, mean of 4 probe seeds, is within one point of the learner trained
+# on the whole pool. Measured with features v2 (2026-11-22): digits 450, audio 250, 3D 100.
 FULL = Config(
-    datasets=(DatasetConfig("digits", None, 300), DatasetConfig("audio", 100, 150), DatasetConfig("3d", 100, 200)),
+    datasets=(DatasetConfig("digits", None, 450), DatasetConfig("audio", 100, 250), DatasetConfig("3d", 100, 100)),
     seeds=tuple(range(10)),
     strategies=("auto", "random", "least_confidence", "margin", "entropy", "kmeans", "typicality", "kcenter",
                 "stratified_random", "cluster_margin", "bald"),
@@ -284,7 +285,8 @@ def aggregate(name: str, units: list[dict], cfg: Config) -> dict:
             c = u["curves"][s]
             row = {"seed": u["seed"], "ns": c["ns"], "accs": c["accs"], "auc": normalised_auc(c["ns"], c["accs"]),
                    "final_accuracy": c["accs"][-1], "seconds": c["seconds"], "select_seconds": c["select_seconds"],
-                   "used": _count(c["used"])}
+                   "used": _count(c["used"]), "max_accuracy": max(c["accs"]),
+                   "full_pool_accuracy": u["full_pool_accuracy"]}
             if random_final is not None:
                 target = random_final[u["seed"]]
                 need = labels_to_reach(c["ns"], c["accs"], target)
@@ -347,11 +349,18 @@ def check_targets(results: dict, strategy: str = "auto") -> list[dict]:
             n_seeds = len(res["seeds"])
             all_reached = st["reached"] == n_seeds
             pf = st["pct_fewer"]
+            missed = "; ".join(
+                f"seed {r['seed']}: random at {res['budget']} {100 * r['target_accuracy']:.2f}%, {strategy}'s best "
+                f"{100 * r['max_accuracy']:.2f}%, whole pool {100 * r['full_pool_accuracy']:.2f}%"
+                for r in st.get("per_seed", []) if r.get("labels_needed") is None)
+            got = [r["pct_fewer"] for r in st.get("per_seed", []) if r.get("labels_needed") is not None]
+            if got and not all_reached:  # reported in the note, never counted as a pass
+                missed += f"; the {len(got)} seeds that reached it: mean {np.mean(got):.1f}, min {min(got):.1f}"
             if "pct_fewer_mean" in t:
                 v = pf["mean"] if all_reached else None
                 rows.append({"target": f"{strategy} % fewer labels than random (mean)", "dataset": name, "value": v,
                              "threshold": t["pct_fewer_mean"], "passed": v is not None and v >= t["pct_fewer_mean"],
-                             "note": "" if all_reached else f"not reached on {n_seeds - st['reached']} of {n_seeds} seeds"})
+                             "note": "" if all_reached else f"not reached on {n_seeds - st['reached']} of {n_seeds} seeds ({missed})"})
             if "pct_fewer_min" in t:
                 v = pf["min"] if all_reached else None
                 rows.append({"target": f"{strategy} % fewer labels than random (every seed)", "dataset": name,
@@ -535,6 +544,35 @@ def run(cfg: Config, *, jobs: int = 2, out_dir: Path = OUT_DIR, cache_dir: Path 
     return report
 
 
+PROBE_SEEDS = (0, 1, 2, 3)
+
+
+def probe_budgets(cfg: Config, *, cache_dir: Path | None, step: int = 50, cap: int = 500, log=print) -> dict:
+    """The rule that fixes each dataset's full budget, before any strategy is compared: the smallest
+    multiple of ``step`` labels at which random (mean of the 4 probe seeds) is within one point of the
+    learner trained on the whole pool. Returns ``{dataset: {"budget", "full_pool", "random": {n: acc}}}``."""
+    out = {}
+    for dcfg in cfg.datasets:
+        ds = load_dataset(dcfg.name, n_per_class=dcfg.n_per_class, cache_dir=cache_dir, limit=cfg.limit)
+        curves, full = [], []
+        for seed in PROBE_SEEDS:
+            pool, test = split(ds.y, seed)
+            E_pool, y_pool, E_test, y_test = ds.embeddings[pool], ds.y[pool], ds.embeddings[test], ds.y[test]
+            budget = min(cap, len(pool))
+            c = run_curve("random", E_pool, y_pool, E_test, y_test, ds.n_classes, budget, seed, cfg)
+            curves.append(dict(zip(c["ns"], c["accs"])))
+            full.append(Learner(ds.n_classes, C=cfg.learner_C).fit(E_pool, y_pool).accuracy(E_test, y_test))
+        full_acc = float(np.mean(full))
+        at = {n: float(np.mean([c[n] for c in curves])) for n in sorted(curves[0]) if n % step == 0
+              and all(n in c for c in curves)}
+        chosen = next((n for n, a in at.items() if a >= full_acc - 0.01), None)
+        out[dcfg.name] = {"budget": chosen, "full_pool": full_acc, "random": at, "configured": dcfg.budget}
+        log(f"{dcfg.name}: learner on the whole pool {100 * full_acc:.1f}%; random "
+            + ", ".join(f"{n}: {100 * a:.1f}%" for n, a in at.items())
+            + f" -> budget {chosen if chosen is not None else f'> {cap}'} (configured: {dcfg.budget})")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.label_efficiency", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="3 seeds, 4 strategies, smaller data (< 3 min on 2 cores)")
@@ -545,6 +583,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=OUT_DIR, help="output directory (default bench/out)")
     ap.add_argument("--no-cache", action="store_true", help="recompute the embeddings instead of bench/out/cache")
     ap.add_argument("--tag", help="output file name stem (default label_efficiency[_quick])")
+    ap.add_argument("--budgets", help="override full budgets, e.g. digits=300,audio=150,3d=200")
+    ap.add_argument("--probe-budgets", action="store_true",
+                    help="only apply the full-budget rule (random within 1 point of the whole pool, 4 seeds) and print it")
     args = ap.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     kw = {}
@@ -558,6 +599,17 @@ def main(argv=None) -> int:
         if bad:
             ap.error(f"unknown dataset(s) {bad}; choose from {DATASETS}")
         kw["datasets"] = tuple(d for d in cfg.datasets if d.name in names)
+    if args.budgets:
+        try:
+            over = {k.strip(): int(v) for k, v in (item.split("=") for item in args.budgets.split(",") if item.strip())}
+        except ValueError:
+            ap.error("--budgets takes name=labels pairs, e.g. digits=300,audio=150")
+        bad = sorted(set(over) - set(DATASETS))
+        if bad or any(v < INITIAL_LABELS + BATCH for v in over.values()):
+            ap.error(f"--budgets: unknown dataset(s) {bad} or a budget below {INITIAL_LABELS + BATCH}")
+        from dataclasses import replace as _replace
+
+        kw["datasets"] = tuple(_replace(d, budget=over.get(d.name, d.budget)) for d in kw.get("datasets", cfg.datasets))
     if args.strategies:
         strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
         if "random" not in strategies:
@@ -571,6 +623,9 @@ def main(argv=None) -> int:
         cfg = replace(cfg, **kw)
     tag = args.tag or ("label_efficiency_quick" if cfg.quick else "label_efficiency")
     cache = None if args.no_cache else args.out / "cache"
+    if args.probe_budgets:
+        probe_budgets(cfg, cache_dir=cache)
+        return 0
     report = run(cfg, jobs=max(1, args.jobs), out_dir=args.out, cache_dir=cache, tag=tag,
                  log=lambda m: print(m, file=sys.stderr, flush=True))
     print(format_table(report["results"], report["targets"], quick=cfg.quick))

@@ -107,3 +107,30 @@ def test_labels_to_stay_is_stricter_than_reach():
     assert labels_to_stay(ns, accs, 0.8) == pytest.approx(40 + 10 * 0.1 / 0.15)
     assert labels_to_stay(ns, accs, 0.4) == 20.0
     assert labels_to_stay([20, 30], [0.9, 0.7], 0.8) is None
+
+
+def test_probe_budgets_applies_the_one_point_rule():
+    cfg = le.Config(datasets=(le.DatasetConfig("digits", None, 60),), seeds=(0,), strategies=("random",), limit=360)
+    out = le.probe_budgets(cfg, cache_dir=None, step=50, cap=200, log=lambda m: None)["digits"]
+    at, full = out["random"], out["full_pool"]
+    assert sorted(at) == [50, 100, 150, 200]
+    if out["budget"] is None:  # random never came within a point of the whole pool by the cap
+        assert all(a < full - 0.01 for a in at.values())
+    else:  # the smallest multiple of 50 within one point, and nothing smaller was
+        assert at[out["budget"]] >= full - 0.01
+        assert all(a < full - 0.01 for n, a in at.items() if n < out["budget"])
+
+
+def test_not_reached_note_names_the_seed_and_what_it_reached():
+    row = {"seed": 4, "labels_needed": None, "pct_fewer": None, "target_accuracy": 0.9883, "max_accuracy": 0.985,
+           "full_pool_accuracy": 0.9833}
+    ok = {"seed": 5, "labels_needed": 100.0, "pct_fewer": 75.0, "target_accuracy": 0.98, "max_accuracy": 0.99,
+          "full_pool_accuracy": 0.99}
+    res = {"digits": {"seeds": [4, 5], "budget": 450, "cold_start": {},
+                      "strategies": {"auto": {"reached": 1, "pct_fewer": mean_std([None, 75.0]),
+                                              "per_seed": [row, ok]}}}}
+    rows = le.check_targets(res)
+    mean_row = next(r for r in rows if r["target"].endswith("(mean)"))
+    assert mean_row["passed"] is False and mean_row["value"] is None
+    assert "seed 4: random at 450 98.83%" in mean_row["note"] and "whole pool 98.33%" in mean_row["note"]
+    assert "the 1 seeds that reached it: mean 75.0" in mean_row["note"]
