@@ -74,6 +74,7 @@ class Config:
     bald_members: int = 5
     quick: bool = False
     limit: int | None = None  # keep only the first `limit` samples of each dataset (tests)
+    fixture_seed: int = 0  # another draw of the generated fixtures (audio, 3D): a held-out check
     extra: dict = field(default_factory=dict)
 
 
@@ -496,7 +497,8 @@ def run(cfg: Config, *, jobs: int = 2, out_dir: Path = OUT_DIR, cache_dir: Path 
     datasets: dict[str, tuple[Dataset, DatasetConfig]] = {}
     for dcfg in cfg.datasets:
         t = time.perf_counter()
-        ds = load_dataset(dcfg.name, n_per_class=dcfg.n_per_class, cache_dir=cache_dir, limit=cfg.limit)
+        ds = load_dataset(dcfg.name, n_per_class=dcfg.n_per_class, cache_dir=cache_dir, limit=cfg.limit,
+                          fixture_seed=cfg.fixture_seed)
         datasets[dcfg.name] = (ds, dcfg)
         log(f"loaded {dcfg.name}: {ds.source}, embeddings {ds.embeddings.shape} in {time.perf_counter() - t:.1f}s")
     issue_seeds = set(cfg.seeds if cfg.label_issue_seeds is None else cfg.label_issue_seeds)
@@ -530,7 +532,7 @@ def run(cfg: Config, *, jobs: int = 2, out_dir: Path = OUT_DIR, cache_dir: Path 
                    "datasets": [vars(d) for d in cfg.datasets], "initial_labels": INITIAL_LABELS, "batch": BATCH,
                    "learner": f"LogisticRegression(C={cfg.learner_C}) on ml.features.label_free_embeddings",
                    "bald": f"mc_probs from a bootstrap committee of {cfg.bald_members} learners (no dropout in the learner)",
-                   "noise_rate": NOISE_RATE, "limit": cfg.limit},
+                   "noise_rate": NOISE_RATE, "limit": cfg.limit, "fixture_seed": cfg.fixture_seed},
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
                     "jobs": jobs, "threads_per_job": os.environ.get("OMP_NUM_THREADS")},
         "seconds": time.perf_counter() - t_start,
@@ -553,7 +555,8 @@ def probe_budgets(cfg: Config, *, cache_dir: Path | None, step: int = 50, cap: i
     learner trained on the whole pool. Returns ``{dataset: {"budget", "full_pool", "random": {n: acc}}}``."""
     out = {}
     for dcfg in cfg.datasets:
-        ds = load_dataset(dcfg.name, n_per_class=dcfg.n_per_class, cache_dir=cache_dir, limit=cfg.limit)
+        ds = load_dataset(dcfg.name, n_per_class=dcfg.n_per_class, cache_dir=cache_dir, limit=cfg.limit,
+                          fixture_seed=cfg.fixture_seed)
         curves, full = [], []
         for seed in PROBE_SEEDS:
             pool, test = split(ds.y, seed)
@@ -583,6 +586,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=OUT_DIR, help="output directory (default bench/out)")
     ap.add_argument("--no-cache", action="store_true", help="recompute the embeddings instead of bench/out/cache")
     ap.add_argument("--tag", help="output file name stem (default label_efficiency[_quick])")
+    ap.add_argument("--fixture-seed", type=int, default=0,
+                    help="another draw of the audio and 3D fixtures (default 0, the benchmark's own; digits is fixed)")
     ap.add_argument("--budgets", help="override full budgets, e.g. digits=300,audio=150,3d=200")
     ap.add_argument("--probe-budgets", action="store_true",
                     help="only apply the full-budget rule (random within 1 point of the whole pool, 4 seeds) and print it")
@@ -599,6 +604,8 @@ def main(argv=None) -> int:
         if bad:
             ap.error(f"unknown dataset(s) {bad}; choose from {DATASETS}")
         kw["datasets"] = tuple(d for d in cfg.datasets if d.name in names)
+    if args.fixture_seed:
+        kw["fixture_seed"] = args.fixture_seed
     if args.budgets:
         try:
             over = {k.strip(): int(v) for k, v in (item.split("=") for item in args.budgets.split(",") if item.strip())}

@@ -134,3 +134,14 @@ def test_not_reached_note_names_the_seed_and_what_it_reached():
     assert mean_row["passed"] is False and mean_row["value"] is None
     assert "seed 4: random at 450 98.83%" in mean_row["note"] and "whole pool 98.33%" in mean_row["note"]
     assert "the 1 seeds that reached it: mean 75.0" in mean_row["note"]
+
+
+def test_fixture_seed_draws_another_dataset():
+    from bench._le_data import load_dataset
+
+    a = load_dataset("3d", n_per_class=2, limit=16)
+    b = load_dataset("3d", n_per_class=2, limit=16, fixture_seed=1)
+    assert a.embeddings.shape == b.embeddings.shape == (16, 128)
+    assert np.array_equal(a.y, b.y)  # same classes in the same order ...
+    assert not np.allclose(a.embeddings, b.embeddings)  # ... but other clouds
+    assert "seed=1" in b.source
