@@ -13,7 +13,7 @@ exact below 50,000 samples, IVF above), no cleanlab needed.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -97,17 +97,19 @@ def _knn_probs(X_train, y_train, X_test, n_classes, k, *, exclude_self=False) ->
 
 def out_of_sample_probs(
     embeddings: np.ndarray, labels: np.ndarray, *, n_classes: int, cv_folds: int = 5, random_state: int = 0,
-    C: float = 0.1, knn: int = 10,
+    C: float = 0.1, knn: int = 10, progress: Callable[[float, str], None] | None = None,
 ) -> np.ndarray:
     """Cross-validated class probabilities (N, n_classes) float32: each sample scored by models that never
     saw it. Average of a standardised multinomial logistic regression (regularisation ``C``) and a
-    distance-weighted ``knn``-nearest-neighbour vote (faiss)."""
+    distance-weighted ``knn``-nearest-neighbour vote (faiss). ``progress(fraction 0..1, message)`` is
+    called after each fold."""
     from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
     from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
 
     X, y = _check(embeddings, labels, n_classes)
     P = np.zeros((len(y), n_classes))
-    for train, test in _folds(y, cv_folds, random_state):
+    folds = list(_folds(y, cv_folds, random_state))
+    for f, (train, test) in enumerate(folds):
         scaler = StandardScaler().fit(X[train])
         Xtr, Xte = scaler.transform(X[train]), scaler.transform(X[test])
         present = np.unique(y[train])
@@ -120,6 +122,8 @@ def out_of_sample_probs(
             P_lr[:, lr.classes_] = lr.predict_proba(Xte)
         P_knn = _knn_probs(X[train], y[train], X[test], n_classes, knn)
         P[test] = 0.5 * P_lr + 0.5 * P_knn
+        if progress is not None:
+            progress((f + 1) / len(folds), f"cross-validated fold {f + 1} of {len(folds)}")
     P = np.clip(P, 1e-6, None)
     return (P / P.sum(axis=1, keepdims=True)).astype(np.float32)
 
@@ -220,22 +224,27 @@ def find_label_issues(
     duplicates: bool = True,
     duplicate_threshold: float = 0.995,
     filter_by: str = "prune_by_noise_rate",
+    progress: Callable[[float, str], None] | None = None,
 ) -> list[Finding]:
     """Ranked findings (highest score first) on labeled samples.
 
     label_issue: cleanlab's confident-learning filter on out-of-sample probabilities
         (:func:`out_of_sample_probs`); score = 1 - p(given label); suggested_label = the model's class.
     outlier: :func:`find_outliers`. near_duplicate: :func:`find_near_duplicates`.
+    ``progress(fraction 0..1, message)``, when given, is called as the work advances (cross-validation
+    is most of it).
     Raises :class:`ml.errors.MissingDependency` when cleanlab is not installed.
     """
     cl_find = _cleanlab_filter()
+    report = progress or (lambda fraction, message: None)
     X, y = _check(embeddings, labels, n_classes)
     if label_names is not None and len(label_names) != int(n_classes):
         raise InvalidInput("label_names must have n_classes entries", details={"len": len(label_names), "n_classes": int(n_classes)})
     findings: list[Finding] = []
     present = np.unique(y)
     if len(present) >= 2 and len(y) >= 2 * max(2, min(cv_folds, len(y))):
-        P = out_of_sample_probs(X, y, n_classes=int(n_classes), cv_folds=cv_folds, random_state=random_state)
+        P = out_of_sample_probs(X, y, n_classes=int(n_classes), cv_folds=cv_folds, random_state=random_state,
+                                progress=lambda f, m: report(0.8 * f, m))
         # cleanlab wants every class in labels to be present; work on the present ones only
         remap = np.full(int(n_classes), -1)
         remap[present] = np.arange(len(present))
@@ -251,8 +260,11 @@ def find_label_issues(
             findings.append(Finding(int(i), "label_issue", float(1.0 - p_given), reason,
                                     suggested_label=suggested if suggested != given else None))
     if outliers:
+        report(0.85, "looking for outliers")
         findings += find_outliers(X)
     if duplicates:
+        report(0.92, "looking for near-duplicates")
         findings += find_near_duplicates(X, y, threshold=duplicate_threshold, label_names=label_names)
+    report(1.0, f"{len(findings)} findings")
     order = sorted(range(len(findings)), key=lambda t: (-findings[t].score, KINDS.index(findings[t].kind), findings[t].index))
     return [findings[t] for t in order]

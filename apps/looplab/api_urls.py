@@ -15,6 +15,8 @@ urlpatterns = [
     path("projects/<int:project_id>/members/", projects.ProjectMembers.as_view()),
     path("projects/<int:project_id>/samples/", samples.SampleListPush.as_view()),
     path("projects/<int:project_id>/label-issues/", samples.LabelIssues.as_view()),
+    path("projects/<int:project_id>/label-checks/", samples.LabelCheckListCreate.as_view()),
+    path("label-checks/<int:check_id>/", samples.LabelCheckDetail.as_view()),
     path("samples/<int:sample_id>/", samples.SampleDetail.as_view()),
     path("samples/<int:sample_id>/content/", samples.SampleContent.as_view()),
     path("samples/<int:sample_id>/similar/", samples.SampleSimilar.as_view()),

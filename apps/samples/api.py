@@ -14,7 +14,7 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import ProjectScopedView, query_bool
+from apps.core.api import JobOut, ProjectScopedView, query_bool
 from apps.core.errors import ValidationFailed
 from apps.core.pagination import Pagination
 from apps.core.services import idempotent_call, request_fingerprint
@@ -280,16 +280,21 @@ class SampleSimilar(ProjectScopedView):
 
 class FindingOut(serializers.Serializer):
     sample = serializers.IntegerField()
+    external_id = serializers.CharField()
+    content_url = serializers.CharField()
+    annotation = serializers.IntegerField(allow_null=True, help_text="the annotation to review (reject or correct)")
     kind = serializers.ChoiceField(choices=["label_issue", "outlier", "near_duplicate"])
     score = serializers.FloatField()
     reason = serializers.CharField()
     label = serializers.CharField()
     suggested_label = serializers.CharField(allow_null=True)
+    related = serializers.IntegerField(allow_null=True, help_text="the other sample of a near-duplicate pair")
 
 
 class LabelIssuesOut(serializers.Serializer):
     space = serializers.CharField()
     n_checked = serializers.IntegerField()
+    counts = serializers.DictField(child=serializers.IntegerField(), help_text="findings by kind, before the limit")
     findings = FindingOut(many=True)
 
 
@@ -305,3 +310,61 @@ class LabelIssues(ProjectScopedView):
         except ValueError:
             raise ValidationFailed("limit must be an integer.", code="invalid_limit")
         return Response(label_issues_find(project=project, limit=limit))
+
+
+class LabelCheckIn(serializers.Serializer):
+    limit = serializers.IntegerField(default=200, help_text="how many of the ranked findings to keep (1-1000)")
+
+
+class LabelCheckOut(JobOut):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField(source="project_id")
+    limit = serializers.IntegerField()
+    space = serializers.CharField()
+    n_checked = serializers.IntegerField(allow_null=True)
+    counts = serializers.DictField(child=serializers.IntegerField())
+
+
+class CheckFindingOut(FindingOut):
+    review_status = serializers.CharField(allow_null=True, help_text="the annotation's review status now")
+
+
+class LabelCheckDetailOut(LabelCheckOut):
+    findings = CheckFindingOut(many=True)
+
+
+class LabelCheckListCreate(ProjectScopedView):
+    min_role = Role.LEAD
+
+    @extend_schema(responses=LabelCheckOut(many=True), summary="A project's label-quality checks, newest first (leads)")
+    def get(self, request, project_id):
+        from apps.samples.selectors import label_checks_for_project
+
+        project = self.project(request, project_id)
+        return Response(LabelCheckOut(label_checks_for_project(project=project)[:50], many=True).data)
+
+    @extend_schema(request=LabelCheckIn, responses={202: LabelCheckOut},
+                   summary="Check the project's labels in the background (a job with progress): likely wrong labels, "
+                           "outliers, near-duplicates")
+    def post(self, request, project_id):
+        from apps.samples.quality import label_check_create
+
+        project = self.project(request, project_id)
+        payload = LabelCheckIn(data=request.data)
+        payload.is_valid(raise_exception=True)
+        check = label_check_create(project=project, user=request.user, **payload.validated_data)
+        check.refresh_from_db()
+        return Response(LabelCheckOut(check).data, status=status.HTTP_202_ACCEPTED)
+
+
+class LabelCheckDetail(ProjectScopedView):
+    min_role = Role.LEAD
+
+    @extend_schema(responses=LabelCheckDetailOut, summary="A label check: status, progress and its ranked findings")
+    def get(self, request, check_id):
+        from apps.samples.selectors import label_check_findings, label_check_get
+
+        check = label_check_get(check_id=check_id)
+        self.check_object_project(request, check.project)
+        check.findings = label_check_findings(check=check)
+        return Response(LabelCheckDetailOut(check).data)

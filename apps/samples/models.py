@@ -1,5 +1,7 @@
+from django.conf import settings
 from django.db import models
 
+from apps.core.models import JobFields
 from apps.projects.models import Project
 
 
@@ -27,7 +29,8 @@ class Sample(models.Model):
     predicted_label = models.CharField(max_length=100, null=True, blank=True)
     confidence = models.FloatField(null=True, blank=True)
     low_confidence = models.BooleanField(default=False)
-    # Cached embedding (float32 bytes) and the space it lives in ("label_free:v<N>", see samples.selectors.label_free_space, or "model:<id>").
+    # Cached embedding (float32 bytes) and the space it lives in: "label_free:v<N>" (see
+    # samples.selectors.label_free_space) or "model:<id>".
     embedding = models.BinaryField(null=True, blank=True)
     embedding_space = models.CharField(max_length=40, blank=True, default="")
     embed_error = models.CharField(max_length=300, blank=True, default="")
@@ -45,3 +48,22 @@ class Sample(models.Model):
     @property
     def is_labeled(self) -> bool:
         return self.label is not None
+
+
+class LabelCheck(JobFields):
+    """A label-quality check of a project's labeled samples, run as a Celery job (looplab.samples.label_check).
+
+    ``findings`` holds the ranked list (label issues, outliers, near-duplicates) as the API returns it;
+    ``n_checked`` is how many labeled samples it looked at and ``space`` the embedding space it used.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_checks")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    limit = models.PositiveIntegerField(default=200)
+    space = models.CharField(max_length=40, blank=True, default="")
+    n_checked = models.PositiveIntegerField(null=True, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    findings = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["id"]

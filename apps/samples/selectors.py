@@ -76,3 +76,28 @@ def sample_counts(*, project) -> dict:
         counts[row["split"]] = {"total": row["total"], "labeled": row["labeled"],
                                 "unlabeled": row["total"] - row["labeled"], "low_confidence": row["low_confidence"]}
     return counts
+
+
+def label_check_get(*, check_id):
+    from apps.samples.models import LabelCheck
+
+    check = LabelCheck.objects.select_related("project").filter(pk=check_id).first() if is_id(check_id) else None
+    if check is None:
+        raise NotFound("Label check not found.")
+    return check
+
+
+def label_checks_for_project(*, project):
+    from apps.samples.models import LabelCheck
+
+    return LabelCheck.objects.filter(project=project).order_by("-id")
+
+
+def label_check_findings(*, check) -> list[dict]:
+    """The check's findings, each with the current ``review_status`` of its annotation (a lead may have
+    rejected or corrected it since the check ran; null when there is no annotation)."""
+    from apps.labeling.models import Annotation
+
+    ids = [f["annotation"] for f in check.findings if f.get("annotation")]
+    status = dict(Annotation.objects.filter(pk__in=ids).values_list("id", "review_status"))
+    return [{**f, "review_status": status.get(f.get("annotation"))} for f in check.findings]

@@ -67,6 +67,19 @@ def test_label_names_in_reason():
     assert cat_as_dog.suggested_label == 0
 
 
+def test_progress_is_reported_in_order_and_changes_nothing():
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(0, 1, (60, 4)), rng.normal(5, 1, (60, 4))]).astype(np.float32)
+    y = np.repeat([0, 1], 60)
+    y[[3, 70]] = 1 - y[[3, 70]]
+    calls = []
+    with_progress = find_label_issues(X, y, n_classes=2, progress=lambda f, m: calls.append((f, m)))
+    assert [f.to_dict() for f in with_progress] == [f.to_dict() for f in find_label_issues(X, y, n_classes=2)]
+    fractions = [f for f, _ in calls]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(calls) >= 5 + 3
+    assert calls[0][1] == "cross-validated fold 1 of 5" and calls[-1][1] == f"{len(with_progress)} findings"
+
+
 def test_out_of_sample_probs_shape_and_sanity(noisy_digits):
     X, y, _, _ = noisy_digits
     P = out_of_sample_probs(X[:600], y[:600], n_classes=10, cv_folds=3)
