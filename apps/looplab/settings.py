@@ -254,6 +254,8 @@ LOOPLAB = {
     "TORCH_THREADS": env("LOOPLAB_TORCH_THREADS", 1, cast=int),  # per worker process; 0 = torch's default
     "EMBED_BATCH": env("LOOPLAB_EMBED_BATCH", 256, cast=int),
     "URI_ROOTS": env("LOOPLAB_URI_ROOTS", [], cast=list),
+    # similar-sample search keeps an index per (project, embedding space) up to this many vectors
+    "SIMILAR_CACHE_VECTORS": env("LOOPLAB_SIMILAR_CACHE_VECTORS", 200_000, cast=int),
 }
 
 LOGGING = {

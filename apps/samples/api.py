@@ -6,7 +6,6 @@ import binascii
 import json
 import re
 
-import numpy as np
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -254,7 +253,7 @@ class SampleSimilar(ProjectScopedView):
     @extend_schema(parameters=[OpenApiParameter("k", int)], responses=SimilarOut,
                    summary="Nearest samples in embedding space")
     def get(self, request, sample_id):
-        from apps.samples.models import Sample
+        from apps.samples.similar import samples_similar
 
         sample = sample_get(sample_id=sample_id)
         self.check_object_project(request, sample.project)
@@ -263,18 +262,10 @@ class SampleSimilar(ProjectScopedView):
         except ValueError:
             raise ValidationFailed("k must be an integer.", code="invalid_k")
         if not sample.embedding_space:
-            raise ValidationFailed("This sample has no embedding yet; try again shortly.", code="not_embedded", status_code=409)
-        rows = list(Sample.objects.filter(project=sample.project, embedding_space=sample.embedding_space)
-                    .exclude(pk=sample.pk).values_list("id", "embedding"))
-        if not rows:
-            return Response({"sample": sample.pk, "space": sample.embedding_space, "results": []})
-        ids = np.array([r[0] for r in rows])
-        matrix = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
-        query = np.frombuffer(sample.embedding, dtype=np.float32)
-        distances = np.linalg.norm(matrix - query, axis=1)
-        order = np.argsort(distances, kind="stable")[:k]
-        neighbours = Sample.objects.in_bulk(ids[order].tolist())
-        results = [{"distance": float(distances[i]), "sample": SampleOut(neighbours[int(ids[i])]).data} for i in order]
+            raise ValidationFailed("This sample has no embedding yet; try again shortly.", code="not_embedded",
+                                   status_code=409)
+        neighbours, _ = samples_similar(sample=sample, k=k)
+        results = [{"distance": distance, "sample": SampleOut(other).data} for other, distance in neighbours]
         return Response({"sample": sample.pk, "space": sample.embedding_space, "results": results})
 
 

@@ -43,6 +43,7 @@ class Sample(models.Model):
             models.Index(fields=["project", "split"]),
             models.Index(fields=["project", "label"]),
             models.Index(fields=["project", "external_id"]),
+            models.Index(fields=["project", "embedding_space", "id"], name="sample_space"),
         ]
 
     @property
