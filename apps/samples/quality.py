@@ -28,20 +28,23 @@ def _require_classification(project) -> None:
                                details={"task_type": project.task_type})
 
 
+def _not_enough_labels(n: int) -> ValidationFailed:
+    return ValidationFailed(f"Label-quality checks need at least {MIN_LABELED} labeled, embedded samples; "
+                            f"this project has {n}.", code="not_enough_labels",
+                            details={"labeled": n, "needed": MIN_LABELED})
+
+
 def _labeled_rows(project) -> tuple[str, list[tuple]]:
     """(space, rows of (id, label, embedding bytes)) of the labeled samples in the most common embedding space."""
     rows = list(Sample.objects.filter(project=project, label__isnull=False).exclude(embedding_space="")
                 .values_list("id", "label", "embedding", "embedding_space"))
     if not rows:
-        raise ValidationFailed("No labeled samples with embeddings yet.", code="not_enough_labels",
-                               details={"labeled": 0, "needed": MIN_LABELED})
+        raise _not_enough_labels(0)
     space = Counter(r[3] for r in rows).most_common(1)[0][0]
     known = set(project.labels)
     rows = [r[:3] for r in rows if r[3] == space and r[1] in known]
     if len(rows) < MIN_LABELED:
-        raise ValidationFailed(f"Label-quality checks need at least {MIN_LABELED} labeled, embedded samples; "
-                               f"this project has {len(rows)}.", code="not_enough_labels",
-                               details={"labeled": len(rows), "needed": MIN_LABELED})
+        raise _not_enough_labels(len(rows))
     return space, rows
 
 
@@ -102,23 +105,15 @@ def label_check_create(*, project, user, limit: int = 200) -> LabelCheck:
     _require_classification(project)
     if not 1 <= int(limit) <= MAX_LIMIT:
         raise ValidationFailed(f"limit must be between 1 and {MAX_LIMIT}.", code="invalid_limit")
-    _labeled_rows_count_check(project)
+    n = Sample.objects.filter(project=project, label__in=list(project.labels)).exclude(embedding_space="").count()
+    if n < MIN_LABELED:  # the cheap part of the validation, before anything is queued
+        raise _not_enough_labels(n)
     with transaction.atomic():
         check = LabelCheck.objects.create(project=project, created_by=user, limit=int(limit), message="queued")
         from apps.samples.tasks import run_label_check
 
         transaction.on_commit(lambda: run_label_check.delay(check.pk))
     return check
-
-
-def _labeled_rows_count_check(project) -> None:
-    """The cheap part of the validation, before anything is queued: enough labeled, embedded samples."""
-    n = (Sample.objects.filter(project=project, label__in=list(project.labels)).exclude(embedding_space="")
-         .count())
-    if n < MIN_LABELED:
-        raise ValidationFailed(f"Label-quality checks need at least {MIN_LABELED} labeled, embedded samples; "
-                               f"this project has {n}.", code="not_enough_labels",
-                               details={"labeled": n, "needed": MIN_LABELED})
 
 
 def label_check_run(*, check: LabelCheck) -> None:
