@@ -35,13 +35,34 @@ def _model_row(mv, deployed_id: int | None) -> dict:
         "macro_f1": report.get("macro_f1"),
         "ece": report.get("ece"),
         "n_test": report.get("n"),
-        "slices": report.get("slices") or {},
+        "slices": sorted((report.get("slices") or {}).items()),
+        "per_class": sorted((report.get("per_class") or {}).items()),
         "exported": bool(mv.onnx),
         "confusion_url": f"/api/v1/models/{mv.pk}/confusion.png" if mv.confusion_png else None,
         "comparison": comparison,
         "baseline_version": mv.baseline_model.version if mv.baseline_model_id else None,
         "is_deployed": mv.pk == deployed_id,
     }
+
+
+def learning_curve(*, project, deployed_id: int | None) -> str:
+    """The project's learning curve as SVG: each evaluated model version's test accuracy and macro-F1
+    against the labeled samples of the dataset version it was trained on."""
+    from apps.training.models import ModelVersion
+    from apps.web.charts import CurvePoint, learning_curve_svg
+
+    points = []
+    for mv in (ModelVersion.objects.filter(project=project, eval_report__isnull=False)
+               .select_related("training_run__dataset_version").order_by("id")[:200]):
+        report = mv.eval_report or {}
+        counts = mv.training_run.dataset_version.counts or {}
+        if report.get("accuracy") is None or report.get("macro_f1") is None:
+            continue
+        labels = sum(int(v) for v in counts.values() if isinstance(v, (int, float)))
+        points.append(CurvePoint(labels=labels, accuracy=float(report["accuracy"]),
+                                 macro_f1=float(report["macro_f1"]), version=mv.version,
+                                 deployed=mv.pk == deployed_id))
+    return learning_curve_svg(points)
 
 
 def project_page_data(*, project, user) -> dict:
@@ -79,6 +100,7 @@ def project_page_data(*, project, user) -> dict:
         "rounds": rounds,
         "runs": runs,
         "models": models,
+        "learning_curve": learning_curve(project=project, deployed_id=deployed_id),
         "deployment": deployment_row,
         "stats": annotation_stats(project=project),
         "strategies": list(STRATEGIES),

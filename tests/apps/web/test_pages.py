@@ -128,3 +128,54 @@ def test_project_page_shows_model_comparison_and_deployment(client, lead, annota
     assert f"/api/v1/models/{run.model_id}/confusion.png" in html
     assert "Label → serving" in html and "serving" in html
     assert 'data-job="run"' in html
+
+
+def test_learning_curve_svg_draws_each_model_in_label_order():
+    import xml.etree.ElementTree as ET
+
+    from apps.web.charts import CurvePoint, learning_curve_svg
+
+    assert learning_curve_svg([]) == ""
+    pts = [CurvePoint(labels=300, accuracy=0.95, macro_f1=0.94, version=3, deployed=True),
+           CurvePoint(labels=100, accuracy=0.80, macro_f1=0.78, version=1),
+           CurvePoint(labels=200, accuracy=0.90, macro_f1=0.89, version=2)]
+    root = ET.fromstring(learning_curve_svg(pts))
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    lines = {el.get("class"): el.get("points") for el in root.findall("s:polyline", ns)}
+    assert set(lines) == {"line accuracy", "line macro-f1"}
+    acc = [tuple(map(float, xy.split(","))) for xy in lines["line accuracy"].split()]
+    assert [x for x, _ in acc] == sorted(x for x, _ in acc)  # by labels
+    assert acc[0][1] > acc[1][1] > acc[2][1]  # higher accuracy is drawn higher up (smaller y)
+    dots = [c for c in root.findall("s:circle", ns) if c.get("data-version")]
+    assert len(dots) == 6
+    deployed = [c for c in dots if "deployed" in c.get("class")]
+    assert {c.get("data-version") for c in deployed} == {"3"} and all(c.get("r") == "6" for c in deployed)
+    titles = [c.find("s:title", ns).text for c in dots]
+    assert "v3: 95.0% accuracy with 300 labels (serving)" in titles
+
+
+@pytest.mark.slow
+def test_project_page_learning_curve_and_slice_metrics(client, lead, annotator, project, digits,
+                                                       django_capture_on_commit_callbacks):
+    import re
+
+    from apps.labeling.services import round_create
+    from apps.training.services import training_run_create
+
+    with django_capture_on_commit_callbacks(execute=True):
+        push_digits(project, digits, 240, metadata=lambda i: {"time_of_day": "night" if i % 3 == 0 else "day"})
+    truth = truth_by_sample(project, digits)
+    for budget in (80, 80):
+        with django_capture_on_commit_callbacks(execute=True):
+            round_create(project=project, user=lead, budget=budget, strategy="random")
+        label_all_open(project, annotator, truth)
+        with django_capture_on_commit_callbacks(execute=True):
+            run = training_run_create(project=project, user=lead, epochs=3)
+        run.refresh_from_db()
+        assert run.status == "succeeded", run.error
+    html = _client(client, lead).get(f"/projects/{project.id}/").content.decode()
+    svg = html[html.index('<svg class="curve"'):html.index("</svg>")]
+    assert len(re.findall(r'<circle class="dot accuracy[^"]*" cx="[\d.]+" cy="[\d.]+" r="\d" data-version', svg)) == 2
+    assert re.search(r"v1: [\d.]+% accuracy with 80 labels", svg) and re.search(r"v2: [\d.]+% accuracy with 160 labels", svg)
+    assert "time_of_day=night" in html and "time_of_day=day" in html  # the slice table of each model card
+    assert 'class="table compact per-class"' in html
