@@ -54,6 +54,9 @@ def test_label_check_then_relabel_and_correct(live_server, noisy_project, new_pa
     shown = [f["sample"] for f in state["findings"]]
     assert shown == [f["sample"] for f in check.findings]  # the table is the check's ranked list
     assert page.locator("#finding-rows tr").count() == len(shown)
+    assert page.locator("#label-check-job .job-status").text_content() == "succeeded"
+    assert page.locator("#label-check-job .progress").get_attribute("aria-valuenow") == "100"
+    assert page.locator("#label-check-job .job-msg").text_content() == f"Check #{check.pk}: {check.message}"
     real = [f for f in state["findings"] if f["kind"] == "label_issue" and f["sample"] in flipped]
     assert len(real) >= 2, state["findings"]
     page.locator("#label-quality").screenshot(path=str(artifacts / "label-quality.png"))

@@ -1,5 +1,6 @@
 // The project page's Exports section: start an export job, follow its progress, download the file.
 import { api } from "./api.js";
+import { jobProgress } from "./job.js";
 
 const section = document.getElementById("exports");
 const FORMATS = {
@@ -38,9 +39,7 @@ if (section) {
       th.textContent = `#${e.id}`;
       const data = e.dataset_version ? `dataset v${e.dataset_version.number}` : `${e.annotations} annotations`;
       const progress = document.createElement("td");
-      progress.innerHTML = `<div class="job"><div class="progress ${e.status === "succeeded" ? "is-done" : e.status === "failed" ? "is-failed" : "is-running"}" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${Math.round(e.progress)}" aria-label="Export progress"><div class="progress-fill" style="width:${Math.round(e.progress)}%"></div></div><div class="job-line"><span class="badge badge-${e.status} job-status"></span><span class="job-pct">${Math.round(e.progress)}%</span><span class="job-msg"></span></div></div>`;
-      progress.querySelector(".job-status").textContent = e.status;
-      progress.querySelector(".job-msg").textContent = e.status === "failed" ? e.error.slice(0, 200) : e.message;
+      progress.append(jobProgress(e, { label: "Export progress" }));
       const file = document.createElement("td");
       if (e.download_url) {
         const button = document.createElement("button");

@@ -1,6 +1,7 @@
 // The project page's Label quality section: start a label check (a job), follow it, act on its findings
 // through the review API (reject → back to the annotators, or correct to the suggested label).
 import { api } from "./api.js";
+import { jobProgress } from "./job.js";
 
 const section = document.getElementById("label-quality");
 const KIND = { label_issue: "likely wrong label", outlier: "outlier", near_duplicate: "near-duplicate" };
@@ -48,12 +49,7 @@ if (section) {
     const c = state.check;
     jobBox.hidden = !c;
     if (!c) return;
-    const pct = Math.round(c.progress);
-    const cls = c.status === "succeeded" ? "is-done" : c.status === "failed" ? "is-failed" : "is-running";
-    jobBox.innerHTML = `<div class="job"><div class="progress ${cls}" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${pct}" aria-label="Label check progress"><div class="progress-fill" style="width:${pct}%"></div></div><div class="job-line"><span class="badge badge-${c.status} job-status"></span><span class="job-pct">${pct}%</span><span class="job-msg"></span></div></div>`;
-    jobBox.querySelector(".job-status").textContent = c.status;
-    jobBox.querySelector(".job-msg").textContent =
-      c.status === "failed" ? c.error.slice(0, 300) : `Check #${c.id}: ${c.message}`;
+    jobBox.replaceChildren(jobProgress(c, { label: "Label check progress", message: `Check #${c.id}: ${c.message}` }));
   }
 
   function renderFindings() {
