@@ -139,7 +139,7 @@ def test_audio_level_invariant(speech_X):
 
 def test_audio_channel_colouring_invariant(speech_X):
     """A fixed spectral tilt (a different microphone or channel, here -6 dB at the lowest band to
-    +6 dB at the highest) leaves the embedding of every clip nearly unchanged: cepstral mean
+    +6 dB at the highest) leaves the embeddings of nearly all clips unchanged: cepstral mean
     normalisation removes it from the features and the activity detector measures above each band's
     own noise floor, so the cropped region does not move either."""
     from ml.modalities.audio import LOGMEL_DB_SCALE
