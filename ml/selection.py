@@ -61,6 +61,10 @@ MODEL_FREE_STRATEGIES: tuple[str, ...] = ("auto", "random", "kmeans", "typicalit
 # strategies that need model probabilities (bald needs MC-dropout samples, option mc_probs)
 _NEEDS_PROBS = {"least_confidence", "margin", "entropy", "cluster_margin"}
 
+# integer knobs and their smallest allowed value
+_INT_KNOBS = {"cold_start_max_train": 1, "kmeans_iter": 0, "kmeans_restarts": 1, "cold_start_min_labels": 0,
+              "n_clusters": 1, "typicality_k": 1, "min_cluster_size": 1, "kcenter_max_pool": 1}
+
 _KNOWN_OPTIONS = {
     # strategy knobs
     "diversity_factor", "cold_start_max_train", "kmeans_iter", "kmeans_restarts", "cold_start_min_labels",
@@ -851,6 +855,19 @@ def _validate_options(options: dict, n: int, d: int) -> tuple[np.ndarray | None,
     if unknown:
         raise InvalidInput(f"unknown selection option(s): {', '.join(unknown)}", code="unknown_option",
                            details={"unknown": unknown, "known": sorted(_KNOWN_OPTIONS)})
+    for name, lowest in _INT_KNOBS.items():
+        if name in options:
+            value = options[name]
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < lowest:
+                raise InvalidInput(f"{name} must be an integer >= {lowest}", details={name: repr(value)[:50]})
+    for name in ("diversity_factor",):
+        if name in options:
+            try:
+                ok = float(options[name]) >= 1.0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise InvalidInput(f"{name} must be a number >= 1", details={name: repr(options[name])[:50]})
     cost = options.get("cost")
     if cost is not None:
         cost = np.asarray(cost, dtype=np.float32).ravel()

@@ -454,3 +454,23 @@ def test_unknown_option_is_rejected(pool):
     with pytest.raises(InvalidInput) as exc:
         select("margin", budget=5, embeddings=X, probs=P, diversity_factr=3)
     assert exc.value.code == "unknown_option"
+
+
+def test_cold_start_restarts_option_and_default():
+    from ml.index import kmeans
+
+    rng = np.random.default_rng(4)
+    E = rng.normal(size=(400, 16)).astype(np.float32)  # no real clusters: restarts find different optima
+    one = select("kmeans", budget=12, embeddings=E, random_state=3, kmeans_restarts=1)
+    default = select("kmeans", budget=12, embeddings=E, random_state=3)
+    assert len(one.indices) == len(default.indices) == 12
+    # the default (10 restarts at this size) keeps the clustering with the lowest inertia, so the one
+    # with a single run can never be better
+    _, _, d1 = kmeans(E, 12, random_state=3, n_iter=20, n_init=1)
+    _, _, d10 = kmeans(E, 12, random_state=3, n_iter=20, n_init=10)
+    assert float(d10.sum()) <= float(d1.sum())
+    with pytest.raises(InvalidInput):
+        select("kmeans", budget=3, embeddings=E, random_state=0, kmeans_restarts="many")
+    for bad in ({"kmeans_iter": -1}, {"typicality_k": 2.5}, {"diversity_factor": "x"}, {"n_clusters": True}):
+        with pytest.raises(InvalidInput):
+            select("typicality", budget=3, embeddings=E, random_state=0, **bad)
