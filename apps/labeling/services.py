@@ -146,7 +146,8 @@ def round_run(*, rnd: Round) -> None:
             if strategy not in MODEL_FREE_STRATEGIES and probs is None:
                 raise ValidationFailed(f"Strategy {strategy!r} needs a deployed model; before the first one use one of "
                                        f"{', '.join(MODEL_FREE_STRATEGIES)}.", code="model_required")
-            prefer = np.array([pool[i].low_confidence for i in positions])
+            # low-confidence production samples and samples a lead sent back from a drift check go first
+            prefer = np.array([pool[i].low_confidence or pool[i].drift_flagged for i in positions])
             selection = select(strategy, budget=alloc[split], embeddings=embeddings[positions],
                                probs=probs[positions] if probs is not None else None,
                                labeled_counts=counts, n_classes=len(project.labels),

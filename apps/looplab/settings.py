@@ -237,6 +237,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 LOOPLAB_TRAIN_QUEUE = env("LOOPLAB_TRAIN_QUEUE", "ml_cpu")
 CELERY_TASK_ROUTES = {
     "looplab.samples.*": {"queue": "ml_cpu"},
+    "looplab.drift.*": {"queue": "ml_cpu"},
     "looplab.labeling.*": {"queue": "ml_cpu"},
     "looplab.training.train": {"queue": LOOPLAB_TRAIN_QUEUE},
     "looplab.training.*": {"queue": "ml_cpu"},

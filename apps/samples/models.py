@@ -29,6 +29,8 @@ class Sample(models.Model):
     predicted_label = models.CharField(max_length=100, null=True, blank=True)
     confidence = models.FloatField(null=True, blank=True)
     low_confidence = models.BooleanField(default=False)
+    # Sent back to labeling by a lead from a drift check: rounds take these first, like low-confidence ones.
+    drift_flagged = models.BooleanField(default=False)
     # Cached embedding (float32 bytes) and the space it lives in: "label_free:v<N>" (see
     # samples.selectors.label_free_space) or "model:<id>".
     embedding = models.BinaryField(null=True, blank=True)

@@ -9,7 +9,7 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import ProjectScopedView
+from apps.core.api import JobOut, ProjectScopedView
 from apps.core.errors import NotFound, ValidationFailed
 from apps.serving.selectors import current_deployment
 from apps.serving.services import deployment_create, predict_one
@@ -85,3 +85,100 @@ class Predict(ProjectScopedView):
             except (binascii.Error, ValueError):
                 raise ValidationFailed("content is not valid base64.", code="invalid_base64")
         return Response(PredictOut(predict_one(project=project, data=data)).data)
+
+
+class DriftCheckIn(serializers.Serializer):
+    window_hours = serializers.FloatField(required=False, help_text="production: samples pushed in the last N hours "
+                                                                    "(default 24)")
+    since = serializers.DateTimeField(required=False, help_text="or: samples pushed since this time")
+
+
+class DriftCheckOut(JobOut):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField(source="project_id")
+    model = serializers.IntegerField(source="model_version_id")
+    model_version = serializers.IntegerField(source="model_version.version")
+    window_start = serializers.DateTimeField()
+    window_end = serializers.DateTimeField()
+    drifted = serializers.SerializerMethodField()
+    p_value = serializers.SerializerMethodField()
+    flagged = serializers.IntegerField()
+    flagged_at = serializers.DateTimeField(allow_null=True)
+
+    def get_drifted(self, obj) -> bool | None:
+        return (obj.report or {}).get("drifted")
+
+    def get_p_value(self, obj) -> float | None:
+        return (obj.report or {}).get("p_value")
+
+
+class WitnessOut(serializers.Serializer):
+    sample = serializers.IntegerField()
+    score = serializers.FloatField(help_text="MMD witness value: how much more production has here than the reference")
+    external_id = serializers.CharField()
+    content_url = serializers.CharField()
+    predicted_label = serializers.CharField(allow_null=True)
+    confidence = serializers.FloatField(allow_null=True)
+    labeled = serializers.BooleanField()
+    drift_flagged = serializers.BooleanField()
+
+
+class DriftCheckDetailOut(DriftCheckOut):
+    report = serializers.DictField(allow_null=True, help_text="ml.drift.DriftReport: MMD test, PSI, slices")
+    witnesses = WitnessOut(many=True)
+
+
+class DriftCheckListCreate(ProjectScopedView):
+    min_role = Role.LEAD
+
+    @extend_schema(responses=DriftCheckOut(many=True), summary="A project's drift checks, newest first (leads)")
+    def get(self, request, project_id):
+        from apps.serving.selectors import drift_checks_for_project
+
+        project = self.project(request, project_id)
+        return Response(DriftCheckOut(drift_checks_for_project(project=project)[:50], many=True).data)
+
+    @extend_schema(request=DriftCheckIn, responses={202: DriftCheckOut},
+                   summary="Compare the last hours of production with the serving model's training data (a job)")
+    def post(self, request, project_id):
+        from apps.serving.drift import drift_check_create
+
+        project = self.project(request, project_id)
+        payload = DriftCheckIn(data=request.data)
+        payload.is_valid(raise_exception=True)
+        check = drift_check_create(project=project, user=request.user, **payload.validated_data)
+        check.refresh_from_db()
+        return Response(DriftCheckOut(check).data, status=status.HTTP_202_ACCEPTED)
+
+
+class DriftCheckDetail(ProjectScopedView):
+    min_role = Role.LEAD
+
+    @extend_schema(responses=DriftCheckDetailOut, summary="A drift check: status, progress, report and witnesses")
+    def get(self, request, check_id):
+        from apps.serving.selectors import drift_check_get, drift_check_witnesses
+
+        check = drift_check_get(check_id=check_id)
+        self.check_object_project(request, check.project)
+        check.witnesses = drift_check_witnesses(check=check)
+        return Response(DriftCheckDetailOut(check).data)
+
+
+class DriftCheckFlagOut(serializers.Serializer):
+    flagged = serializers.IntegerField(help_text="samples flagged by this call (0 when repeated)")
+    check = DriftCheckOut()
+
+
+class DriftCheckFlag(ProjectScopedView):
+    min_role = Role.LEAD
+
+    @extend_schema(request=None, responses=DriftCheckFlagOut,
+                   summary="Send the check's witnesses back to labeling: the next round takes them first")
+    def post(self, request, check_id):
+        from apps.serving.drift import drift_check_flag
+        from apps.serving.selectors import drift_check_get
+
+        check = drift_check_get(check_id=check_id)
+        self.check_object_project(request, check.project)
+        n = drift_check_flag(check=check)
+        return Response({"flagged": n, "check": DriftCheckOut(check).data})

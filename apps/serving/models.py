@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 
+from apps.core.models import JobFields
 from apps.projects.models import Project
 
 
@@ -31,3 +32,25 @@ class PredictionLog(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [models.Index(fields=["project", "created_at"])]
+
+
+class DriftCheck(JobFields):
+    """Production window vs the serving model's training data, run as a Celery job (looplab.drift.check).
+
+    ``report`` is ml.drift's DriftReport (MMD permutation test on the model's embeddings, PSI of its
+    confidence and predicted classes, per metadata slice); ``witnesses`` are the production samples most
+    unlike the reference, ``[{"sample", "score"}]``, which a lead can send back to labeling (``flagged_at``).
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="drift_checks")
+    model_version = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    report = models.JSONField(null=True, blank=True)
+    witnesses = models.JSONField(default=list, blank=True)
+    flagged_at = models.DateTimeField(null=True, blank=True)
+    flagged = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]

@@ -56,3 +56,37 @@ def current_model_runner(*, project) -> ModelRunner | None:
     if deployment is None:
         return None
     return model_runner(model_version=deployment.model_version)
+
+
+def drift_check_get(*, check_id):
+    from apps.core.errors import NotFound
+    from apps.core.ids import is_id
+    from apps.serving.models import DriftCheck
+
+    check = (DriftCheck.objects.select_related("project", "model_version").filter(pk=check_id).first()
+             if is_id(check_id) else None)
+    if check is None:
+        raise NotFound("Drift check not found.")
+    return check
+
+
+def drift_checks_for_project(*, project):
+    from apps.serving.models import DriftCheck
+
+    return DriftCheck.objects.filter(project=project).select_related("model_version").order_by("-id")
+
+
+def drift_check_witnesses(*, check) -> list[dict]:
+    """The witnesses with what a lead needs to look at them, and their state now (labeled, flagged)."""
+    from apps.samples.models import Sample
+
+    found = Sample.objects.in_bulk([w["sample"] for w in check.witnesses])
+    out = []
+    for w in check.witnesses:
+        s = found.get(w["sample"])
+        if s is None:  # deleted since
+            continue
+        out.append({"sample": s.pk, "score": w["score"], "external_id": s.external_id,
+                    "content_url": f"/api/v1/samples/{s.pk}/content/", "predicted_label": s.predicted_label,
+                    "confidence": s.confidence, "labeled": s.label is not None, "drift_flagged": s.drift_flagged})
+    return out

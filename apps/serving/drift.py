@@ -1,0 +1,178 @@
+"""Drift checks: is production moving away from what the serving model was trained on?
+
+A check compares two windows in the serving model's own embedding space, with its probabilities:
+- the reference: the training split of the dataset version the serving model was trained on;
+- production: the samples pushed in the last ``window_hours``, the reference's own samples left out.
+
+At most 1,000 samples of each are scored; ml.drift subsamples to that anyway. The check then runs
+``ml.drift.detect_drift``: an MMD permutation test on the embeddings, PSI of the top-1 confidence and
+of the predicted classes, and per-metadata-slice figures. Its witnesses are the production samples
+most unlike the reference. A lead can send them back to labeling (:func:`drift_check_flag`); rounds
+then take them first, like low-confidence samples.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.errors import Conflict, ValidationFailed
+from apps.core.services import job_fail, job_progress, job_start, job_succeed
+from apps.samples.models import Sample
+from apps.serving.models import DriftCheck
+from apps.serving.selectors import current_deployment
+
+MIN_WINDOW = 20
+MAX_WINDOW = 1000
+MAX_WINDOW_HOURS = 24 * 90
+CHUNK = 256
+WITNESSES = 50
+
+
+def _reference_ids(model_version) -> list[int]:
+    items = model_version.training_run.dataset_version.items or []
+    return [int(sid) for sid, _label, split in items if split == "train"]
+
+
+def _production_ids(project, *, start, end, exclude: set[int]) -> list[int]:
+    """The window's samples, newest first, at most MAX_WINDOW, without the reference's own samples."""
+    ids = []
+    for sid in (Sample.objects.filter(project=project, created_at__gte=start, created_at__lt=end)
+                .order_by("-id").values_list("id", flat=True).iterator(chunk_size=2000)):
+        if sid not in exclude:
+            ids.append(sid)
+            if len(ids) == MAX_WINDOW:
+                break
+    return ids
+
+
+def drift_check_create(*, project, user, window_hours: float | None = None, since=None) -> DriftCheck:
+    """Queue a drift check of production (the last ``window_hours``, default 24, or everything pushed
+    ``since`` a time) against the serving model's training data."""
+    deployment = current_deployment(project=project)
+    if deployment is None:
+        raise ValidationFailed("A drift check compares production with the serving model's training data; "
+                               "deploy a model first.", code="no_deployment")
+    end = timezone.now()
+    if since is not None and window_hours is not None:
+        raise ValidationFailed("Give window_hours or since, not both.", code="invalid_window")
+    if since is not None:
+        window_hours = (end - since).total_seconds() / 3600.0
+    window_hours = 24.0 if window_hours is None else float(window_hours)
+    if not 0 < window_hours <= MAX_WINDOW_HOURS:
+        raise ValidationFailed(f"The window must be between 0 and {MAX_WINDOW_HOURS} hours long.",
+                               code="invalid_window", details={"window_hours": window_hours})
+    start = end - timedelta(hours=window_hours)
+    reference = set(_reference_ids(deployment.model_version))
+    n = len(_production_ids(project, start=start, end=end, exclude=reference))
+    if n < MIN_WINDOW:
+        raise ValidationFailed(f"{n} samples outside the training data were pushed in the last {window_hours:.3g} h; "
+                               f"a drift check needs at least {MIN_WINDOW}.", code="not_enough_samples",
+                               details={"samples": n, "needed": MIN_WINDOW, "window_hours": window_hours})
+    with transaction.atomic():
+        check = DriftCheck.objects.create(project=project, model_version=deployment.model_version, created_by=user,
+                                          window_start=start, window_end=end, message="queued")
+        from apps.serving.tasks import run_drift_check
+
+        transaction.on_commit(lambda: run_drift_check.delay(check.pk))
+    return check
+
+
+def _score(project, runner, ids: list[int], progress, lo: float, hi: float, what: str):
+    """(samples that could be read, embeddings, probabilities) in the serving model's space, in chunks."""
+    from apps.samples.services import samples_features
+
+    by_id = Sample.objects.in_bulk(ids)
+    samples = [by_id[i] for i in ids if i in by_id]
+    ok, E, P = [], [], []
+    for start in range(0, len(samples), CHUNK):
+        got, vectors, probs = samples_features(project=project, samples=samples[start:start + CHUNK], runner=runner)
+        ok += got
+        if got:
+            E.append(vectors)
+            P.append(probs)
+        done = min(len(samples), start + CHUNK)
+        progress(lo + (hi - lo) * done / max(1, len(samples)), f"scored {done} of {len(samples)} {what} samples")
+    if not ok:
+        return ok, None, None
+    return ok, np.concatenate(E), np.concatenate(P)
+
+
+def _metadata_slices(ref: list[Sample], prod: list[Sample]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """key=value slices (metadata keys with 2-10 distinct scalar values over both windows): (ref mask, prod mask)."""
+    values: dict[str, set] = {}
+    for sample in [*ref, *prod]:
+        for key, value in (sample.metadata or {}).items():
+            if isinstance(value, (str, bool, int)):
+                values.setdefault(key, set()).add(value)
+    slices = {}
+    for key, seen in sorted(values.items()):
+        if 2 <= len(seen) <= 10:
+            for value in sorted(seen, key=str):
+                slices[f"{key}={value}"] = (np.array([(s.metadata or {}).get(key) == value for s in ref], bool),
+                                            np.array([(s.metadata or {}).get(key) == value for s in prod], bool))
+    return slices
+
+
+def drift_check_run(*, check: DriftCheck) -> None:
+    """The check's Celery job; a second delivery of the message does nothing."""
+    from ml.drift import detect_drift
+    from ml.errors import MLError
+
+    from apps.serving.selectors import model_runner
+
+    if not DriftCheck.objects.filter(pk=check.pk, status="queued").update(status="running"):
+        return
+    job_start(check, "loading the serving model")
+
+    def progress(percent, message):
+        job_progress(check, percent, message)
+
+    try:
+        project, mv = check.project, check.model_version
+        runner = model_runner(model_version=mv)
+        reference = _reference_ids(mv)
+        rng = np.random.default_rng(check.pk)
+        if len(reference) > MAX_WINDOW:
+            reference = sorted(rng.choice(reference, size=MAX_WINDOW, replace=False).tolist())
+        production = _production_ids(project, start=check.window_start, end=check.window_end, exclude=set(reference))
+        ref, E_ref, P_ref = _score(project, runner, reference, progress, 5, 45, "reference")
+        prod, E_prod, P_prod = _score(project, runner, production, progress, 45, 85, "production")
+        if len(ref) < MIN_WINDOW or len(prod) < MIN_WINDOW:
+            job_fail(check, f"Too few readable samples to compare: {len(ref)} reference, {len(prod)} production "
+                            f"(at least {MIN_WINDOW} each).")
+            return
+        progress(88, "testing for drift (MMD permutation test, PSI)")
+        report = detect_drift(E_ref, E_prod, ref_probs=P_ref, prod_probs=P_prod,
+                              slices=_metadata_slices(ref, prod), top_k=WITNESSES, random_state=check.pk)
+    except MLError as exc:
+        job_fail(check, exc.message)
+        return
+    except Exception as exc:  # recorded on the row for the lead, then re-raised for the worker's log
+        job_fail(check, f"{type(exc).__name__}: {exc}")
+        raise
+    witnesses = [{"sample": prod[i].pk, "score": score}
+                 for i, score in zip(report.top_drift_indices, report.top_drift_scores) if score > 0]
+    verdict = "drift" if report.drifted else "no drift"
+    conf = f", confidence PSI {report.confidence_psi:.3f} ({report.confidence_level})" \
+        if report.confidence_psi is not None else ""
+    job_succeed(check, f"{verdict}: MMD p = {report.p_value:.3f} on {report.n_prod} production vs "
+                       f"{report.n_ref} reference samples{conf}", report=report.to_dict(), witnesses=witnesses)
+
+
+def drift_check_flag(*, check: DriftCheck) -> int:
+    """Send the check's witnesses back to labeling: the unlabeled ones without a task are flagged, and rounds
+    take flagged samples first. Returns how many were flagged now (0 on a repeat)."""
+    if check.status != "succeeded":
+        raise Conflict(f"The drift check is {check.status}; nothing to send yet.", code="check_not_ready",
+                       details={"status": check.status})
+    ids = [w["sample"] for w in check.witnesses]
+    with transaction.atomic():
+        n = (Sample.objects.filter(pk__in=ids, label__isnull=True, task__isnull=True, drift_flagged=False)
+             .update(drift_flagged=True))
+        DriftCheck.objects.filter(pk=check.pk).update(flagged_at=check.flagged_at or timezone.now(),
+                                                      flagged=check.flagged + n)
+    check.refresh_from_db()
+    return n

@@ -1,0 +1,13 @@
+"""Thin Celery task: load by id, call one service."""
+from celery import shared_task
+
+
+@shared_task(name="looplab.drift.check", acks_late=True, reject_on_worker_lost=True)
+def run_drift_check(check_id: int) -> None:
+    from apps.serving.drift import drift_check_run
+    from apps.serving.models import DriftCheck
+
+    check = DriftCheck.objects.select_related("project", "model_version__training_run__dataset_version").filter(
+        pk=check_id).first()
+    if check is not None:
+        drift_check_run(check=check)

@@ -1,0 +1,150 @@
+// The project page's Drift section: run a drift check (a job), read its verdict and slices, and send the
+// production samples most unlike the training data back to labeling.
+import { api } from "./api.js";
+import { jobProgress } from "./job.js";
+
+const section = document.getElementById("drift");
+
+if (section) {
+  const projectId = section.dataset.project;
+  const modality = section.dataset.modality;
+  const $ = (id) => document.getElementById(id);
+  // What the page shows, for people and for tests.
+  const state = { check: null, detail: null, polling: null, flagged: null, error: null };
+  window.__looplabDrift = state;
+
+  const el = (tag, cls, text) => {
+    const node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  };
+  const num = (v, digits = 3) => (v === null || v === undefined ? "—" : Number(v).toFixed(digits));
+  const pct = (v) => (v === null || v === undefined ? "—" : `${(100 * v).toFixed(0)}%`);
+
+  function showError(message) {
+    state.error = message;
+    const box = $("action-status");
+    if (box) { box.hidden = false; box.className = "alert alert-error"; box.textContent = message; }
+  }
+
+  function stat(label, value, cls) {
+    const div = el("div");
+    div.append(el("dt", "", label), el("dd", cls || "", value));
+    return div;
+  }
+
+  function preview(w) {
+    if (modality === "image") {
+      const img = el("img", "finding-thumb");
+      img.src = w.content_url;
+      img.alt = `sample ${w.external_id || w.sample}`;
+      img.loading = "lazy";
+      return img;
+    }
+    if (modality === "audio") {
+      const audio = el("audio", "finding-audio");
+      audio.controls = true;
+      audio.preload = "none";
+      audio.src = w.content_url;
+      return audio;
+    }
+    const link = el("a", "small", "open");
+    link.href = w.content_url;
+    return link;
+  }
+
+  function render() {
+    const c = state.check;
+    $("drift-job").hidden = !c;
+    if (c) $("drift-job").replaceChildren(jobProgress(c, { label: "Drift check progress", message: `Check #${c.id}: ${c.message}` }));
+    const d = state.detail;
+    $("drift-result").hidden = !d;
+    if (!d) return;
+    const r = d.report;
+    $("drift-stats").replaceChildren(
+      stat("Verdict", r.drifted ? "drift" : "no drift", r.drifted ? "is-bad" : "is-ok"),
+      stat("MMD p-value", num(r.p_value)),
+      stat("Confidence PSI", r.confidence_psi === null ? "—" : `${num(r.confidence_psi)} (${r.confidence_level})`),
+      stat("Mean confidence", `${pct(r.mean_confidence_ref)} → ${pct(r.mean_confidence_prod)}`),
+      stat("Samples", `${r.n_ref} training · ${r.n_prod} production`),
+    );
+    const slices = Object.entries(r.slices || {});
+    const table = $("drift-slices");
+    table.hidden = slices.length === 0;
+    table.tBodies[0].replaceChildren(...slices.map(([name, s]) => {
+      const tr = el("tr");
+      tr.dataset.slice = name;
+      const th = el("th", "", name);
+      th.scope = "row";
+      tr.append(th, el("td", "num", `${pct(s.share_ref)} → ${pct(s.share_prod)}`), el("td", "num", num(s.p_value)),
+        el("td", "", s.drifted === null ? "too few samples" : s.drifted ? "drift" : "—"));
+      return tr;
+    }));
+    const open = d.witnesses.filter((w) => !w.labeled && !w.drift_flagged);
+    const button = $("drift-flag-btn");
+    button.hidden = open.length === 0;
+    button.textContent = `Send ${open.length} to labeling`;
+    $("drift-witness-title").textContent = d.witnesses.length
+      ? `Most unlike the training data (${d.witnesses.length})` : "No production sample stands out";
+    $("drift-witnesses").replaceChildren(...d.witnesses.slice(0, 24).map((w) => {
+      const fig = el("figure", "witness");
+      fig.dataset.sample = w.sample;
+      const caption = el("figcaption", "small");
+      caption.append(el("span", "", w.external_id || `#${w.sample}`));
+      if (w.predicted_label !== null) caption.append(el("span", "muted", ` · model: ${w.predicted_label} ${pct(w.confidence)}`));
+      if (w.drift_flagged) caption.append(el("span", "badge badge-queued", "to label"));
+      fig.append(preview(w), caption);
+      return fig;
+    }));
+  }
+
+  async function load() {
+    try {
+      const { data } = await api(`/api/v1/projects/${projectId}/drift-checks/`);
+      const latest = data[0] || null;
+      if (latest && latest.status === "succeeded") {
+        if (!state.detail || state.detail.id !== latest.id || state.flagged !== null) {
+          state.detail = (await api(`/api/v1/drift-checks/${latest.id}/`)).data;
+        }
+      } else {
+        state.detail = null;
+      }
+      state.check = latest;
+    } catch (err) {
+      showError(err.message);
+    }
+    render();
+    const active = state.check && (state.check.status === "queued" || state.check.status === "running");
+    $("drift-btn").disabled = Boolean(active);
+    clearTimeout(state.polling);
+    state.polling = active ? setTimeout(load, 1000) : null;
+  }
+
+  $("drift-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    $("drift-btn").disabled = true;
+    try {
+      await api(`/api/v1/projects/${projectId}/drift-checks/`, { method: "POST",
+        body: { window_hours: Number($("drift-window").value) } });
+    } catch (err) {
+      showError(err.message);
+    }
+    await load();
+  });
+
+  $("drift-flag-btn").addEventListener("click", async () => {
+    $("drift-flag-btn").disabled = true;
+    try {
+      const { data } = await api(`/api/v1/drift-checks/${state.detail.id}/flag/`, { method: "POST", body: {} });
+      state.flagged = data.flagged;
+      await load();
+    } catch (err) {
+      showError(err.message);
+    } finally {
+      $("drift-flag-btn").disabled = false;
+    }
+  });
+
+  load();
+}

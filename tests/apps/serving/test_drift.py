@@ -1,0 +1,149 @@
+"""Drift checks: production vs the serving model's training data, and sending the drifted samples back."""
+import io
+
+import pytest
+from PIL import Image, ImageOps
+
+from tests.apps.helpers import label_all_open, push_digits, truth_by_sample
+
+
+def _inverted(png: bytes) -> bytes:
+    """The same digit as a negative (light strokes on dark): a new camera setting, say."""
+    img = ImageOps.invert(Image.open(io.BytesIO(png)).convert("L"))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def serving(lead, annotator, project, digits, django_capture_on_commit_callbacks):
+    """A digits project with a model trained on 120 labels and deployed by the gate."""
+    from apps.labeling.services import round_create
+    from apps.projects.services import project_update
+    from apps.serving.selectors import current_deployment
+    from apps.training.services import training_run_create
+
+    project_update(project=project, auto_deploy=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        push_digits(project, digits, 200, metadata=lambda i: {"camera": "old"})
+        round_create(project=project, user=lead, budget=120, strategy="random")
+    label_all_open(project, annotator, truth_by_sample(project, digits))
+    with django_capture_on_commit_callbacks(execute=True):
+        run = training_run_create(project=project, user=lead, epochs=4)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    assert current_deployment(project=project) is not None
+    return project
+
+
+def _push(project, items, django_capture_on_commit_callbacks):
+    from apps.samples.services import IngestItem, samples_ingest
+
+    with django_capture_on_commit_callbacks(execute=True):
+        samples_ingest(project=project, items=[IngestItem(external_id=e, content=c, metadata=m) for e, c, m in items])
+
+
+def _check(api, lead, project, django_capture_on_commit_callbacks, **body):
+    with django_capture_on_commit_callbacks(execute=True):
+        r = api(lead).post(f"/api/v1/projects/{project.id}/drift-checks/", body, format="json")
+    assert r.status_code == 202, r.content
+    assert r.json()["status"] == "queued"
+    detail = api(lead).get(f"/api/v1/drift-checks/{r.json()['id']}/").json()
+    assert detail["status"] == "succeeded", detail
+    return detail
+
+
+@pytest.mark.slow
+def test_a_new_kind_of_input_is_drift_and_goes_back_to_labeling(api, lead, annotator, serving, digits,
+                                                                 django_capture_on_commit_callbacks):
+    from apps.labeling.models import Task
+    from apps.labeling.services import round_create
+    from apps.samples.models import Sample
+
+    from django.utils import timezone
+
+    project = serving
+    since = timezone.now().isoformat()
+    # production: 40 ordinary unseen digits and 60 negatives from a new camera
+    _push(project, [(f"p{i}", png, {"camera": "old"}) for i, (png, _) in enumerate(digits[200:240])]
+          + [(f"n{i}", _inverted(png), {"camera": "new"}) for i, (png, _) in enumerate(digits[240:300])],
+          django_capture_on_commit_callbacks)
+    body = _check(api, lead, project, django_capture_on_commit_callbacks, since=since)
+    rep = body["report"]
+    assert body["drifted"] is True and rep["p_value"] < 0.05 and body["p_value"] == rep["p_value"]
+    assert rep["n_prod"] == 100 and rep["n_ref"] > 50  # the training split of the serving model's dataset
+    assert body["message"].startswith("drift: MMD p = ")
+    assert rep["slices"]["camera=new"]["n_ref"] == 0 and rep["slices"]["camera=new"]["n_prod"] == 60
+    witnesses = body["witnesses"]
+    assert witnesses and [w["score"] for w in witnesses] == sorted((w["score"] for w in witnesses), reverse=True)
+    top = witnesses[:20]
+    assert sum(w["external_id"].startswith("n") for w in top) >= 18, [w["external_id"] for w in top]
+    assert all(w["content_url"] == f"/api/v1/samples/{w['sample']}/content/" for w in witnesses)
+
+    # send them back: they are flagged, and the next round takes them first
+    r = api(lead).post(f"/api/v1/drift-checks/{body['id']}/flag/", {}, format="json")
+    assert r.status_code == 200, r.content
+    flagged = r.json()["flagged"]
+    assert flagged == len(witnesses) and r.json()["check"]["flagged"] == flagged
+    assert api(lead).post(f"/api/v1/drift-checks/{body['id']}/flag/", {}, format="json").json()["flagged"] == 0
+    ids = {w["sample"] for w in witnesses}
+    assert set(Sample.objects.filter(drift_flagged=True).values_list("id", flat=True)) == ids
+    with django_capture_on_commit_callbacks(execute=True):
+        rnd = round_create(project=project, user=lead, budget=30, strategy="margin")
+    rnd.refresh_from_db()
+    assert rnd.status == "succeeded", rnd.error
+    train_tasks = list(Task.objects.filter(round=rnd, sample__split="train").order_by("-priority", "id"))
+    flagged_train = {s for s in ids if Sample.objects.get(pk=s).split == "train"}
+    k = min(len(train_tasks), len(flagged_train))
+    assert k >= 5 and all(t.sample_id in flagged_train for t in train_tasks[:k])  # flagged ones lead the queue
+
+
+@pytest.mark.slow
+def test_more_of_the_same_is_not_drift(api, lead, serving, digits, django_capture_on_commit_callbacks):
+    from django.utils import timezone
+
+    project = serving
+    since = timezone.now().isoformat()
+    _push(project, [(f"p{i}", png, {"camera": "old"}) for i, (png, _) in enumerate(digits[200:280])],
+          django_capture_on_commit_callbacks)
+    body = _check(api, lead, project, django_capture_on_commit_callbacks, since=since)
+    assert body["drifted"] is False and body["report"]["p_value"] >= 0.05, body["report"]
+    assert body["message"].startswith("no drift: MMD p = ")
+
+
+def test_drift_check_needs_a_model_enough_samples_and_a_lead(api, lead, annotator, outsider, project, digits):
+    from apps.serving.models import DriftCheck
+
+    url = f"/api/v1/projects/{project.id}/drift-checks/"
+    r = api(lead).post(url, {}, format="json")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "no_deployment"
+    assert api(annotator).post(url, {}, format="json").status_code == 403
+    assert api(annotator).get(url).status_code == 403
+    assert api(outsider).get(url).status_code == 404
+    assert api(lead).get("/api/v1/drift-checks/123456/").status_code == 404
+    assert api(lead).post("/api/v1/drift-checks/123456/flag/", {}, format="json").status_code == 404
+    assert not DriftCheck.objects.exists()
+
+
+@pytest.mark.slow
+def test_drift_check_input_errors_with_a_model(api, lead, serving, digits, django_capture_on_commit_callbacks):
+    from apps.serving.drift import drift_check_create, drift_check_flag
+    from apps.serving.models import DriftCheck
+
+    from django.utils import timezone
+
+    url = f"/api/v1/projects/{serving.id}/drift-checks/"
+    r = api(lead).post(url, {"since": timezone.now().isoformat()}, format="json")  # nothing pushed since
+    assert r.status_code == 422 and r.json()["error"]["code"] == "not_enough_samples"
+    assert r.json()["error"]["details"]["samples"] == 0
+    r = api(lead).post(url, {"since": timezone.now().isoformat(), "window_hours": 2}, format="json")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_window"
+    for bad in (0, -3, 24 * 91):
+        r = api(lead).post(url, {"window_hours": bad}, format="json")
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_window"
+    assert api(lead).post(url, {"window_hours": "soon"}, format="json").status_code in (400, 422)
+    assert not DriftCheck.objects.exists()
+    check = drift_check_create(project=serving, user=lead)  # queued, never run here: not on commit
+    with pytest.raises(Exception) as ei:
+        drift_check_flag(check=check)
+    assert getattr(ei.value, "code", None) == "check_not_ready"
