@@ -1,7 +1,7 @@
 // The project page's Drift section: run a drift check (a job), read its verdict and slices, and send the
 // production samples most unlike the training data back to labeling.
 import { api } from "./api.js";
-import { jobProgress } from "./job.js";
+import { el, jobProgress, samplePreview, showPageError } from "./job.js";
 
 const section = document.getElementById("drift");
 
@@ -13,19 +13,12 @@ if (section) {
   const state = { check: null, detail: null, polling: null, flagged: null, error: null };
   window.__looplabDrift = state;
 
-  const el = (tag, cls, text) => {
-    const node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  };
   const num = (v, digits = 3) => (v === null || v === undefined ? "—" : Number(v).toFixed(digits));
   const pct = (v) => (v === null || v === undefined ? "—" : `${(100 * v).toFixed(0)}%`);
 
   function showError(message) {
     state.error = message;
-    const box = $("action-status");
-    if (box) { box.hidden = false; box.className = "alert alert-error"; box.textContent = message; }
+    showPageError(message);
   }
 
   function stat(label, value, cls) {
@@ -34,25 +27,6 @@ if (section) {
     return div;
   }
 
-  function preview(w) {
-    if (modality === "image") {
-      const img = el("img", "finding-thumb");
-      img.src = w.content_url;
-      img.alt = `sample ${w.external_id || w.sample}`;
-      img.loading = "lazy";
-      return img;
-    }
-    if (modality === "audio") {
-      const audio = el("audio", "finding-audio");
-      audio.controls = true;
-      audio.preload = "none";
-      audio.src = w.content_url;
-      return audio;
-    }
-    const link = el("a", "small", "open");
-    link.href = w.content_url;
-    return link;
-  }
 
   function render() {
     const c = state.check;
@@ -94,7 +68,7 @@ if (section) {
       caption.append(el("span", "", w.external_id || `#${w.sample}`));
       if (w.predicted_label !== null) caption.append(el("span", "muted", ` · model: ${w.predicted_label} ${pct(w.confidence)}`));
       if (w.drift_flagged) caption.append(el("span", "badge badge-queued", "to label"));
-      fig.append(preview(w), caption);
+      fig.append(samplePreview(modality, w), caption);
       return fig;
     }));
   }

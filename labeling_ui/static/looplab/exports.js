@@ -1,6 +1,6 @@
 // The project page's Exports section: start an export job, follow its progress, download the file.
 import { api } from "./api.js";
-import { jobProgress } from "./job.js";
+import { jobProgress, showPageError } from "./job.js";
 
 const section = document.getElementById("exports");
 const FORMATS = {
@@ -81,8 +81,7 @@ if (section) {
       await load();
     } catch (err) {
       state.error = err.message;
-      const box = document.getElementById("action-status");
-      if (box) { box.hidden = false; box.className = "alert alert-error"; box.textContent = err.message; }
+      showPageError(err.message);
     } finally {
       button.disabled = false;
     }

@@ -1,5 +1,6 @@
-// One job's progress bar, status badge, percent and message (rounds, exports, label checks...),
-// the same markup as the server-rendered web/_progress.html.
+// Shared pieces of the project page's job sections (exports, label checks, drift checks): a job's
+// progress bar (the same markup as the server-rendered web/_progress.html), small DOM helpers, a
+// preview of a sample's content, and the page's error box.
 
 export function jobProgress(job, { label, message } = {}) {
   const pct = Math.round(job.progress);
@@ -12,4 +13,38 @@ export function jobProgress(job, { label, message } = {}) {
   box.querySelector(".job-msg").textContent =
     job.status === "failed" ? (job.error || "").slice(0, 300) : (message !== undefined ? message : job.message);
   return box;
+}
+
+export function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// A thumbnail (image), a player (audio) or a link (point cloud) for an item with content_url.
+export function samplePreview(modality, item) {
+  if (modality === "image") {
+    const img = el("img", "finding-thumb");
+    img.src = item.content_url;
+    img.alt = `sample ${item.external_id || item.sample}`;
+    img.loading = "lazy";
+    return img;
+  }
+  if (modality === "audio") {
+    const audio = el("audio", "finding-audio");
+    audio.controls = true;
+    audio.preload = "none";
+    audio.src = item.content_url;
+    return audio;
+  }
+  const link = el("a", "small", "open");
+  link.href = item.content_url;
+  return link;
+}
+
+// The error shape's message in the page's status box (#action-status).
+export function showPageError(message) {
+  const box = document.getElementById("action-status");
+  if (box) { box.hidden = false; box.className = "alert alert-error"; box.textContent = message; }
 }

@@ -1,7 +1,7 @@
 // The project page's Label quality section: start a label check (a job), follow it, act on its findings
 // through the review API (reject → back to the annotators, or correct to the suggested label).
 import { api } from "./api.js";
-import { jobProgress } from "./job.js";
+import { el, jobProgress, samplePreview, showPageError } from "./job.js";
 
 const section = document.getElementById("label-quality");
 const KIND = { label_issue: "likely wrong label", outlier: "outlier", near_duplicate: "near-duplicate" };
@@ -18,32 +18,7 @@ if (section) {
   const state = { check: null, findings: [], done: {}, polling: null, error: null };
   window.__looplabLabelCheck = state;
 
-  const el = (tag, cls, text) => {
-    const node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  };
 
-  function preview(f) {
-    if (modality === "image") {
-      const img = el("img", "finding-thumb");
-      img.src = f.content_url;
-      img.alt = `sample ${f.external_id || f.sample}`;
-      img.loading = "lazy";
-      return img;
-    }
-    if (modality === "audio") {
-      const audio = el("audio", "finding-audio");
-      audio.controls = true;
-      audio.preload = "none";
-      audio.src = f.content_url;
-      return audio;
-    }
-    const link = el("a", "small", "open");
-    link.href = f.content_url;
-    return link;
-  }
 
   function renderJob() {
     const c = state.check;
@@ -61,7 +36,7 @@ if (section) {
       tr.dataset.kind = f.kind;
       const th = el("th");
       th.scope = "row";
-      th.append(preview(f), el("div", "small muted", f.external_id || `#${f.sample}`));
+      th.append(samplePreview(modality, f), el("div", "small muted", f.external_id || `#${f.sample}`));
       const label = el("td");
       label.append(el("strong", "", f.label));
       if (f.suggested_label) label.append(el("span", "muted", ` → ${f.suggested_label}`));
@@ -92,8 +67,7 @@ if (section) {
 
   function showError(message) {
     state.error = message;
-    const box = document.getElementById("action-status");
-    if (box) { box.hidden = false; box.className = "alert alert-error"; box.textContent = message; }
+    showPageError(message);
   }
 
   async function load() {
