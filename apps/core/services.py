@@ -49,6 +49,16 @@ def idempotent_call(*, user, scope: str, key: str | None, fingerprint: str,
         return status, body, False
 
 
+def job_claim(obj, message: str = "started") -> bool:
+    """Start a queued job, once: False when another delivery of its message already started it (the
+    broker redelivers with acks_late), True when this call moved it from queued to running."""
+    claimed = type(obj).objects.filter(pk=obj.pk, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, started_at=timezone.now(), progress=0.0, message=message, error="")
+    if claimed:
+        obj.refresh_from_db()
+    return bool(claimed)
+
+
 def job_start(obj, message: str = "started") -> None:
     type(obj).objects.filter(pk=obj.pk).update(
         status=JobStatus.RUNNING, started_at=timezone.now(), progress=0.0, message=message, error="")
