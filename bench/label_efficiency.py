@@ -37,7 +37,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+from dataclasses import dataclass, field, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -614,9 +614,7 @@ def main(argv=None) -> int:
         bad = sorted(set(over) - set(DATASETS))
         if bad or any(v < INITIAL_LABELS + BATCH for v in over.values()):
             ap.error(f"--budgets: unknown dataset(s) {bad} or a budget below {INITIAL_LABELS + BATCH}")
-        from dataclasses import replace as _replace
-
-        kw["datasets"] = tuple(_replace(d, budget=over.get(d.name, d.budget)) for d in kw.get("datasets", cfg.datasets))
+        kw["datasets"] = tuple(replace(d, budget=over.get(d.name, d.budget)) for d in kw.get("datasets", cfg.datasets))
     if args.strategies:
         strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
         if "random" not in strategies:
@@ -625,8 +623,6 @@ def main(argv=None) -> int:
         kw["cold_strategies"] = tuple(s for s in cfg.cold_strategies if s in strategies or s == "random") + tuple(
             s for s in strategies if s.startswith("proto:cold"))
     if kw:
-        from dataclasses import replace
-
         cfg = replace(cfg, **kw)
     tag = args.tag or ("label_efficiency_quick" if cfg.quick else "label_efficiency")
     cache = None if args.no_cache else args.out / "cache"
