@@ -1,16 +1,11 @@
 from __future__ import annotations
 
-from apps.core.errors import NotFound
-from apps.core.ids import is_id
+from apps.core.ids import get_by_id
 from apps.exports.models import Export
 
 
 def export_get(*, export_id) -> Export:
-    export = (Export.objects.select_related("project", "dataset_version").filter(pk=export_id).first()
-              if is_id(export_id) else None)
-    if export is None:
-        raise NotFound("Export not found.")
-    return export
+    return get_by_id(Export.objects.select_related("project", "dataset_version"), export_id, "Export")
 
 
 def exports_for_project(*, project):

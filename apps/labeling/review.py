@@ -12,8 +12,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.models import Role
-from apps.core.errors import NotFound, ValidationFailed
-from apps.core.ids import is_id
+from apps.core.errors import ValidationFailed
+from apps.core.ids import get_by_id, is_id
 from apps.labeling.models import Annotation, ReviewStatus, Task
 from apps.labeling.services import task_settle
 from apps.projects.selectors import require_role
@@ -23,11 +23,8 @@ MAX_COMMENT = 5000
 
 
 def annotation_get(*, annotation_id) -> Annotation:
-    annotation = (Annotation.objects.select_related("task__project", "sample", "annotator", "reviewer")
-                  .filter(pk=annotation_id).first() if is_id(annotation_id) else None)
-    if annotation is None:
-        raise NotFound("Annotation not found.")
-    return annotation
+    return get_by_id(Annotation.objects.select_related("task__project", "sample", "annotator", "reviewer"),
+                     annotation_id, "Annotation")
 
 
 def annotations_for_review(*, project, review_status: str | None = None, annotator: str | None = None,

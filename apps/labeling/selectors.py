@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-from apps.core.errors import NotFound
-from apps.core.ids import is_id
+from apps.core.ids import get_by_id
 from apps.labeling.models import Annotation, Round, Task, TaskState
 
 
@@ -18,10 +17,7 @@ def budget_summary(*, project) -> dict:
 
 
 def task_get(*, task_id) -> Task:
-    task = Task.objects.select_related("project", "sample").filter(pk=task_id).first() if is_id(task_id) else None
-    if task is None:
-        raise NotFound("Task not found.")
-    return task
+    return get_by_id(Task.objects.select_related("project", "sample"), task_id, "Task")
 
 
 def rounds_for_project(*, project):
@@ -29,10 +25,7 @@ def rounds_for_project(*, project):
 
 
 def round_get(*, round_id) -> Round:
-    rnd = Round.objects.select_related("project").filter(pk=round_id).first() if is_id(round_id) else None
-    if rnd is None:
-        raise NotFound("Round not found.")
-    return rnd
+    return get_by_id(Round.objects.select_related("project"), round_id, "Round")
 
 
 def annotation_stats(*, project) -> dict:

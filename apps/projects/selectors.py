@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from apps.accounts.models import ROLE_RANK, Role
 from apps.core.errors import Forbidden, NotFound
-from apps.core.ids import is_id
+from apps.core.ids import get_by_id
 from apps.projects.models import Membership, Project
 
 
@@ -21,9 +21,7 @@ def project_role(*, project: Project, user) -> str | None:
 
 
 def project_get_for_user(*, user, project_id, min_role: str = Role.ANNOTATOR) -> Project:
-    project = Project.objects.filter(pk=project_id).first() if is_id(project_id) else None
-    if project is None:
-        raise NotFound("Project not found.")
+    project = get_by_id(Project.objects, project_id, "Project")
     require_role(project=project, user=user, min_role=min_role)
     return project
 

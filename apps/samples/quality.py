@@ -14,7 +14,7 @@ import numpy as np
 from django.db import transaction
 
 from apps.core.errors import ValidationFailed
-from apps.core.services import job_fail, job_progress, job_start, job_succeed
+from apps.core.services import job_claim, job_fail, job_progress, job_succeed
 from apps.samples.models import LabelCheck, Sample
 
 MIN_LABELED = 20
@@ -120,10 +120,8 @@ def label_check_run(*, check: LabelCheck) -> None:
     """The check's Celery job: load the embeddings, cross-validate, rank; a second delivery does nothing."""
     from ml.errors import MLError
 
-    claimed = LabelCheck.objects.filter(pk=check.pk, status="queued").update(status="running")
-    if not claimed:
+    if not job_claim(check, "loading the labeled samples"):
         return
-    job_start(check, "loading the labeled samples")
     try:
         result = _findings(check.project, limit=check.limit,
                            progress=lambda f, m: job_progress(check, 5 + 90 * f, m))

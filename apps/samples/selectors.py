@@ -4,8 +4,8 @@ import json
 import math
 import re
 
-from apps.core.errors import NotFound, ValidationFailed
-from apps.core.ids import is_id
+from apps.core.errors import ValidationFailed
+from apps.core.ids import get_by_id
 from apps.samples.models import Sample
 
 
@@ -59,10 +59,7 @@ def _json_scalar(raw: str):
 
 
 def sample_get(*, sample_id) -> Sample:
-    sample = Sample.objects.select_related("project").filter(pk=sample_id).first() if is_id(sample_id) else None
-    if sample is None:
-        raise NotFound("Sample not found.")
-    return sample
+    return get_by_id(Sample.objects.select_related("project"), sample_id, "Sample")
 
 
 def sample_counts(*, project) -> dict:
@@ -81,10 +78,7 @@ def sample_counts(*, project) -> dict:
 def label_check_get(*, check_id):
     from apps.samples.models import LabelCheck
 
-    check = LabelCheck.objects.select_related("project").filter(pk=check_id).first() if is_id(check_id) else None
-    if check is None:
-        raise NotFound("Label check not found.")
-    return check
+    return get_by_id(LabelCheck.objects.select_related("project"), check_id, "Label check")
 
 
 def label_checks_for_project(*, project):
@@ -101,3 +95,24 @@ def label_check_findings(*, check) -> list[dict]:
     ids = [f["annotation"] for f in check.findings if f.get("annotation")]
     status = dict(Annotation.objects.filter(pk__in=ids).values_list("id", "review_status"))
     return [{**f, "review_status": status.get(f.get("annotation"))} for f in check.findings]
+
+
+def metadata_slices(*windows: list[dict]) -> dict[str, tuple]:
+    """Slices "key=value" for the metadata keys that take 2 to 10 distinct scalar values (str, bool, int)
+    across all the windows, each with one boolean mask per window. A window is a list of metadata dicts.
+    Evaluation uses one window (the test set), drift checks two (training data, production)."""
+    import numpy as np
+
+    values: dict[str, set] = {}
+    for window in windows:
+        for meta in window:
+            for key, value in (meta or {}).items():
+                if isinstance(value, (str, bool, int)):
+                    values.setdefault(key, set()).add(value)
+    slices = {}
+    for key, seen in sorted(values.items()):
+        if 2 <= len(seen) <= 10:
+            for value in sorted(seen, key=str):
+                slices[f"{key}={value}"] = tuple(np.array([(m or {}).get(key) == value for m in window], bool)
+                                                 for window in windows)
+    return slices

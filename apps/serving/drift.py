@@ -19,8 +19,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.errors import Conflict, ValidationFailed
-from apps.core.services import job_fail, job_progress, job_start, job_succeed
+from apps.core.services import job_claim, job_fail, job_progress, job_succeed
 from apps.samples.models import Sample
+from apps.samples.selectors import metadata_slices
 from apps.serving.models import DriftCheck
 from apps.serving.selectors import current_deployment
 
@@ -100,22 +101,6 @@ def _score(project, runner, ids: list[int], progress, lo: float, hi: float, what
     return ok, np.concatenate(E), np.concatenate(P)
 
 
-def _metadata_slices(ref: list[Sample], prod: list[Sample]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """key=value slices (metadata keys with 2-10 distinct scalar values over both windows): (ref mask, prod mask)."""
-    values: dict[str, set] = {}
-    for sample in [*ref, *prod]:
-        for key, value in (sample.metadata or {}).items():
-            if isinstance(value, (str, bool, int)):
-                values.setdefault(key, set()).add(value)
-    slices = {}
-    for key, seen in sorted(values.items()):
-        if 2 <= len(seen) <= 10:
-            for value in sorted(seen, key=str):
-                slices[f"{key}={value}"] = (np.array([(s.metadata or {}).get(key) == value for s in ref], bool),
-                                            np.array([(s.metadata or {}).get(key) == value for s in prod], bool))
-    return slices
-
-
 def drift_check_run(*, check: DriftCheck) -> None:
     """The check's Celery job; a second delivery of the message does nothing."""
     from ml.drift import detect_drift
@@ -123,9 +108,8 @@ def drift_check_run(*, check: DriftCheck) -> None:
 
     from apps.serving.selectors import model_runner
 
-    if not DriftCheck.objects.filter(pk=check.pk, status="queued").update(status="running"):
+    if not job_claim(check, "loading the serving model"):
         return
-    job_start(check, "loading the serving model")
 
     def progress(percent, message):
         job_progress(check, percent, message)
@@ -146,7 +130,7 @@ def drift_check_run(*, check: DriftCheck) -> None:
             return
         progress(88, "testing for drift (MMD permutation test, PSI)")
         report = detect_drift(E_ref, E_prod, ref_probs=P_ref, prod_probs=P_prod,
-                              slices=_metadata_slices(ref, prod), top_k=WITNESSES, random_state=check.pk)
+                              slices=metadata_slices([s.metadata for s in ref], [s.metadata for s in prod]), top_k=WITNESSES, random_state=check.pk)
     except MLError as exc:
         job_fail(check, exc.message)
         return

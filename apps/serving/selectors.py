@@ -59,15 +59,10 @@ def current_model_runner(*, project) -> ModelRunner | None:
 
 
 def drift_check_get(*, check_id):
-    from apps.core.errors import NotFound
-    from apps.core.ids import is_id
+    from apps.core.ids import get_by_id
     from apps.serving.models import DriftCheck
 
-    check = (DriftCheck.objects.select_related("project", "model_version").filter(pk=check_id).first()
-             if is_id(check_id) else None)
-    if check is None:
-        raise NotFound("Drift check not found.")
-    return check
+    return get_by_id(DriftCheck.objects.select_related("project", "model_version"), check_id, "Drift check")
 
 
 def drift_checks_for_project(*, project):

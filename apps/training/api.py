@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from apps.accounts.models import Role
 from apps.core.api import JobOut, ProjectScopedView
 from apps.core.errors import NotFound
-from apps.core.ids import is_id
+from apps.core.ids import get_by_id
 from apps.training.models import ModelVersion, TrainingRun
 from apps.training.services import training_run_create
 
@@ -86,18 +86,13 @@ class TrainingRunListCreate(ProjectScopedView):
 class TrainingRunDetail(ProjectScopedView):
     @extend_schema(responses=TrainingRunOut, summary="Follow a training run: status, progress, steps, model")
     def get(self, request, run_id):
-        run = _runs(TrainingRun.objects.filter(pk=run_id)).first() if is_id(run_id) else None
-        if run is None:
-            raise NotFound("Training run not found.")
+        run = get_by_id(_runs(TrainingRun.objects), run_id, "Training run")
         self.check_object_project(request, run.project)
         return Response(TrainingRunOut(run).data)
 
 
 def _model(model_id) -> ModelVersion:
-    mv = ModelVersion.objects.select_related("project").filter(pk=model_id).first() if is_id(model_id) else None
-    if mv is None:
-        raise NotFound("Model not found.")
-    return mv
+    return get_by_id(ModelVersion.objects.select_related("project"), model_id, "Model")
 
 
 class ModelList(ProjectScopedView):

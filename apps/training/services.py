@@ -5,7 +5,6 @@ Steps are safe to run twice: a step that already succeeded is skipped and the ne
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import tempfile
@@ -28,6 +27,7 @@ from apps.labeling.models import Annotation
 from apps.projects.models import Project
 from apps.samples import content as content_io
 from apps.samples.models import Sample
+from apps.samples.selectors import metadata_slices
 from apps.training.models import DatasetVersion, ModelVersion, PipelineStep, StepKind, TrainingRun
 
 log = logging.getLogger(__name__)
@@ -214,22 +214,10 @@ def _load_model(mv: ModelVersion):
 
 
 def _metadata_slices(sample_ids: list[int]) -> dict[str, np.ndarray]:
-    """Slices from metadata keys with few distinct scalar values (e.g. time_of_day=night)."""
+    """Slices from metadata keys with few distinct scalar values (e.g. time_of_day=night), 5 samples or more."""
     metas = dict(Sample.objects.filter(pk__in=sample_ids).values_list("id", "metadata"))
-    rows = [metas.get(pk) or {} for pk in sample_ids]
-    values: dict[str, set] = {}
-    for row in rows:
-        for key, value in row.items():
-            if isinstance(value, (str, bool, int)) and not isinstance(value, float):
-                values.setdefault(key, set()).add(value)
-    slices = {}
-    for key, seen in values.items():
-        if 2 <= len(seen) <= 10:
-            for value in sorted(seen, key=str):
-                mask = np.array([row.get(key) == value for row in rows])
-                if mask.sum() >= 5:
-                    slices[f"{key}={value}"] = mask
-    return slices
+    slices = metadata_slices([metas.get(pk) or {} for pk in sample_ids])
+    return {name: mask for name, (mask,) in slices.items() if mask.sum() >= 5}
 
 
 def training_run_evaluate(*, run: TrainingRun) -> None:
