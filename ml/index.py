@@ -1,7 +1,8 @@
 """Embedding search and clustering on faiss.
 
 faiss is imported lazily inside functions, so ``import ml.index`` stays cheap for the web process.
-Everything works on float32 arrays and never builds an N x N matrix.
+Everything works on float32 arrays and never builds an N x N matrix (k-medoids refinement works on
+N x chunk blocks).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import numpy as np
 
 from ml.errors import CorruptData, InvalidInput
 
-__all__ = ["EmbeddingIndex", "measure_recall", "exact_search", "kmeans", "assign_nearest", "kcenter_greedy"]
+__all__ = ["EmbeddingIndex", "measure_recall", "exact_search", "kmeans", "assign_nearest", "kcenter_greedy",
+           "kmedoids_refine"]
 
 METRICS = ("l2", "cosine")
 KINDS = ("auto", "flat", "ivf", "hnsw")
@@ -186,6 +188,101 @@ def assign_nearest(X: np.ndarray, centroids: np.ndarray, *, chunk: int = 8192) -
         dist[s: s + chunk] = G[np.arange(len(lab)), lab] + np.einsum("ij,ij->i", xs, xs)
     np.maximum(dist, 0.0, out=dist)
     return labels, dist
+
+
+def _sq_dists(X: np.ndarray, sq: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Squared L2 distances (N, len(cols)) from every row of ``X`` to the rows ``cols``, clipped at 0."""
+    D = X @ X[cols].T
+    D *= -2.0
+    D += sq[:, None]
+    D += sq[cols][None, :]
+    np.maximum(D, 0.0, out=D)
+    return D
+
+
+def kmedoids_refine(
+    X: np.ndarray,
+    medoids: np.ndarray,
+    *,
+    candidates: np.ndarray | None = None,
+    chunk: int = 64,
+    max_passes: int = 20,
+) -> tuple[np.ndarray, int]:
+    """Improve a set of medoids (row positions of ``X``) by swaps, FasterPAM-style (Schubert & Rousseeuw 2021).
+
+    Objective: the sum over all rows of the squared L2 distance to the nearest medoid (k-means' objective,
+    with centres restricted to real samples). Candidates (default: every row) are scanned in blocks of
+    ``chunk``; in each block the best swap (one medoid out, one candidate in) is applied at once when it
+    lowers the objective. Passes repeat until one makes no swap (or ``max_passes``). Deterministic.
+    Returns ``(medoids (k,) int64, number of swaps)``; the order of the input is kept (a swapped-in row
+    takes the place of the one it replaced). Memory O(N * (k + chunk)); time O(passes * N^2 * D), so
+    callers refine only small sets (the cold start does it up to ``kmedoids_max`` points).
+    """
+    X = _as_matrix(X)
+    M = np.array(medoids, dtype=np.int64, copy=True)
+    n, k = len(X), len(M)
+    if k == 0 or k >= n:
+        return M, 0
+    cand = np.arange(n, dtype=np.int64) if candidates is None else np.asarray(candidates, dtype=np.int64)
+    sq = np.einsum("ij,ij->i", X, X)
+    Dm = _sq_dists(X, sq, M)  # (n, k): distance of every row to every medoid
+
+    def nearest(rows: np.ndarray | slice):
+        """(first, second) nearest medoid and their distances for ``rows`` of Dm."""
+        D = Dm[rows]
+        if k == 1:
+            m = len(D)
+            return np.zeros(m, np.int64), np.zeros(m, np.int64), D[:, 0].copy(), np.full(m, np.inf, np.float32)
+        two = np.argpartition(D, 1, axis=1)[:, :2]
+        d_two = np.take_along_axis(D, two, axis=1)
+        flip = d_two[:, 1] < d_two[:, 0]
+        first = np.where(flip, two[:, 1], two[:, 0])
+        second = np.where(flip, two[:, 0], two[:, 1])
+        return first, second, np.minimum(d_two[:, 0], d_two[:, 1]), np.maximum(d_two[:, 0], d_two[:, 1])
+
+    n1, n2, d1, d2 = nearest(slice(None))
+    swaps = 0
+    for _ in range(max(1, int(max_passes))):
+        swapped = False
+        for s in range(0, len(cand), chunk):
+            J = cand[s: s + chunk]
+            J = J[~np.isin(J, M)]
+            if len(J) == 0:
+                continue
+            Dc = _sq_dists(X, sq, J)  # (n, c)
+            # row i moves to candidate j if it is nearer than its medoid: a gain shared by every swap-out
+            shared = np.minimum(Dc - d1[:, None], 0.0).sum(axis=0, dtype=np.float64)
+            # rows of the medoid swapped out that stay away from j fall back to min(j, second-nearest)
+            W = np.maximum(np.minimum(Dc, d2[:, None]) - d1[:, None], 0.0)
+            order = np.argsort(n1, kind="stable")
+            per = np.zeros((k, len(J)), np.float64)
+            counts = np.bincount(n1, minlength=k)
+            nz = counts > 0
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            per[nz] = np.add.reduceat(W[order], starts[nz], axis=0, dtype=np.float64)
+            delta = per + shared[None, :]
+            a, j = np.unravel_index(int(np.argmin(delta)), delta.shape)
+            total = float(d1.sum(dtype=np.float64))
+            if delta[a, j] < -1e-7 * max(total, 1e-12):
+                M[a] = J[j]
+                dn = Dc[:, j]
+                Dm[:, a] = dn
+                # rows that had medoid a first or second: recompute; the others only compare with the new one
+                redo = np.flatnonzero((n1 == a) | (n2 == a))
+                keep = np.ones(n, bool)
+                keep[redo] = False
+                closer = keep & (dn < d1)
+                between = keep & ~closer & (dn < d2)
+                n2[closer], d2[closer] = n1[closer], d1[closer]
+                n1[closer], d1[closer] = a, dn[closer]
+                n2[between], d2[between] = a, dn[between]
+                if len(redo):
+                    n1[redo], n2[redo], d1[redo], d2[redo] = nearest(redo)
+                swaps += 1
+                swapped = True
+        if not swapped:
+            break
+    return M, swaps
 
 
 def kcenter_greedy(

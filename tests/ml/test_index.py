@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ml.errors import CorruptData, InvalidInput
-from ml.index import EmbeddingIndex, exact_search, kcenter_greedy, kmeans, measure_recall
+from ml.index import EmbeddingIndex, exact_search, kcenter_greedy, kmeans, kmedoids_refine, measure_recall
 
 
 def _clustered(n, dim=16, n_centres=40, seed=0, spread=1.0):
@@ -210,6 +210,43 @@ def test_kmeans_restarts_keep_the_lowest_inertia():
     assert float(d10.sum()) == float(d10b.sum())  # deterministic
     with pytest.raises(InvalidInput):
         kmeans(X, 5, n_init=0)
+
+
+def _medoid_cost(X, medoids):
+    d2 = ((X[:, None, :] - X[np.asarray(medoids)][None, :, :]) ** 2).sum(axis=2)
+    return float(d2.min(axis=1).sum())
+
+
+def test_kmedoids_refine_reaches_a_swap_local_optimum():
+    X, _, _ = _clustered(120, dim=8, n_centres=6, seed=3, spread=1.5)
+    start = np.arange(5)  # a poor start: the first five rows
+    refined, swaps = kmedoids_refine(X, start, chunk=16)
+    assert swaps > 0 and len(np.unique(refined)) == 5
+    before, after = _medoid_cost(X, start), _medoid_cost(X, refined)
+    assert after < before
+    # no single swap (one medoid out, any other row in) lowers the cost any further
+    for a in range(5):
+        for j in np.setdiff1d(np.arange(len(X)), refined):
+            trial = refined.copy()
+            trial[a] = j
+            assert _medoid_cost(X, trial) >= after - 1e-3 * abs(after)
+    again, _ = kmedoids_refine(X, start, chunk=16)
+    np.testing.assert_array_equal(refined, again)  # deterministic
+
+
+def test_kmedoids_refine_improves_kmeans_picks_and_respects_candidates():
+    X, _, _ = _clustered(600, dim=16, n_centres=30, seed=12, spread=0.8)
+    _, lab, d = kmeans(X, 20, random_state=0)
+    picks = np.array([np.flatnonzero(lab == c)[np.argmin(d[lab == c])] for c in range(20)])
+    refined, swaps = kmedoids_refine(X, picks)
+    assert swaps > 0 and _medoid_cost(X, refined) < _medoid_cost(X, picks)
+    kept = np.isin(refined, picks)
+    assert kept.sum() == 20 - np.count_nonzero(refined != picks)  # swapped-in rows take the replaced slots
+    cand = np.arange(300)
+    only, _ = kmedoids_refine(X, picks, candidates=cand)
+    assert np.all(np.isin(only, cand) | (only == picks))
+    same, none = kmedoids_refine(X[:5], np.arange(5))  # k >= n: nothing to swap
+    assert none == 0 and same.tolist() == [0, 1, 2, 3, 4]
 
 
 def test_kcenter_greedy_covers_and_respects_already_selected():

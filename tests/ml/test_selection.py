@@ -456,6 +456,27 @@ def test_unknown_option_is_rejected(pool):
     assert exc.value.code == "unknown_option"
 
 
+def test_cold_start_picks_are_refined_as_k_medoids():
+    from ml.index import assign_nearest
+
+    rng = np.random.default_rng(5)
+    # blobs of very different spread: nearest-to-centre picks of a wide blob are not its best medoids
+    E = np.concatenate([rng.normal(0, 0.2, size=(150, 8)), rng.normal(3, 2.0, size=(250, 8))]).astype(np.float32)
+    plain = select("kmeans", budget=10, embeddings=E, random_state=1, kmedoids_max=0)
+    refined = select("kmeans", budget=10, embeddings=E, random_state=1)
+    auto = select("auto", budget=10, embeddings=E, random_state=1)
+    np.testing.assert_array_equal(np.sort(auto.indices), np.sort(refined.indices))
+
+    def cost(idx):
+        return float(assign_nearest(E, E[idx])[1].sum())
+
+    assert cost(refined.indices) < cost(plain.indices)
+    # scores: the share of the pool nearest each pick, biggest first, summing to 1
+    assert np.all(np.diff(refined.scores) <= 0) and abs(float(refined.scores.sum()) - 1.0) < 1e-5
+    with pytest.raises(InvalidInput):
+        select("kmeans", budget=3, embeddings=E, kmedoids_max=-1)
+
+
 def test_cold_start_restarts_option_and_default():
     from ml.index import kmeans
 
