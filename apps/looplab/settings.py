@@ -244,6 +244,15 @@ CELERY_TASK_ROUTES = {
     "looplab.serving.*": {"queue": "default"},
 }
 
+# celery beat (`celery -A apps.looplab beat`; the embedded default runs it inside its worker): the tick that
+# queues scheduled drift checks (projects' drift_check_hours).
+CELERY_BEAT_SCHEDULE = {
+    "looplab-schedule-drift-checks": {
+        "task": "looplab.serving.schedule_drift_checks",
+        "schedule": env("LOOPLAB_DRIFT_SCHEDULE_TICK_S", 300.0, cast=float),
+    },
+}
+
 # Looplab behaviour.
 LOOPLAB = {
     "MAX_BATCH": env("LOOPLAB_MAX_BATCH", 1000, cast=int),

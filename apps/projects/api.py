@@ -30,6 +30,11 @@ class ProjectPatchIn(serializers.Serializer):
     confidence_threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
     auto_deploy = serializers.BooleanField(required=False)
     annotations_per_task = serializers.IntegerField(min_value=1, max_value=10, required=False)
+    drift_check_hours = serializers.IntegerField(required=False, allow_null=True,
+                                                 help_text="check production for drift every N hours (1..2160); "
+                                                           "null turns the schedule off")
+    drift_auto_flag = serializers.BooleanField(required=False, help_text="send a drifted check's witnesses back "
+                                                                         "to labeling without asking")
 
 
 class ProjectOut(serializers.Serializer):
@@ -43,20 +48,23 @@ class ProjectOut(serializers.Serializer):
     confidence_threshold = serializers.FloatField()
     auto_deploy = serializers.BooleanField()
     annotations_per_task = serializers.IntegerField()
+    drift_check_hours = serializers.IntegerField(allow_null=True)
+    drift_auto_flag = serializers.BooleanField()
     created_at = serializers.DateTimeField()
 
 
 def project_detail(project, user) -> dict:
     from apps.labeling.selectors import budget_summary
     from apps.samples.selectors import sample_counts
-    from apps.serving.selectors import current_deployment
+    from apps.serving.selectors import current_deployment, drift_status
 
     data = ProjectOut(project).data
     deployment = current_deployment(project=project)
     data.update(role=project_role(project=project, user=user), budget=budget_summary(project=project),
                 counts=sample_counts(project=project),
                 deployment=({"id": deployment.pk, "model": deployment.model_version_id, "created_at": deployment.created_at,
-                             "label_to_serving_s": deployment.label_to_serving_s} if deployment else None))
+                             "label_to_serving_s": deployment.label_to_serving_s} if deployment else None),
+                drift=drift_status(project=project))
     return data
 
 
@@ -78,7 +86,7 @@ class ProjectDetail(ProjectScopedView):
     def get(self, request, project_id):
         return Response(project_detail(self.project(request, project_id), request.user))
 
-    @extend_schema(request=ProjectPatchIn, responses=ProjectOut, summary="Change budget, threshold, gate or name (leads)")
+    @extend_schema(request=ProjectPatchIn, responses=ProjectOut, summary="Change budget, threshold, gate, drift schedule or name (leads)")
     def patch(self, request, project_id):
         project = self.project(request, project_id, Role.LEAD)
         payload = ProjectPatchIn(data=request.data)

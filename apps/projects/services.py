@@ -62,7 +62,8 @@ def project_create(*, user, name: str, modality: str, labels: list, task_type: s
 
 
 def project_update(*, project: Project, **fields) -> Project:
-    allowed = {"name", "label_budget", "confidence_threshold", "auto_deploy", "annotations_per_task"}
+    allowed = {"name", "label_budget", "confidence_threshold", "auto_deploy", "annotations_per_task",
+               "drift_check_hours", "drift_auto_flag"}
     unknown = set(fields) - allowed
     if unknown:
         raise ValidationFailed(f"These fields cannot be changed: {sorted(unknown)}.", code="read_only_fields")
@@ -70,6 +71,12 @@ def project_update(*, project: Project, **fields) -> Project:
         raise ValidationFailed("confidence_threshold must be within 0..1.", code="invalid_threshold")
     if "annotations_per_task" in fields and not 1 <= fields["annotations_per_task"] <= 10:
         raise ValidationFailed("annotations_per_task must be within 1..10.", code="invalid_annotations_per_task")
+    if fields.get("drift_check_hours") is not None:
+        from apps.serving.drift import MAX_WINDOW_HOURS
+
+        if not 1 <= fields["drift_check_hours"] <= MAX_WINDOW_HOURS:
+            raise ValidationFailed(f"drift_check_hours must be within 1..{MAX_WINDOW_HOURS} (or null: no schedule).",
+                                   code="invalid_drift_schedule", details={"drift_check_hours": fields["drift_check_hours"]})
     for key, value in fields.items():
         setattr(project, key, value)
     project.save(update_fields=list(fields) or None)

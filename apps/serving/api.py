@@ -98,6 +98,7 @@ class DriftCheckOut(JobOut):
     project = serializers.IntegerField(source="project_id")
     model = serializers.IntegerField(source="model_version_id")
     model_version = serializers.IntegerField(source="model_version.version")
+    trigger = serializers.CharField(help_text="manual (a lead asked) or schedule (the project's drift_check_hours)")
     window_start = serializers.DateTimeField()
     window_end = serializers.DateTimeField()
     drifted = serializers.SerializerMethodField()

@@ -7,8 +7,12 @@ A check compares two windows in the serving model's own embedding space, with it
 At most 1,000 samples of each are scored; ml.drift subsamples to that anyway. The check then runs
 ``ml.drift.detect_drift``: an MMD permutation test on the embeddings, PSI of the top-1 confidence and
 of the predicted classes, and per-metadata-slice figures. Its witnesses are the production samples
-most unlike the reference. A lead can send them back to labeling (:func:`drift_check_flag`); rounds
-then take them first, like low-confidence samples.
+most unlike the reference. A lead can send them back to labeling (:func:`drift_check_flag`), or the
+project does it by itself (``drift_auto_flag``); rounds then take them first, like low-confidence samples.
+
+Checks run when a lead asks (:func:`drift_check_create`) or on the project's schedule
+(``drift_check_hours``): celery beat calls :func:`drift_checks_schedule`, which covers production in
+consecutive windows.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from apps.core.services import job_claim, job_fail, job_progress, job_succeed
 from apps.samples.models import Sample
 from apps.samples.selectors import metadata_slices
 from apps.serving.models import DriftCheck
-from apps.serving.selectors import current_deployment
+from apps.serving.selectors import current_deployment, drift_schedule_next
 
 MIN_WINDOW = 20
 MAX_WINDOW = 1000
@@ -49,6 +53,22 @@ def _production_ids(project, *, start, end, exclude: set[int]) -> list[int]:
     return ids
 
 
+def _window_size(project, deployment, *, start, end) -> int:
+    """Production samples in [start, end) that a check would compare (capped at MAX_WINDOW)."""
+    reference = set(_reference_ids(deployment.model_version))
+    return len(_production_ids(project, start=start, end=end, exclude=reference))
+
+
+def _queue(*, project, deployment, start, end, user, trigger: str) -> DriftCheck:
+    with transaction.atomic():
+        check = DriftCheck.objects.create(project=project, model_version=deployment.model_version, created_by=user,
+                                          trigger=trigger, window_start=start, window_end=end, message="queued")
+        from apps.serving.tasks import run_drift_check
+
+        transaction.on_commit(lambda: run_drift_check.delay(check.pk))
+    return check
+
+
 def drift_check_create(*, project, user, window_hours: float | None = None, since=None) -> DriftCheck:
     """Queue a drift check of production (the last ``window_hours``, default 24, or everything pushed
     ``since`` a time) against the serving model's training data."""
@@ -66,19 +86,39 @@ def drift_check_create(*, project, user, window_hours: float | None = None, sinc
         raise ValidationFailed(f"The window must be between 0 and {MAX_WINDOW_HOURS} hours long.",
                                code="invalid_window", details={"window_hours": window_hours})
     start = end - timedelta(hours=window_hours)
-    reference = set(_reference_ids(deployment.model_version))
-    n = len(_production_ids(project, start=start, end=end, exclude=reference))
+    n = _window_size(project, deployment, start=start, end=end)
     if n < MIN_WINDOW:
         raise ValidationFailed(f"{n} samples outside the training data were pushed in the last {window_hours:.3g} h; "
                                f"a drift check needs at least {MIN_WINDOW}.", code="not_enough_samples",
                                details={"samples": n, "needed": MIN_WINDOW, "window_hours": window_hours})
-    with transaction.atomic():
-        check = DriftCheck.objects.create(project=project, model_version=deployment.model_version, created_by=user,
-                                          window_start=start, window_end=end, message="queued")
-        from apps.serving.tasks import run_drift_check
+    return _queue(project=project, deployment=deployment, start=start, end=end, user=user, trigger="manual")
 
-        transaction.on_commit(lambda: run_drift_check.delay(check.pk))
-    return check
+
+def drift_checks_schedule(*, now=None) -> list[DriftCheck]:
+    """Queue the scheduled drift checks that are due (run by celery beat every
+    ``LOOPLAB_DRIFT_SCHEDULE_TICK_S``). A project is due when it has ``drift_check_hours``, a model serving,
+    no scheduled check queued or running, and its next window
+    (:func:`apps.serving.selectors.drift_schedule_next`) is one interval
+    long. A window with fewer than MIN_WINDOW production samples is left to grow until the next tick."""
+    from apps.projects.models import Project
+
+    now = now or timezone.now()
+    queued = []
+    for project_id in (Project.objects.filter(drift_check_hours__isnull=False).order_by("id")
+                       .values_list("id", flat=True)):
+        with transaction.atomic():
+            project = Project.objects.select_for_update().get(pk=project_id)  # one scheduler at a time per project
+            deployment = current_deployment(project=project)
+            plan = drift_schedule_next(project=project, now=now)
+            if deployment is None or plan is None or plan["due_at"] > now:
+                continue
+            if DriftCheck.objects.filter(project=project, trigger="schedule", status__in=("queued", "running")).exists():
+                continue
+            if _window_size(project, deployment, start=plan["window_start"], end=now) < MIN_WINDOW:
+                continue
+            queued.append(_queue(project=project, deployment=deployment, start=plan["window_start"], end=now,
+                                 user=None, trigger="schedule"))
+    return queued
 
 
 def _score(project, runner, ids: list[int], progress, lo: float, hi: float, what: str):
@@ -144,6 +184,9 @@ def drift_check_run(*, check: DriftCheck) -> None:
         if report.confidence_psi is not None else ""
     job_succeed(check, f"{verdict}: MMD p = {report.p_value:.3f} on {report.n_prod} production vs "
                        f"{report.n_ref} reference samples{conf}", report=report.to_dict(), witnesses=witnesses)
+    if report.drifted and project.drift_auto_flag and witnesses:
+        check.refresh_from_db()
+        drift_check_flag(check=check)
 
 
 def drift_check_flag(*, check: DriftCheck) -> int:

@@ -39,12 +39,15 @@ class DriftCheck(JobFields):
 
     ``report`` is ml.drift's DriftReport (MMD permutation test on the model's embeddings, PSI of its
     confidence and predicted classes, per metadata slice); ``witnesses`` are the production samples most
-    unlike the reference, ``[{"sample", "score"}]``, which a lead can send back to labeling (``flagged_at``).
+    unlike the reference, ``[{"sample", "score"}]``, which a lead can send back to labeling (``flagged_at``),
+    or which go back by themselves when the project has ``drift_auto_flag``. Scheduled checks
+    (``trigger="schedule"``, see apps.serving.drift.drift_checks_schedule) cover consecutive windows.
     """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="drift_checks")
     model_version = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    trigger = models.CharField(max_length=16, default="manual")  # manual (a lead) | schedule (celery beat)
     window_start = models.DateTimeField()
     window_end = models.DateTimeField()
     report = models.JSONField(null=True, blank=True)
@@ -54,3 +57,4 @@ class DriftCheck(JobFields):
 
     class Meta:
         ordering = ["id"]
+        indexes = [models.Index(fields=["project", "trigger", "window_end"])]

@@ -1,4 +1,4 @@
-"""Thin Celery task: load by id, call one service."""
+"""Thin Celery tasks: load by id (or nothing, for beat's tick), call one service."""
 from celery import shared_task
 
 
@@ -11,3 +11,11 @@ def run_drift_check(check_id: int) -> None:
         pk=check_id).first()
     if check is not None:
         drift_check_run(check=check)
+
+
+@shared_task(name="looplab.serving.schedule_drift_checks", acks_late=True, reject_on_worker_lost=True)
+def schedule_drift_checks() -> int:
+    """Celery beat's tick: queue the projects' scheduled drift checks that are due."""
+    from apps.serving.drift import drift_checks_schedule
+
+    return len(drift_checks_schedule())

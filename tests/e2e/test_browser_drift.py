@@ -75,3 +75,24 @@ def test_drift_check_and_send_back(live_server, drifting_project, new_page, arti
     assert len(flagged) == n_open and sum(e.startswith("n") for e in flagged) >= 0.9 * n_open
     page.locator("#drift-witnesses .badge").first.wait_for()
     assert page.locator("#drift-flag-btn").is_hidden()  # nothing left to send
+
+    # the check was asked for, and the window is shown
+    assert page.locator("#drift-stats dd").nth(1).text_content().endswith("(asked)")
+    # monitoring: every 24 hours, and send drifted samples back without asking
+    assert page.locator("#drift-schedule-status").text_content() == "no schedule: checks run when you ask"
+    page.select_option("#drift-every", "24")
+    page.check("#drift-auto-flag")
+    page.click("#drift-schedule-btn")
+    page.wait_for_function("() => document.getElementById('drift-schedule-status').textContent.includes('due')")
+    project.refresh_from_db()
+    assert project.drift_check_hours == 24 and project.drift_auto_flag is True
+    page.reload()
+    page.wait_for_function("() => window.__looplabDrift.schedule !== null")
+    assert page.locator("#drift-every").input_value() == "24" and page.locator("#drift-auto-flag").is_checked()
+    page.locator("#drift").screenshot(path=str(artifacts / "drift-monitoring.png"))
+    # the project list marks the project whose latest check found drift
+    page.goto(f"{live_server.url}/")
+    badge = page.locator(f"tr[data-project-id='{project.pk}'] .badge-bad")
+    assert badge.text_content().strip().lower() == "drift"
+    badge.click()
+    page.wait_for_url(f"**/projects/{project.pk}/#drift")

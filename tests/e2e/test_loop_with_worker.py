@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def celery_worker_process(transactional_db, settings):
-    """A real worker process on Redis, sharing the test database and the data dir with the live server."""
+    """A real worker process on Redis, with celery beat inside it (a 2 s tick), sharing the test database and
+    the data dir with the live server."""
     import redis
     from django.db import connection
 
@@ -31,11 +32,13 @@ def celery_worker_process(transactional_db, settings):
     db = connection.settings_dict
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="apps.looplab.settings", CELERY_BROKER_URL=broker,
                DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-               LOOPLAB_DATA_DIR=str(settings.DATA_DIR), CELERY_TASK_ALWAYS_EAGER="false")
+               LOOPLAB_DATA_DIR=str(settings.DATA_DIR), CELERY_TASK_ALWAYS_EAGER="false",
+               LOOPLAB_DRIFT_SCHEDULE_TICK_S="2")
     log = open(ROOT / "test-artifacts" / "e2e-worker.log", "w") if (ROOT / "test-artifacts").is_dir() else subprocess.DEVNULL
     proc = subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A", "apps.looplab", "worker",
                              "-Q", "default,ml_cpu,ml_gpu", "-c", "1", "--without-gossip", "--without-mingle",
-                             "--loglevel", "INFO"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--loglevel", "INFO", "--beat", "--schedule", str(Path(settings.DATA_DIR) / "beat-schedule")],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     yield proc
     proc.terminate()
     try:
@@ -152,3 +155,16 @@ def test_whole_loop_through_the_api(live_server, celery_worker_process, digits):
     expected = sum(min(alloc[split], low_by_split.get(split, 0)) for split in alloc)
     assert len(chosen_low) == expected > 0
     assert all(item["sample"] in low for item in items[:expected]), "low-confidence samples come first in the queue"
+
+    # Monitoring: schedule drift checks every hour; beat's next tick queues the first one (the last hour of
+    # production) and the worker runs it.
+    r = lead.patch(f"{api}/projects/{pid}/", json={"drift_check_hours": 1})
+    assert r.status_code == 200 and r.json()["drift"]["schedule"]["every_hours"] == 1, r.text
+    checks = _poll(lead, f"{api}/projects/{pid}/drift-checks/",
+                   lambda b: b and b[0]["status"] in ("succeeded", "failed"), timeout=120)
+    assert len(checks) == 1 and checks[0]["trigger"] == "schedule" and checks[0]["status"] == "succeeded", checks
+    assert checks[0]["model"] == run["model"] and checks[0]["drifted"] in (True, False)
+    status = lead.get(f"{api}/projects/{pid}/").json()["drift"]
+    assert status["last"]["id"] == checks[0]["id"] and status["schedule"]["window_start"][:19] == checks[0]["window_end"][:19]
+    time.sleep(5)  # more ticks: the next window is not due for an hour
+    assert len(lead.get(f"{api}/projects/{pid}/drift-checks/").json()) == 1

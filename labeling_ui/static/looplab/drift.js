@@ -10,7 +10,7 @@ if (section) {
   const modality = section.dataset.modality;
   const $ = (id) => document.getElementById(id);
   // What the page shows, for people and for tests.
-  const state = { check: null, detail: null, polling: null, flagged: null, error: null };
+  const state = { check: null, detail: null, polling: null, flagged: null, error: null, schedule: null };
   window.__looplabDrift = state;
 
   const num = (v, digits = 3) => (v === null || v === undefined ? "—" : Number(v).toFixed(digits));
@@ -32,12 +32,14 @@ if (section) {
     const c = state.check;
     $("drift-job").hidden = !c;
     if (c) $("drift-job").replaceChildren(jobProgress(c, { label: "Drift check progress", message: `Check #${c.id}: ${c.message}` }));
+    renderSchedule();
     const d = state.detail;
     $("drift-result").hidden = !d;
     if (!d) return;
     const r = d.report;
     $("drift-stats").replaceChildren(
       stat("Verdict", r.drifted ? "drift" : "no drift", r.drifted ? "is-bad" : "is-ok"),
+      stat("Window", `${when(d.window_start)} → ${when(d.window_end)} (${d.trigger === "schedule" ? "scheduled" : "asked"})`),
       stat("MMD p-value", num(r.p_value)),
       stat("Confidence PSI", r.confidence_psi === null ? "—" : `${num(r.confidence_psi)} (${r.confidence_level})`),
       stat("Mean confidence", `${pct(r.mean_confidence_ref)} → ${pct(r.mean_confidence_prod)}`),
@@ -71,6 +73,36 @@ if (section) {
       fig.append(samplePreview(modality, w), caption);
       return fig;
     }));
+  }
+
+  const when = (iso) => (iso ? new Date(iso).toLocaleString([], { dateStyle: "short", timeStyle: "short" }) : "—");
+
+  function renderSchedule() {
+    const p = state.schedule;
+    if (!p) return;
+    const s = p.drift && p.drift.schedule;
+    $("drift-schedule-status").textContent = s
+      ? `next check covers production from ${when(s.window_start)}; due ${when(s.due_at)}`
+      : "no schedule: checks run when you ask";
+  }
+
+  async function loadSchedule() {
+    try {
+      const { data } = await api(`/api/v1/projects/${projectId}/`);
+      state.schedule = data;
+      $("drift-every").value = data.drift_check_hours === null ? "" : String(data.drift_check_hours);
+      if ($("drift-every").value !== (data.drift_check_hours === null ? "" : String(data.drift_check_hours))) {
+        // a schedule set through the API that the menu does not list
+        const opt = el("option", "", `every ${data.drift_check_hours} hours`);
+        opt.value = String(data.drift_check_hours);
+        $("drift-every").append(opt);
+        $("drift-every").value = opt.value;
+      }
+      $("drift-auto-flag").checked = data.drift_auto_flag;
+    } catch (err) {
+      showError(err.message);
+    }
+    renderSchedule();
   }
 
   async function load() {
@@ -107,6 +139,21 @@ if (section) {
     await load();
   });
 
+  $("drift-schedule-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    $("drift-schedule-btn").disabled = true;
+    try {
+      const every = $("drift-every").value;
+      await api(`/api/v1/projects/${projectId}/`, { method: "PATCH",
+        body: { drift_check_hours: every === "" ? null : Number(every), drift_auto_flag: $("drift-auto-flag").checked } });
+      await loadSchedule();
+    } catch (err) {
+      showError(err.message);
+    } finally {
+      $("drift-schedule-btn").disabled = false;
+    }
+  });
+
   $("drift-flag-btn").addEventListener("click", async () => {
     $("drift-flag-btn").disabled = true;
     try {
@@ -120,5 +167,6 @@ if (section) {
     }
   });
 
+  loadSchedule();
   load();
 }

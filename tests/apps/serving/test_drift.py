@@ -147,3 +147,107 @@ def test_drift_check_input_errors_with_a_model(api, lead, serving, digits, djang
     with pytest.raises(Exception) as ei:
         drift_check_flag(check=check)
     assert getattr(ei.value, "code", None) == "check_not_ready"
+
+
+@pytest.mark.slow
+def test_scheduled_checks_cover_consecutive_windows(api, lead, annotator, serving, digits,
+                                                    django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.projects.services import project_update
+    from apps.serving.drift import drift_checks_schedule
+    from apps.serving.models import DriftCheck
+    from apps.serving.tasks import schedule_drift_checks
+
+    project = serving
+    t0 = timezone.now()
+    assert drift_checks_schedule(now=t0) == []  # no schedule yet: nothing happens
+    r = api(annotator).patch(f"/api/v1/projects/{project.id}/", {"drift_check_hours": 1}, format="json")
+    assert r.status_code == 403
+    r = api(lead).patch(f"/api/v1/projects/{project.id}/", {"drift_check_hours": 1}, format="json")
+    assert r.status_code == 200 and r.json()["drift_check_hours"] == 1 and r.json()["drift_auto_flag"] is False
+    plan = r.json()["drift"]["schedule"]
+    assert plan["every_hours"] == 1 and r.json()["drift"]["last"] is None
+
+    # first tick: the window is the last hour (the 80 unlabeled and the val/test digits of the fixture)
+    project.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        first, = drift_checks_schedule(now=t0)
+    first.refresh_from_db()
+    assert first.trigger == "schedule" and first.created_by is None and first.status == "succeeded", first.message
+    assert first.window_end == t0 and first.window_start == t0 - timedelta(hours=1)
+    # not due again until the next window is an hour long
+    assert drift_checks_schedule(now=t0 + timedelta(minutes=50)) == []
+    # an hour later with only 5 new samples: too few, the window is left to grow
+    _push(project, [(f"q{i}", png, {"camera": "old"}) for i, (png, _) in enumerate(digits[200:205])],
+          django_capture_on_commit_callbacks)
+    assert drift_checks_schedule(now=t0 + timedelta(minutes=61)) == []
+    _push(project, [(f"q{i}", png, {"camera": "old"}) for i, (png, _) in enumerate(digits[205:240])],
+          django_capture_on_commit_callbacks)
+    # beat's task: the next window starts where the first ended and holds the 40 new samples
+    with django_capture_on_commit_callbacks(execute=True):
+        assert schedule_drift_checks.apply(kwargs={}).get() == 0  # real time: not an hour after t0 yet
+        second, = drift_checks_schedule(now=t0 + timedelta(minutes=61))
+    second.refresh_from_db()
+    assert second.window_start == first.window_end and second.status == "succeeded", second.message
+    assert second.report["n_prod"] == 40
+    body = api(lead).get(f"/api/v1/projects/{project.id}/").json()
+    assert body["drift"]["last"]["id"] == second.pk and body["drift"]["last"]["trigger"] == "schedule"
+    assert body["drift"]["schedule"]["window_start"].startswith(second.window_end.isoformat()[:19])
+    listed = api(lead).get(f"/api/v1/projects/{project.id}/drift-checks/").json()
+    assert [c["trigger"] for c in listed] == ["schedule", "schedule"]
+
+    # a queued scheduled check holds the next one back; turning the schedule off stops them
+    DriftCheck.objects.filter(pk=second.pk).update(status="queued")
+    assert drift_checks_schedule(now=t0 + timedelta(hours=5)) == []
+    r = api(lead).patch(f"/api/v1/projects/{project.id}/", {"drift_check_hours": None}, format="json")
+    assert r.status_code == 200 and r.json()["drift"]["schedule"] is None
+    DriftCheck.objects.filter(pk=second.pk).update(status="succeeded")
+    assert drift_checks_schedule(now=t0 + timedelta(hours=5)) == []
+    assert DriftCheck.objects.count() == 2
+
+
+def test_drift_schedule_settings_are_validated(api, lead, project):
+    from django.conf import settings
+
+    url = f"/api/v1/projects/{project.id}/"
+    for bad in (0, 24 * 91):
+        r = api(lead).patch(url, {"drift_check_hours": bad}, format="json")
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_drift_schedule", r.content
+    assert api(lead).patch(url, {"drift_check_hours": "often"}, format="json").status_code == 400
+    r = api(lead).patch(url, {"drift_check_hours": 24, "drift_auto_flag": True}, format="json")
+    assert r.status_code == 200 and r.json()["drift_check_hours"] == 24 and r.json()["drift_auto_flag"] is True
+    # no model serving: the schedule is recorded, and the beat tick skips the project until one is deployed
+    from apps.serving.drift import drift_checks_schedule
+
+    assert drift_checks_schedule() == []
+    beat = settings.CELERY_BEAT_SCHEDULE["looplab-schedule-drift-checks"]
+    from apps.looplab.celery import app
+
+    assert beat["task"] in app.tasks and beat["schedule"] > 0
+
+
+@pytest.mark.slow
+def test_auto_flag_sends_drifted_samples_back_and_the_project_list_shows_it(
+        api, lead, serving, digits, client, django_capture_on_commit_callbacks):
+    from django.utils import timezone
+
+    from apps.samples.models import Sample
+
+    project = serving
+    r = api(lead).patch(f"/api/v1/projects/{project.id}/", {"drift_auto_flag": True}, format="json")
+    assert r.status_code == 200
+    since = timezone.now().isoformat()
+    _push(project, [(f"p{i}", png, {"camera": "old"}) for i, (png, _) in enumerate(digits[200:240])]
+          + [(f"n{i}", _inverted(png), {"camera": "new"}) for i, (png, _) in enumerate(digits[240:300])],
+          django_capture_on_commit_callbacks)
+    body = _check(api, lead, project, django_capture_on_commit_callbacks, since=since)
+    assert body["drifted"] is True
+    ids = {w["sample"] for w in body["witnesses"]}
+    assert body["flagged"] == len(ids) > 0 and body["flagged_at"] is not None  # nobody pressed the button
+    assert set(Sample.objects.filter(drift_flagged=True).values_list("id", flat=True)) == ids
+    client.force_login(lead)
+    html = client.get("/").content.decode()
+    assert 'class="badge badge-bad"' in html and f"#{body['id']}" in html

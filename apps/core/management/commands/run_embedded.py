@@ -1,4 +1,4 @@
-"""Run the embedded default in the foreground: a web server and a Celery worker, until Ctrl-C."""
+"""Run the embedded default in the foreground: a web server and a Celery worker (with beat), until Ctrl-C."""
 import os
 import signal
 import subprocess
@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Run web (gunicorn) and a Celery worker for all queues in the foreground."
+    help = "Run web (gunicorn) and a Celery worker for all queues, with the beat scheduler, in the foreground."
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default="127.0.0.1:8000")
@@ -22,8 +22,10 @@ class Command(BaseCommand):
         env = dict(os.environ, DJANGO_SETTINGS_MODULE=os.environ.get("DJANGO_SETTINGS_MODULE", "apps.looplab.settings"))
         bin_dir = os.path.dirname(sys.executable)
         procs = {
+            # --beat: the scheduler (scheduled drift checks) inside the one worker
             "worker": subprocess.Popen([os.path.join(bin_dir, "celery"), "-A", "apps.looplab", "worker",
-                                        "-Q", "default,ml_cpu,ml_gpu", "-c", "1", "--loglevel", "INFO"], env=env),
+                                        "-Q", "default,ml_cpu,ml_gpu", "-c", "1", "--loglevel", "INFO", "--beat",
+                                        "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")], env=env),
             "web": subprocess.Popen([os.path.join(bin_dir, "gunicorn"), "apps.looplab.wsgi", "--bind", bind,
                                      "--workers", str(web_workers), "--threads", "4", "--access-logfile", "-"], env=env),
         }
