@@ -48,6 +48,25 @@ def test_new_campaign_is_detected_and_its_samples_ranked_first():
     assert rep.top_drift_scores == sorted(rep.top_drift_scores, reverse=True)
 
 
+def test_several_bandwidths_see_a_small_new_mode_that_the_median_one_misses():
+    # 6% of production is a tight new mode inside the data's range: the median bandwidth (as wide as the
+    # whole mixture) averages it away, a quarter of it does not
+    rng = np.random.default_rng(8)
+    centres = rng.normal(scale=3.0, size=(4, 16))
+    ref = _mixture(400, 9, centres)
+    new_mode = (centres.mean(axis=0) + 0.3 * rng.normal(size=(18, 16))).astype(np.float32)
+    prod = np.concatenate([_mixture(282, 10, centres), new_mode])
+    single = mmd_test(ref, prod, scales=(1.0,), n_permutations=200, random_state=0)
+    multi = mmd_test(ref, prod, n_permutations=200, random_state=0)
+    assert single["p_value"] > 0.05 and multi["p_value"] < 0.05, (single, multi)
+    assert multi["bandwidth"] < multi["base_bandwidth"] and len(multi["bandwidths"]) == 4
+    assert single["bandwidths"] == [single["base_bandwidth"]]
+    rep = detect_drift(ref, prod, top_k=18, random_state=0)
+    assert rep.drifted and np.mean(np.array(rep.top_drift_indices) >= 282) >= 0.8  # the new mode leads
+    with pytest.raises(InvalidInput):
+        mmd_test(ref, prod, scales=(0.0, 1.0))
+
+
 def test_mean_shift_detected():
     ref = _mixture(500, 6, CENTRES)
     prod = _mixture(500, 7, CENTRES) + 0.6  # every feature shifted
