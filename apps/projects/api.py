@@ -35,6 +35,9 @@ class ProjectPatchIn(serializers.Serializer):
                                                            "null turns the schedule off")
     drift_auto_flag = serializers.BooleanField(required=False, help_text="send a drifted check's witnesses back "
                                                                          "to labeling without asking")
+    drift_webhook_url = serializers.CharField(required=False, allow_blank=True, max_length=500,
+                                              help_text="POST a JSON alert here when a check finds drift "
+                                                        "(empty: no alerts)")
 
 
 class ProjectOut(serializers.Serializer):
@@ -50,7 +53,15 @@ class ProjectOut(serializers.Serializer):
     annotations_per_task = serializers.IntegerField()
     drift_check_hours = serializers.IntegerField(allow_null=True)
     drift_auto_flag = serializers.BooleanField()
+    drift_webhook_url = serializers.CharField(help_text="shown to leads and admins only")
     created_at = serializers.DateTimeField()
+
+
+def _project_out(project, role) -> dict:
+    data = ProjectOut(project).data
+    if role == Role.ANNOTATOR:  # a webhook URL is a credential (Slack and the like): leads only
+        data["drift_webhook_url"] = ""
+    return data
 
 
 def project_detail(project, user) -> dict:
@@ -58,9 +69,10 @@ def project_detail(project, user) -> dict:
     from apps.samples.selectors import sample_counts
     from apps.serving.selectors import current_deployment, drift_status
 
-    data = ProjectOut(project).data
+    role = project_role(project=project, user=user)
+    data = _project_out(project, role)
     deployment = current_deployment(project=project)
-    data.update(role=project_role(project=project, user=user), budget=budget_summary(project=project),
+    data.update(role=role, budget=budget_summary(project=project),
                 counts=sample_counts(project=project),
                 deployment=({"id": deployment.pk, "model": deployment.model_version_id, "created_at": deployment.created_at,
                              "label_to_serving_s": deployment.label_to_serving_s} if deployment else None),
@@ -71,7 +83,8 @@ def project_detail(project, user) -> dict:
 class ProjectListCreate(APIView):
     @extend_schema(responses=ProjectOut(many=True), summary="List the projects you are a member of")
     def get(self, request):
-        return Response([ProjectOut(p).data for p in projects_for_user(user=request.user)])
+        return Response([_project_out(p, project_role(project=p, user=request.user))
+                         for p in projects_for_user(user=request.user)])
 
     @extend_schema(request=ProjectIn, responses={201: ProjectOut}, summary="Create a project (leads and admins)")
     def post(self, request):

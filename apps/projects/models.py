@@ -36,6 +36,8 @@ class Project(models.Model):
         null=True, blank=True, help_text="check production for drift every N hours (null: only when a lead asks)")
     drift_auto_flag = models.BooleanField(
         default=False, help_text="when a check finds drift, send its witnesses back to labeling without asking")
+    drift_webhook_url = models.URLField(
+        max_length=500, blank=True, default="", help_text="POST a JSON alert here when a check finds drift")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 

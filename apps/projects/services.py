@@ -63,7 +63,7 @@ def project_create(*, user, name: str, modality: str, labels: list, task_type: s
 
 def project_update(*, project: Project, **fields) -> Project:
     allowed = {"name", "label_budget", "confidence_threshold", "auto_deploy", "annotations_per_task",
-               "drift_check_hours", "drift_auto_flag"}
+               "drift_check_hours", "drift_auto_flag", "drift_webhook_url"}
     unknown = set(fields) - allowed
     if unknown:
         raise ValidationFailed(f"These fields cannot be changed: {sorted(unknown)}.", code="read_only_fields")
@@ -77,6 +77,17 @@ def project_update(*, project: Project, **fields) -> Project:
         if not 1 <= fields["drift_check_hours"] <= MAX_WINDOW_HOURS:
             raise ValidationFailed(f"drift_check_hours must be within 1..{MAX_WINDOW_HOURS} (or null: no schedule).",
                                    code="invalid_drift_schedule", details={"drift_check_hours": fields["drift_check_hours"]})
+    if fields.get("drift_webhook_url"):
+        from django.core.exceptions import ValidationError
+        from django.core.validators import URLValidator
+
+        try:
+            URLValidator(schemes=["http", "https"])(fields["drift_webhook_url"])
+        except ValidationError:
+            raise ValidationFailed("drift_webhook_url must be an http(s) URL (or empty: no alerts).",
+                                   code="invalid_webhook_url") from None
+        if len(fields["drift_webhook_url"]) > 500:
+            raise ValidationFailed("drift_webhook_url is longer than 500 characters.", code="invalid_webhook_url")
     for key, value in fields.items():
         setattr(project, key, value)
     project.save(update_fields=list(fields) or None)

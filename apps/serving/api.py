@@ -105,6 +105,10 @@ class DriftCheckOut(JobOut):
     p_value = serializers.SerializerMethodField()
     flagged = serializers.IntegerField()
     flagged_at = serializers.DateTimeField(allow_null=True)
+    alert_status = serializers.CharField(help_text='webhook alert: "" (none), "sending", "sent" or "failed"')
+    alert_attempts = serializers.IntegerField()
+    alert_error = serializers.CharField()
+    alert_sent_at = serializers.DateTimeField(allow_null=True)
 
     def get_drifted(self, obj) -> bool | None:
         return (obj.report or {}).get("drifted")

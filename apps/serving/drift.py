@@ -12,7 +12,8 @@ project does it by itself (``drift_auto_flag``); rounds then take them first, li
 
 Checks run when a lead asks (:func:`drift_check_create`) or on the project's schedule
 (``drift_check_hours``): celery beat calls :func:`drift_checks_schedule`, which covers production in
-consecutive windows.
+consecutive windows. A check that finds drift POSTs an alert to the project's ``drift_webhook_url``
+(:func:`drift_alert_deliver`, retried with backoff).
 """
 from __future__ import annotations
 
@@ -187,6 +188,11 @@ def drift_check_run(*, check: DriftCheck) -> None:
     if report.drifted and project.drift_auto_flag and witnesses:
         check.refresh_from_db()
         drift_check_flag(check=check)
+    if report.drifted and project.drift_webhook_url:
+        from apps.serving.tasks import send_drift_alert
+
+        DriftCheck.objects.filter(pk=check.pk).update(alert_status="sending")
+        transaction.on_commit(lambda: send_drift_alert.delay(check.pk))
 
 
 def drift_check_flag(*, check: DriftCheck) -> int:
@@ -203,3 +209,67 @@ def drift_check_flag(*, check: DriftCheck) -> int:
                                                       flagged=check.flagged + n)
     check.refresh_from_db()
     return n
+
+
+ALERT_ATTEMPTS = 5
+ALERT_TIMEOUT_S = 10
+ALERT_BACKOFF_S = 30  # the n-th retry waits ALERT_BACKOFF_S * 2 ** (n - 1) seconds
+
+
+def drift_alert_payload(*, check: DriftCheck) -> dict:
+    """The JSON a drift alert carries (``event`` = "looplab.drift.detected")."""
+    report = check.report or {}
+    project = check.project
+    return {
+        "event": "looplab.drift.detected",
+        "project": {"id": project.pk, "name": project.name},
+        "check": {
+            "id": check.pk, "trigger": check.trigger, "model": check.model_version_id,
+            "window_start": check.window_start.isoformat(), "window_end": check.window_end.isoformat(),
+            "p_value": report.get("p_value"), "confidence_psi": report.get("confidence_psi"),
+            "confidence_level": report.get("confidence_level"), "prediction_psi": report.get("prediction_psi"),
+            "n_ref": report.get("n_ref"), "n_prod": report.get("n_prod"),
+            "drifted_slices": sorted(name for name, sl in (report.get("slices") or {}).items() if sl.get("drifted")),
+            "witnesses": len(check.witnesses), "sent_to_labeling": check.flagged,
+            "api": f"/api/v1/drift-checks/{check.pk}/", "page": f"/projects/{project.pk}/#drift",
+        },
+    }
+
+
+def drift_alert_deliver(*, check: DriftCheck, attempt: int = 1) -> bool:
+    """POST the check's alert to the project's ``drift_webhook_url`` once (a 2xx answer within
+    ALERT_TIMEOUT_S counts) and record the outcome on the check; after a failure, queue the next attempt
+    with exponential backoff, up to ALERT_ATTEMPTS. Returns whether this attempt was delivered; a check
+    already delivered (a repeated message) is not sent again."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from apps.serving.tasks import send_drift_alert
+
+    url = check.project.drift_webhook_url
+    if check.alert_status == "sent" or not url:
+        return False
+    body = json.dumps(drift_alert_payload(check=check)).encode()
+    request = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json", "User-Agent": "Looplab drift alert", "X-Looplab-Event": "drift.detected"})
+    error = ""
+    try:
+        with urllib.request.urlopen(request, timeout=ALERT_TIMEOUT_S) as response:  # noqa: S310 (a lead's URL)
+            if not 200 <= response.status < 300:
+                error = f"the receiver answered {response.status}"
+    except urllib.error.HTTPError as exc:
+        error = f"the receiver answered {exc.code}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        error = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+    if not error:
+        DriftCheck.objects.filter(pk=check.pk).update(alert_status="sent", alert_attempts=attempt, alert_error="",
+                                                      alert_sent_at=timezone.now())
+        return True
+    last = attempt >= ALERT_ATTEMPTS
+    DriftCheck.objects.filter(pk=check.pk).update(
+        alert_status="failed" if last else "sending", alert_attempts=attempt,
+        alert_error=f"attempt {attempt} of {ALERT_ATTEMPTS}: {error}"[:2000])
+    if not last:
+        send_drift_alert.apply_async((check.pk, attempt + 1), countdown=ALERT_BACKOFF_S * 2 ** (attempt - 1))
+    return False

@@ -54,6 +54,11 @@ class DriftCheck(JobFields):
     witnesses = models.JSONField(default=list, blank=True)
     flagged_at = models.DateTimeField(null=True, blank=True)
     flagged = models.PositiveIntegerField(default=0)
+    # the webhook alert of a drifted check (project's drift_webhook_url): "", "sending", "sent" or "failed"
+    alert_status = models.CharField(max_length=16, blank=True, default="")
+    alert_attempts = models.PositiveSmallIntegerField(default=0)
+    alert_error = models.TextField(blank=True, default="")
+    alert_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -19,3 +19,14 @@ def schedule_drift_checks() -> int:
     from apps.serving.drift import drift_checks_schedule
 
     return len(drift_checks_schedule())
+
+
+@shared_task(name="looplab.serving.drift_alert", acks_late=True, reject_on_worker_lost=True)
+def send_drift_alert(check_id: int, attempt: int = 1) -> None:
+    """POST a drifted check's alert to the project's webhook (one attempt; the service queues retries)."""
+    from apps.serving.drift import drift_alert_deliver
+    from apps.serving.models import DriftCheck
+
+    check = DriftCheck.objects.select_related("project").filter(pk=check_id).first()
+    if check is not None:
+        drift_alert_deliver(check=check, attempt=attempt)

@@ -82,13 +82,16 @@ def test_drift_check_and_send_back(live_server, drifting_project, new_page, arti
     assert page.locator("#drift-schedule-status").text_content() == "no schedule: checks run when you ask"
     page.select_option("#drift-every", "24")
     page.check("#drift-auto-flag")
+    page.fill("#drift-webhook", "https://hooks.example.com/looplab/drift")
     page.click("#drift-schedule-btn")
     page.wait_for_function("() => document.getElementById('drift-schedule-status').textContent.includes('due')")
     project.refresh_from_db()
     assert project.drift_check_hours == 24 and project.drift_auto_flag is True
+    assert project.drift_webhook_url == "https://hooks.example.com/looplab/drift"
     page.reload()
     page.wait_for_function("() => window.__looplabDrift.schedule !== null")
     assert page.locator("#drift-every").input_value() == "24" and page.locator("#drift-auto-flag").is_checked()
+    assert page.locator("#drift-webhook").input_value() == "https://hooks.example.com/looplab/drift"
     page.locator("#drift").screenshot(path=str(artifacts / "drift-monitoring.png"))
     # the project list marks the project whose latest check found drift
     page.goto(f"{live_server.url}/")

@@ -45,6 +45,11 @@ if (section) {
       stat("Mean confidence", `${pct(r.mean_confidence_ref)} → ${pct(r.mean_confidence_prod)}`),
       stat("Samples", `${r.n_ref} training · ${r.n_prod} production`),
     );
+    const alertText = { sending: `sending (attempt ${d.alert_attempts + 1})`, sent: `sent ${when(d.alert_sent_at)}`,
+      failed: `failed: ${d.alert_error}` }[d.alert_status];
+    if (alertText) {
+      $("drift-stats").append(stat("Webhook alert", alertText, d.alert_status === "failed" ? "is-bad" : ""));
+    }
     const slices = Object.entries(r.slices || {});
     const table = $("drift-slices");
     table.hidden = slices.length === 0;
@@ -99,6 +104,7 @@ if (section) {
         $("drift-every").value = opt.value;
       }
       $("drift-auto-flag").checked = data.drift_auto_flag;
+      $("drift-webhook").value = data.drift_webhook_url;
     } catch (err) {
       showError(err.message);
     }
@@ -145,7 +151,8 @@ if (section) {
     try {
       const every = $("drift-every").value;
       await api(`/api/v1/projects/${projectId}/`, { method: "PATCH",
-        body: { drift_check_hours: every === "" ? null : Number(every), drift_auto_flag: $("drift-auto-flag").checked } });
+        body: { drift_check_hours: every === "" ? null : Number(every), drift_auto_flag: $("drift-auto-flag").checked,
+          drift_webhook_url: $("drift-webhook").value.trim() } });
       await loadSchedule();
     } catch (err) {
       showError(err.message);

@@ -251,3 +251,97 @@ def test_auto_flag_sends_drifted_samples_back_and_the_project_list_shows_it(
     client.force_login(lead)
     html = client.get("/").content.decode()
     assert 'class="badge badge-bad"' in html and f"#{body['id']}" in html
+
+
+class _Receiver:
+    """A real HTTP server on 127.0.0.1 that records the alerts it gets and answers with ``statuses`` in turn
+    (the last one repeats)."""
+
+    def __init__(self, statuses=(204,)):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.statuses, self.got = list(statuses), []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.got.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
+                status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/drift"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.slow
+def test_a_drifted_check_alerts_the_webhook_with_retries(api, lead, annotator, serving, digits,
+                                                          django_capture_on_commit_callbacks):
+    from django.utils import timezone
+
+    from apps.serving.models import DriftCheck
+
+    project = serving
+    url = f"/api/v1/projects/{project.id}/"
+    for bad in ("not a url", "ftp://example.com/x", "http://" + "a" * 500 + ".com/"):
+        r = api(lead).patch(url, {"drift_webhook_url": bad}, format="json")
+        assert r.status_code in (400, 422), r.content
+    receiver = _Receiver(statuses=(204,))
+    try:
+        r = api(lead).patch(url, {"drift_webhook_url": receiver.url, "drift_auto_flag": True}, format="json")
+        assert r.status_code == 200 and r.json()["drift_webhook_url"] == receiver.url
+        # a webhook URL is a credential: annotators do not see it
+        assert api(annotator).get(url).json()["drift_webhook_url"] == ""
+        assert all(p["drift_webhook_url"] == "" for p in api(annotator).get("/api/v1/projects/").json())
+
+        # more of the same: no drift, no alert
+        since = timezone.now().isoformat()
+        _push(project, [(f"p{i}", png, {"camera": "old"}) for i, (png, _) in enumerate(digits[200:260])],
+              django_capture_on_commit_callbacks)
+        calm = _check(api, lead, project, django_capture_on_commit_callbacks, since=since)
+        assert calm["drifted"] is False and calm["alert_status"] == "" and receiver.got == []
+
+        # a new camera: drift, witnesses sent to labeling by themselves, and one alert
+        since = timezone.now().isoformat()
+        _push(project, [(f"n{i}", _inverted(png), {"camera": "new"}) for i, (png, _) in enumerate(digits[260:330])],
+              django_capture_on_commit_callbacks)
+        body = _check(api, lead, project, django_capture_on_commit_callbacks, since=since)
+        assert body["drifted"] is True and body["alert_status"] == "sent" and body["alert_attempts"] == 1, body
+        assert len(receiver.got) == 1
+        hit = receiver.got[0]
+        assert hit["path"] == "/hooks/drift" and hit["headers"]["X-Looplab-Event"] == "drift.detected"
+        alert = hit["body"]
+        assert alert["event"] == "looplab.drift.detected" and alert["project"] == {"id": project.id, "name": project.name}
+        assert alert["check"]["id"] == body["id"] and alert["check"]["p_value"] == body["p_value"] < 0.05
+        assert alert["check"]["sent_to_labeling"] == body["flagged"] > 0  # flagged before the alert went out
+        assert alert["check"]["page"] == f"/projects/{project.id}/#drift"
+
+        # the receiver fails twice, then takes it: three attempts, delivered
+        receiver.statuses = [500, 503, 204]
+        body = _check(api, lead, project, django_capture_on_commit_callbacks, since=since)
+        assert body["alert_status"] == "sent" and body["alert_attempts"] == 3, body
+        assert len(receiver.got) == 4
+        # it never takes it: five attempts, then failed, with the reason
+        receiver.statuses = [500]
+        body = _check(api, lead, project, django_capture_on_commit_callbacks, since=since)
+        assert body["alert_status"] == "failed" and body["alert_attempts"] == 5, body
+        assert body["alert_error"] == "attempt 5 of 5: the receiver answered 500"
+        assert len(receiver.got) == 9
+    finally:
+        receiver.close()
+    # nobody listens any more: the connection error is recorded
+    body = _check(api, lead, project, django_capture_on_commit_callbacks, since=since)
+    assert body["alert_status"] == "failed" and "Connection" in body["alert_error"], body
+    assert DriftCheck.objects.filter(project=project, alert_status="sent").count() == 2
