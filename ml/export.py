@@ -38,6 +38,7 @@ __all__ = [
     "RuntimeComparison",
     "quantize_dynamic_int8",
     "quantize_static_int8",
+    "cpu_has_vnni",
     "measure_latency",
     "choose_runtime",
     "runtime_decision",
@@ -267,22 +268,56 @@ def _preprocessed(onnx_path: str | os.PathLike, workdir: str) -> str:
         return os.fspath(onnx_path)
 
 
+def cpu_has_vnni() -> bool | None:
+    """Whether this x86 CPU has VNNI int8 dot products (AVX512-VNNI or AVX-VNNI); None when it cannot tell
+    (not Linux, or not x86)."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_vnni", "avx_vnni"})
+    except OSError:
+        return None
+    return None
+
+
+def _reduce_range(reduce_range: bool | None) -> bool:
+    """None = auto: 7-bit weights on x86 CPUs without VNNI. There onnxruntime's u8 x s8 kernels sum pairs of
+    products in 16 bits, which saturate with full-range 8-bit weights (measured on an AVX2-only AMD EPYC:
+    a static-int8 digits CNN agreed with fp32 on 87.8% of 997 digits with 8-bit weights, 98.8% with 7-bit)."""
+    if reduce_range is not None:
+        return bool(reduce_range)
+    return cpu_has_vnni() is False
+
+
 def quantize_dynamic_int8(
-    onnx_path: str | os.PathLike, out_path: str | os.PathLike, *, op_types: tuple[str, ...] = ("MatMul", "Gemm")
+    onnx_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    op_types: tuple[str, ...] = ("MatMul", "Gemm"),
+    reduce_range: bool | None = None,
 ) -> None:
     """Dynamic int8 quantization: int8 weights, activations quantized on the fly per batch.
 
     Only ``op_types`` are quantized (default the fully-connected layers: onnxruntime's CPU
     ``ConvInteger`` kernels are slow or missing for int8 weights, so convolutions stay fp32; use
-    :func:`quantize_static_int8` for conv-heavy models).
+    :func:`quantize_static_int8` for conv-heavy models). ``reduce_range``: 7-bit weights; None = on x86
+    CPUs without VNNI (see :func:`cpu_has_vnni`). Quantize on the kind of machine that will serve.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     meta = _read_metadata(onnx_path)
+    reduce = _reduce_range(reduce_range)
     with tempfile.TemporaryDirectory() as tmp:
         src = _preprocessed(onnx_path, tmp)
-        quantize_dynamic(src, os.fspath(out_path), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types))
-    _set_metadata(out_path, {**meta, "precision": "int8-dynamic"})
+        quantize_dynamic(src, os.fspath(out_path), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
+                         reduce_range=reduce)
+    _set_metadata(out_path, {**meta, "precision": "int8-dynamic", "reduce_range": str(reduce).lower()})
 
 
 class _CalibrationReader:
@@ -312,12 +347,14 @@ def quantize_static_int8(
     *,
     per_channel: bool = True,
     batch_size: int = 32,
+    reduce_range: bool | None = None,
 ) -> None:
     """Static int8 quantization in QDQ format, calibrated (min/max) on ``calibration_X``.
 
     Weights int8 (per channel by default), activations uint8. The final Softmax stays fp32 so the
     probabilities keep full resolution. ``calibration_X`` should be a few hundred real samples of
-    the serving distribution (the training set is fine).
+    the serving distribution (the training set is fine). ``reduce_range``: 7-bit weights; None = on x86
+    CPUs without VNNI (see :func:`cpu_has_vnni`). Quantize on the kind of machine that will serve.
     """
     import onnxruntime
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -326,6 +363,7 @@ def quantize_static_int8(
     if X.ndim < 2 or len(X) == 0:
         raise EmptyData("calibration_X must be a non-empty batch", details={"shape": list(X.shape)})
     meta = _read_metadata(onnx_path)
+    reduce = _reduce_range(reduce_range)
     input_name = onnxruntime.InferenceSession(os.fspath(onnx_path), providers=["CPUExecutionProvider"]).get_inputs()[0].name
     with tempfile.TemporaryDirectory() as tmp:
         src = _preprocessed(onnx_path, tmp)
@@ -339,6 +377,7 @@ def quantize_static_int8(
             per_channel=per_channel,
             calibrate_method=CalibrationMethod.MinMax,
             op_types_to_quantize=["Conv", "MatMul", "Gemm", "Relu", "MaxPool", "GlobalAveragePool", "AveragePool", "Add", "Mul", "Concat"],
+            reduce_range=reduce,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
-    _set_metadata(out_path, {**meta, "precision": "int8-static"})
+    _set_metadata(out_path, {**meta, "precision": "int8-static", "reduce_range": str(reduce).lower()})
