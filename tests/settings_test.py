@@ -6,6 +6,7 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/loopla
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("LOOPLAB_DATA_DIR", tempfile.mkdtemp(prefix="looplab-test-"))
 os.environ.setdefault("LOOPLAB_TRAIN_EPOCHS", "8")
+os.environ.setdefault("LOOPLAB_EXPORT_TIMING_S", "0.05")  # int8 vs fp32 timing at export: short in tests
 
 from apps.looplab.settings import *  # noqa: E402,F401,F403
 

@@ -266,6 +266,9 @@ LOOPLAB = {
     "URI_ROOTS": env("LOOPLAB_URI_ROOTS", [], cast=list),
     # similar-sample search keeps an index per (project, embedding space) up to this many vectors
     "SIMILAR_CACHE_VECTORS": env("LOOPLAB_SIMILAR_CACHE_VECTORS", 200_000, cast=int),
+    # export: also quantize classifiers to int8 and serve int8 when >= 1.2x faster with <= 1 point lost
+    "EXPORT_INT8": env("LOOPLAB_EXPORT_INT8", True, cast=bool),
+    "EXPORT_TIMING_S": env("LOOPLAB_EXPORT_TIMING_S", 0.5, cast=float),  # per runtime and batch size
 }
 
 LOGGING = {

@@ -34,7 +34,7 @@ def current_deployment(*, project) -> Deployment | None:
 
 
 def model_runner(*, model_version) -> ModelRunner:
-    """An ONNX session for the model version, cached per process (LRU)."""
+    """An ONNX session for the model version (its int8 file when export chose int8), cached per process (LRU)."""
     with _LOCK:
         runner = _CACHE.get(model_version.pk)
         if runner is not None:
@@ -42,7 +42,8 @@ def model_runner(*, model_version) -> ModelRunner:
             return runner
     from ml.export import OnnxClassifier
 
-    with default_storage.open(model_version.onnx.name, "rb") as fh:
+    f = model_version.onnx_int8 if model_version.runtime == "int8" and model_version.onnx_int8 else model_version.onnx
+    with default_storage.open(f.name, "rb") as fh:
         session = OnnxClassifier(fh.read())
     runner = ModelRunner(model_id=model_version.pk, labels=list(model_version.labels), session=session)
     with _LOCK:

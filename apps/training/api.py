@@ -52,6 +52,9 @@ class ModelOut(serializers.Serializer):
     baseline_report = serializers.JSONField(allow_null=True)
     comparison = serializers.JSONField(allow_null=True)
     parity = serializers.JSONField(allow_null=True)
+    runtime = serializers.CharField(help_text="what serving runs: fp32, or int8 when >= 1.2x faster with <= 1 point lost")
+    runtime_report = serializers.JSONField(allow_null=True, help_text="fp32 vs int8: accuracy, agreement, latency "
+                                                                      "at batch 1 and 64, and the decision's reason")
     exported = serializers.SerializerMethodField()
     confusion_url = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()

@@ -70,6 +70,9 @@ class ModelVersion(models.Model):
     baseline_report = models.JSONField(null=True, blank=True, help_text="the deployed model on the same test set")
     comparison = models.JSONField(null=True, blank=True)
     parity = models.JSONField(null=True, blank=True)
+    onnx_int8 = models.FileField(max_length=300, blank=True, default="")
+    runtime = models.CharField(max_length=8, default="fp32", help_text="what serving runs: fp32 or int8 (onnx_int8)")
+    runtime_report = models.JSONField(null=True, blank=True, help_text="fp32 vs int8: latency, accuracy, decision")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

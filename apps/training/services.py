@@ -95,8 +95,9 @@ def _enqueue(run: TrainingRun, kind: str) -> None:
     transaction.on_commit(lambda: task.delay(run.pk))
 
 
-def _load_split(run: TrainingRun, splits: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    items = [item for item in run.dataset_version.items if item[2] in splits]
+def _load_split(run: TrainingRun, splits: tuple[str, ...], limit: int | None = None,
+                ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    items = [item for item in run.dataset_version.items if item[2] in splits][:limit]
     if not items:
         return np.zeros((0,)), np.zeros((0,), dtype=np.int64), []
     samples = Sample.objects.in_bulk([item[0] for item in items])
@@ -255,6 +256,49 @@ def training_run_evaluate(*, run: TrainingRun) -> None:
     _run_step(run, StepKind.EVALUATE, body)
 
 
+INT8_CALIBRATION = 256  # training samples that calibrate static int8
+INT8_EVAL = 512  # samples on which fp32 and int8 accuracy are compared
+
+
+def _int8_choice(run: TrainingRun, model, fp32_path: Path, X, y, split: str, progress) -> dict:
+    """Quantize to static int8, compare with fp32 on (X, y) and time both; decide what serving runs with
+    ml.serving.runtime_decision (int8 only when >= 1.2x faster at batch 1 and 64 and <= 1 point lost).
+    Returns the runtime report; writes ``int8.onnx`` beside ``fp32_path`` when quantization worked."""
+    from ml.errors import MLError
+    from ml.export import OnnxClassifier, compare_runtimes, quantize_static_int8
+    from ml.serving import measure_latency, runtime_decision
+
+    if run.project.task_type != "classification":
+        return {"decision": {"runtime": "fp32", "reason": "int8 is chosen by accuracy, measured for classifiers only"}}
+    if len(y) == 0:
+        return {"decision": {"runtime": "fp32", "reason": "no labeled samples to compare int8 with fp32 on"}}
+    progress(65, f"quantizing to int8 (static, calibrated on up to {INT8_CALIBRATION} training samples)")
+    X_cal, _, _ = _load_split(run, ("train",), limit=INT8_CALIBRATION)
+    int8_path = fp32_path.with_name("int8.onnx")
+    try:
+        quantize_static_int8(fp32_path, int8_path, X_cal if len(X_cal) else X[:INT8_CALIBRATION])
+    except (MLError, ValueError, RuntimeError) as exc:  # an op onnxruntime cannot quantize: serve fp32
+        return {"decision": {"runtime": "fp32", "reason": f"int8 quantization failed: {exc}"}}
+    X, y = X[:INT8_EVAL], y[:INT8_EVAL]
+    progress(75, f"comparing int8 with fp32 on {len(y)} {split} samples")
+    cmp = compare_runtimes(model, {"fp32": fp32_path, "int8": int8_path}, X, y)
+    progress(85, "timing fp32 and int8 at batch 1 and 64")
+    seconds = float(settings.LOOPLAB["EXPORT_TIMING_S"])
+    stats = {}
+    for name, path in (("fp32", fp32_path), ("int8", int8_path)):
+        session = OnnxClassifier(path)
+        stats[name] = measure_latency(session.predict_proba, X, (1, 64), min_seconds=seconds)
+    decision = runtime_decision(stats["fp32"], stats["int8"], cmp.runtimes["fp32"]["accuracy"],
+                                cmp.runtimes["int8"]["accuracy"])
+    meta = OnnxClassifier(int8_path).metadata
+    return {
+        "decision": decision.to_dict(), "eval_split": split, "n_eval": int(len(y)),
+        "fp32": {**cmp.runtimes["fp32"], "latency": stats["fp32"]},
+        "int8": {**cmp.runtimes["int8"], "latency": stats["int8"], "precision": meta.get("precision"),
+                 "reduce_range": meta.get("reduce_range") == "true"},
+    }
+
+
 def training_run_export(*, run: TrainingRun) -> None:
     def body(step, progress):
         from ml.export import export_onnx, parity_report
@@ -262,21 +306,30 @@ def training_run_export(*, run: TrainingRun) -> None:
         mv = ModelVersion.objects.get(pk=run.model_id)
         model = _load_model(mv)
         progress(10, "exporting to ONNX")
-        X, _, _ = _load_split(run, ("test",))
+        split = "test"
+        X, y, _ = _load_split(run, ("test",))
         if len(X) == 0:
-            X, _, _ = _load_split(run, ("val", "train"))
+            split = "val"
+            X, y, _ = _load_split(run, ("val", "train"))
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.onnx"
             export_onnx(model, path)
-            progress(60, "checking ONNX against torch")
+            progress(50, "checking ONNX against torch")
             parity = parity_report(model, path, X[:256])
             if not parity.passed:
                 raise RuntimeError(f"ONNX export disagrees with torch: {parity.to_dict()}")
-            name = default_storage.save(f"models/{mv.project_id}/run{run.pk}/model.onnx",
-                                        ContentFile(path.read_bytes()))
-        mv.onnx, mv.parity = name, parity.to_dict()
-        mv.save(update_fields=["onnx", "parity"])
-        return {"parity": parity.to_dict()}
+            report = (_int8_choice(run, model, path, X, y, split, progress) if settings.LOOPLAB["EXPORT_INT8"]
+                      else {"decision": {"runtime": "fp32", "reason": "int8 export is off (LOOPLAB_EXPORT_INT8)"}})
+            folder = f"models/{mv.project_id}/run{run.pk}"
+            name = default_storage.save(f"{folder}/model.onnx", ContentFile(path.read_bytes()))
+            int8_name = ""
+            if path.with_name("int8.onnx").exists():
+                int8_name = default_storage.save(f"{folder}/model.int8.onnx",
+                                                 ContentFile(path.with_name("int8.onnx").read_bytes()))
+        mv.onnx, mv.parity, mv.onnx_int8, mv.runtime_report = name, parity.to_dict(), int8_name, report
+        mv.runtime = report["decision"]["runtime"]
+        mv.save(update_fields=["onnx", "parity", "onnx_int8", "runtime", "runtime_report"])
+        return {"parity": parity.to_dict(), "runtime": mv.runtime, "reason": report["decision"]["reason"]}
 
     _run_step(run, StepKind.EXPORT, body)
 

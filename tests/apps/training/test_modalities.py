@@ -41,6 +41,10 @@ def test_train_deploy_predict(api, lead, annotator, modality, django_capture_on_
     body = api(lead).get(f"/api/v1/models/{run.model_id}/").json()
     assert body["parity"]["top1_agreement"] == 1.0
     assert body["eval_report"]["n"] > 0
+    # export also made an int8 model and decided which one serves, with its reason
+    report = body["runtime_report"]
+    assert body["runtime"] == report["decision"]["runtime"] in ("fp32", "int8") and report["decision"]["reason"]
+    assert report["int8"]["top1_agreement"] >= 0.8 and set(report["int8"]["latency"]) == {"1", "64"}
     r = api(lead).post(f"/api/v1/projects/{project.id}/predict/",
                        {"content": base64.b64encode(items[0][0]).decode()}, format="json")
     assert r.status_code == 200, r.content
