@@ -28,3 +28,20 @@ def label_all_open(project, user, truth) -> int:
             return n
         annotation_submit(task=task, user=user, result={"label": truth[task.sample_id]}, active_seconds=1.5)
         n += 1
+
+
+def train_digits(project, lead, annotator, digits, capture, *, n: int, epochs: int):
+    """Push ``n`` digits, label them all through a random round, train; the run, succeeded.
+    ``capture`` is pytest-django's django_capture_on_commit_callbacks (runs the queued jobs)."""
+    from apps.labeling.services import round_create
+    from apps.training.services import training_run_create
+
+    with capture(execute=True):
+        push_digits(project, digits, n)
+        round_create(project=project, user=lead, budget=n, strategy="random")
+    label_all_open(project, annotator, truth_by_sample(project, digits))
+    with capture(execute=True):
+        run = training_run_create(project=project, user=lead, epochs=epochs)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    return run

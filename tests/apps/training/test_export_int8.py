@@ -2,23 +2,7 @@
 >= 1.2x faster at batch 1 and 64, <= 1 accuracy point lost)."""
 import pytest
 
-
-def _trained(lead, annotator, project, digits, capture, n=200):
-    from apps.labeling.services import annotation_submit, round_create, task_lease_next
-    from apps.training.services import training_run_create
-    from tests.apps.helpers import push_digits, truth_by_sample
-
-    with capture(execute=True):
-        push_digits(project, digits, n)
-        round_create(project=project, user=lead, budget=n, strategy="random")
-    truth = truth_by_sample(project, digits)
-    while (task := task_lease_next(project=project, user=annotator)) is not None:
-        annotation_submit(task=task, user=annotator, result={"label": truth[task.sample_id]})
-    with capture(execute=True):
-        run = training_run_create(project=project, user=lead, epochs=3)
-    run.refresh_from_db()
-    assert run.status == "succeeded", run.error
-    return run
+from tests.apps.helpers import train_digits
 
 
 @pytest.mark.slow
@@ -29,7 +13,7 @@ def test_export_decides_between_fp32_and_int8_and_serving_follows(api, lead, ann
     from apps.serving.selectors import _CACHE, model_runner
     from apps.training.models import ModelVersion
 
-    run = _trained(lead, annotator, project, digits, django_capture_on_commit_callbacks)
+    run = train_digits(project, lead, annotator, digits, django_capture_on_commit_callbacks, n=200, epochs=3)
     body = api(lead).get(f"/api/v1/models/{run.model_id}/").json()
     report = body["runtime_report"]
     assert report["eval_split"] == "test" and report["n_eval"] == body["eval_report"]["n"]
@@ -59,7 +43,7 @@ def test_int8_export_can_be_turned_off(lead, annotator, project, digits, setting
     from apps.training.models import ModelVersion
 
     settings.LOOPLAB = {**settings.LOOPLAB, "EXPORT_INT8": False}
-    run = _trained(lead, annotator, project, digits, django_capture_on_commit_callbacks, n=60)
+    run = train_digits(project, lead, annotator, digits, django_capture_on_commit_callbacks, n=60, epochs=3)
     mv = ModelVersion.objects.get(pk=run.model_id)
     assert mv.runtime == "fp32" and not mv.onnx_int8
     assert mv.runtime_report["decision"]["reason"] == "int8 export is off (LOOPLAB_EXPORT_INT8)"

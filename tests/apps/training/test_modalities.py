@@ -54,21 +54,11 @@ def test_train_deploy_predict(api, lead, annotator, modality, django_capture_on_
 def test_pipeline_step_delivered_twice_does_not_run_twice(lead, project, digits, django_capture_on_commit_callbacks, annotator):
     """A redelivered Celery message for a finished step only re-queues the next step; a second training
     of the same run never creates a second model."""
-    from apps.labeling.services import annotation_submit, round_create, task_lease_next
     from apps.training.models import ModelVersion
-    from apps.training.services import training_run_create, training_run_train
-    from tests.apps.helpers import push_digits, truth_by_sample
+    from apps.training.services import training_run_train
+    from tests.apps.helpers import train_digits
 
-    with django_capture_on_commit_callbacks(execute=True):
-        push_digits(project, digits, 60)
-        round_create(project=project, user=lead, budget=60, strategy="random")
-    truth = truth_by_sample(project, digits)
-    while (task := task_lease_next(project=project, user=annotator)) is not None:
-        annotation_submit(task=task, user=annotator, result={"label": truth[task.sample_id]})
-    with django_capture_on_commit_callbacks(execute=True):
-        run = training_run_create(project=project, user=lead, epochs=2)
-    run.refresh_from_db()
-    assert run.status == "succeeded", run.error
+    run = train_digits(project, lead, annotator, digits, django_capture_on_commit_callbacks, n=60, epochs=2)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         training_run_train(run=run)  # the same message again
     assert ModelVersion.objects.filter(training_run=run).count() == 1
