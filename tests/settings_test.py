@@ -7,6 +7,7 @@ os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("LOOPLAB_DATA_DIR", tempfile.mkdtemp(prefix="looplab-test-"))
 os.environ.setdefault("LOOPLAB_TRAIN_EPOCHS", "8")
 os.environ.setdefault("LOOPLAB_EXPORT_TIMING_S", "0.05")  # int8 vs fp32 timing at export: short in tests
+os.environ.setdefault("LOOPLAB_WEBHOOK_ALLOW_PRIVATE", "true")  # the alert tests listen on 127.0.0.1
 
 from apps.looplab.settings import *  # noqa: E402,F401,F403
 

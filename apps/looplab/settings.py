@@ -269,6 +269,8 @@ LOOPLAB = {
     # export: also quantize classifiers to int8 and serve int8 when >= 1.2x faster with <= 1 point lost
     "EXPORT_INT8": env("LOOPLAB_EXPORT_INT8", True, cast=bool),
     "EXPORT_TIMING_S": env("LOOPLAB_EXPORT_TIMING_S", 0.5, cast=float),  # per runtime and batch size
+    # drift alerts to loopback, private or link-local addresses are refused unless this is on
+    "WEBHOOK_ALLOW_PRIVATE": env("LOOPLAB_WEBHOOK_ALLOW_PRIVATE", False, cast=bool),
 }
 
 LOGGING = {

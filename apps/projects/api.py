@@ -54,13 +54,15 @@ class ProjectOut(serializers.Serializer):
     drift_check_hours = serializers.IntegerField(allow_null=True)
     drift_auto_flag = serializers.BooleanField()
     drift_webhook_url = serializers.CharField(help_text="shown to leads and admins only")
+    drift_webhook_secret = serializers.CharField(help_text="HMAC-SHA256 key of the alerts' X-Looplab-Signature "
+                                                           "header; shown to leads and admins only")
     created_at = serializers.DateTimeField()
 
 
 def _project_out(project, role) -> dict:
     data = ProjectOut(project).data
     if role == Role.ANNOTATOR:  # a webhook URL is a credential (Slack and the like): leads only
-        data["drift_webhook_url"] = ""
+        data["drift_webhook_url"] = data["drift_webhook_secret"] = ""
     return data
 
 

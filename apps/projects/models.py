@@ -38,6 +38,8 @@ class Project(models.Model):
         default=False, help_text="when a check finds drift, send its witnesses back to labeling without asking")
     drift_webhook_url = models.URLField(
         max_length=500, blank=True, default="", help_text="POST a JSON alert here when a check finds drift")
+    drift_webhook_secret = models.CharField(
+        max_length=64, blank=True, default="", help_text="signs the alerts (HMAC-SHA256); made when a URL is set")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -88,6 +88,13 @@ def project_update(*, project: Project, **fields) -> Project:
                                    code="invalid_webhook_url") from None
         if len(fields["drift_webhook_url"]) > 500:
             raise ValidationFailed("drift_webhook_url is longer than 500 characters.", code="invalid_webhook_url")
+    if "drift_webhook_url" in fields:  # alerts are signed with a per-project secret, made with the first URL
+        import secrets
+
+        if not fields["drift_webhook_url"]:
+            fields["drift_webhook_secret"] = ""
+        elif not project.drift_webhook_secret:
+            fields["drift_webhook_secret"] = secrets.token_hex(32)
     for key, value in fields.items():
         setattr(project, key, value)
     project.save(update_fields=list(fields) or None)

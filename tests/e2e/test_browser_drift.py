@@ -92,6 +92,7 @@ def test_drift_check_and_send_back(live_server, drifting_project, new_page, arti
     page.wait_for_function("() => window.__looplabDrift.schedule !== null")
     assert page.locator("#drift-every").input_value() == "24" and page.locator("#drift-auto-flag").is_checked()
     assert page.locator("#drift-webhook").input_value() == "https://hooks.example.com/looplab/drift"
+    assert page.locator("#drift-webhook-secret").text_content() == project.drift_webhook_secret != ""
     page.locator("#drift").screenshot(path=str(artifacts / "drift-monitoring.png"))
     # the project list marks the project whose latest check found drift
     page.goto(f"{live_server.url}/")

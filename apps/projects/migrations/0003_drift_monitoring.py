@@ -25,4 +25,9 @@ class Migration(migrations.Migration):
             name='drift_webhook_url',
             field=models.URLField(blank=True, default='', help_text='POST a JSON alert here when a check finds drift', max_length=500),
         ),
+        migrations.AddField(
+            model_name='project',
+            name='drift_webhook_secret',
+            field=models.CharField(blank=True, default='', help_text='signs the alerts (HMAC-SHA256); made when a URL is set', max_length=64),
+        ),
     ]

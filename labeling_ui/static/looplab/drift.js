@@ -105,6 +105,8 @@ if (section) {
       }
       $("drift-auto-flag").checked = data.drift_auto_flag;
       $("drift-webhook").value = data.drift_webhook_url;
+      $("drift-webhook-signing").hidden = !data.drift_webhook_secret;
+      $("drift-webhook-secret").textContent = data.drift_webhook_secret;
     } catch (err) {
       showError(err.message);
     }

@@ -268,7 +268,8 @@ class _Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.got.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
+                receiver.got.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body),
+                                     "raw": body})
                 status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -287,7 +288,7 @@ class _Receiver:
 
 
 @pytest.mark.slow
-def test_a_drifted_check_alerts_the_webhook_with_retries(api, lead, annotator, serving, digits,
+def test_a_drifted_check_alerts_the_webhook_with_retries(api, lead, annotator, serving, digits, settings,
                                                           django_capture_on_commit_callbacks):
     from django.utils import timezone
 
@@ -302,9 +303,16 @@ def test_a_drifted_check_alerts_the_webhook_with_retries(api, lead, annotator, s
     try:
         r = api(lead).patch(url, {"drift_webhook_url": receiver.url, "drift_auto_flag": True}, format="json")
         assert r.status_code == 200 and r.json()["drift_webhook_url"] == receiver.url
-        # a webhook URL is a credential: annotators do not see it
-        assert api(annotator).get(url).json()["drift_webhook_url"] == ""
-        assert all(p["drift_webhook_url"] == "" for p in api(annotator).get("/api/v1/projects/").json())
+        secret = r.json()["drift_webhook_secret"]
+        assert len(secret) == 64  # made with the first URL, kept when the URL changes
+        r = api(lead).patch(url, {"drift_webhook_url": receiver.url + "?v=1"}, format="json")
+        assert r.json()["drift_webhook_secret"] == secret
+        r = api(lead).patch(url, {"drift_webhook_url": receiver.url}, format="json")
+        # a webhook URL and its secret are credentials: annotators do not see them
+        seen = api(annotator).get(url).json()
+        assert seen["drift_webhook_url"] == seen["drift_webhook_secret"] == ""
+        assert all(p["drift_webhook_url"] == p["drift_webhook_secret"] == ""
+                   for p in api(annotator).get("/api/v1/projects/").json())
 
         # more of the same: no drift, no alert
         since = timezone.now().isoformat()
@@ -326,7 +334,13 @@ def test_a_drifted_check_alerts_the_webhook_with_retries(api, lead, annotator, s
         assert alert["event"] == "looplab.drift.detected" and alert["project"] == {"id": project.id, "name": project.name}
         assert alert["check"]["id"] == body["id"] and alert["check"]["p_value"] == body["p_value"] < 0.05
         assert alert["check"]["sent_to_labeling"] == body["flagged"] > 0  # flagged before the alert went out
-        assert alert["check"]["page"] == f"/projects/{project.id}/#drift"
+        assert alert["check"]["page"] == f"/projects/{project.id}/#drift" and alert["sent_at"]
+        # signed: HMAC-SHA256 of the raw body with the project's secret
+        import hashlib
+        import hmac
+
+        expected = "sha256=" + hmac.new(secret.encode(), hit["raw"], hashlib.sha256).hexdigest()
+        assert hit["headers"]["X-Looplab-Signature"] == expected
 
         # the receiver fails twice, then takes it: three attempts, delivered
         receiver.statuses = [500, 503, 204]
@@ -345,3 +359,10 @@ def test_a_drifted_check_alerts_the_webhook_with_retries(api, lead, annotator, s
     body = _check(api, lead, project, django_capture_on_commit_callbacks, since=since)
     assert body["alert_status"] == "failed" and "Connection" in body["alert_error"], body
     assert DriftCheck.objects.filter(project=project, alert_status="sent").count() == 2
+    # by default the server refuses to call its own network (loopback here), at once and without retries
+    settings.LOOPLAB = {**settings.LOOPLAB, "WEBHOOK_ALLOW_PRIVATE": False}
+    body = _check(api, lead, project, django_capture_on_commit_callbacks, since=since)
+    assert body["alert_status"] == "failed" and body["alert_attempts"] == 1, body
+    assert body["alert_error"].startswith("refused: the webhook's host resolves to 127.0.0.1"), body
+    r = api(lead).patch(url, {"drift_webhook_url": ""}, format="json")
+    assert r.json()["drift_webhook_url"] == r.json()["drift_webhook_secret"] == ""
