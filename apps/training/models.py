@@ -21,6 +21,11 @@ class DatasetVersion(models.Model):
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["project", "number"], name="dataset_unique_number")]
 
+    @property
+    def n_labeled(self) -> int:
+        """Labeled samples in this version (all splits)."""
+        return sum(int(v) for v in (self.counts or {}).values() if isinstance(v, (int, float)))
+
 
 class TrainingRun(JobFields):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
@@ -73,6 +78,8 @@ class ModelVersion(models.Model):
     onnx_int8 = models.FileField(max_length=300, blank=True, default="")
     runtime = models.CharField(max_length=8, default="fp32", help_text="what serving runs: fp32 or int8 (onnx_int8)")
     runtime_report = models.JSONField(null=True, blank=True, help_text="fp32 vs int8: latency, accuracy, decision")
+    curve = models.JSONField(null=True, blank=True,
+                             help_text="learning curve: this and earlier versions scored on this version's test split")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -221,6 +221,29 @@ def _metadata_slices(sample_ids: list[int]) -> dict[str, np.ndarray]:
     return {name: mask for name, (mask,) in slices.items() if mask.sum() >= 5}
 
 
+CURVE_VERSIONS = 12  # the learning curve re-scores at most this many versions (the newest ones)
+
+
+def _learning_curve(mv: ModelVersion, X, y, report) -> dict:
+    """This version and up to CURVE_VERSIONS - 1 earlier exported ones, all scored on this version's test
+    split, so the curve's points differ only in the labels the models had."""
+    from ml.evaluation import evaluate
+
+    from apps.serving.selectors import model_runner
+
+    points = [{"model": mv.pk, "version": mv.version, "labels": mv.training_run.dataset_version.n_labeled,
+               "accuracy": report.accuracy, "macro_f1": report.macro_f1}]
+    earlier = (ModelVersion.objects.filter(project_id=mv.project_id, version__lt=mv.version).exclude(onnx="")
+               .select_related("training_run__dataset_version").order_by("-version")[:CURVE_VERSIONS - 1])
+    for old in earlier:
+        if list(old.labels) != list(mv.labels):  # another label set: not comparable
+            continue
+        r = evaluate(y, model_runner(model_version=old).predict_proba(X), list(mv.labels))
+        points.append({"model": old.pk, "version": old.version, "labels": old.training_run.dataset_version.n_labeled,
+                       "accuracy": r.accuracy, "macro_f1": r.macro_f1})
+    return {"n_test": int(len(y)), "points": sorted(points, key=lambda p: p["version"])}
+
+
 def training_run_evaluate(*, run: TrainingRun) -> None:
     def body(step, progress):
         from ml.evaluation import compare_models, confusion_png, evaluate
@@ -249,7 +272,10 @@ def training_run_evaluate(*, run: TrainingRun) -> None:
             mv.baseline_model = old
             mv.baseline_report = evaluate(y, old_probs, labels, slices=slices).to_dict()
             mv.comparison = compare_models(y, probs, old_probs, labels, slices=slices).to_dict()
-        mv.save(update_fields=["eval_report", "confusion_png", "baseline_model", "baseline_report", "comparison"])
+        progress(85, "scoring earlier versions on this test set (learning curve)")
+        mv.curve = _learning_curve(mv, X, y, report)
+        mv.save(update_fields=["eval_report", "confusion_png", "baseline_model", "baseline_report", "comparison",
+                               "curve"])
         return {"accuracy": report.accuracy, "macro_f1": report.macro_f1, "n_test": int(len(y)),
                 "baseline_accuracy": (mv.baseline_report or {}).get("accuracy")}
 

@@ -8,7 +8,7 @@ from html import escape
 @dataclass(frozen=True)
 class CurvePoint:
     labels: int  # labeled samples in the model's dataset version
-    accuracy: float  # 0..1, on the test split of that version
+    accuracy: float  # 0..1, on a test split (see apps.web.selectors.learning_curve)
     macro_f1: float
     version: int
     deployed: bool = False

@@ -51,24 +51,35 @@ def _model_row(mv, deployed_id: int | None) -> dict:
     }
 
 
-def learning_curve(*, project, deployed_id: int | None) -> str:
-    """The project's learning curve as SVG: each evaluated model version's test accuracy and macro-F1
-    against the labeled samples of the dataset version it was trained on."""
+def learning_curve(*, project, deployed_id: int | None) -> tuple[str, str]:
+    """The project's learning curve as SVG, and its caption.
+
+    From the newest evaluated version that re-scored the earlier ones on its own test split
+    (``ModelVersion.curve``): every point on one test set. Otherwise (models from before that) each
+    version's accuracy on the test split of its own dataset version."""
     from apps.training.models import ModelVersion
     from apps.web.charts import CurvePoint, learning_curve_svg
 
+    newest = (ModelVersion.objects.filter(project=project, curve__isnull=False).order_by("-version").first())
+    if newest is not None:
+        points = [CurvePoint(labels=int(p["labels"]), accuracy=float(p["accuracy"]), macro_f1=float(p["macro_f1"]),
+                             version=int(p["version"]), deployed=p["model"] == deployed_id)
+                  for p in newest.curve["points"]]
+        return learning_curve_svg(points), (
+            f"Learning curve: accuracy and macro-F1 of each model version against the labeled samples it was trained "
+            f"on, all scored on the test split of v{newest.version} ({newest.curve['n_test']} samples).")
     points = []
     for mv in (ModelVersion.objects.filter(project=project, eval_report__isnull=False)
                .select_related("training_run__dataset_version").order_by("id")[:200]):
         report = mv.eval_report or {}
-        counts = mv.training_run.dataset_version.counts or {}
         if report.get("accuracy") is None or report.get("macro_f1") is None:
             continue
-        labels = sum(int(v) for v in counts.values() if isinstance(v, (int, float)))
-        points.append(CurvePoint(labels=labels, accuracy=float(report["accuracy"]),
+        points.append(CurvePoint(labels=mv.training_run.dataset_version.n_labeled, accuracy=float(report["accuracy"]),
                                  macro_f1=float(report["macro_f1"]), version=mv.version,
                                  deployed=mv.pk == deployed_id))
-    return learning_curve_svg(points)
+    return learning_curve_svg(points), (
+        "Learning curve: each model version's accuracy and macro-F1 on the test split of the dataset version it was "
+        "trained on (the test split grows with the labels), against that version's labeled samples.")
 
 
 def project_page_data(*, project, user) -> dict:
@@ -95,6 +106,7 @@ def project_page_data(*, project, user) -> dict:
     deployment_row = None
     if deployment is not None:
         deployment_row = {"deployment": deployment, **_model_row(deployment.model_version, deployed_id)}
+    curve_svg, curve_caption = learning_curve(project=project, deployed_id=deployed_id)
     return {
         "project": project,
         "role": role,
@@ -106,7 +118,8 @@ def project_page_data(*, project, user) -> dict:
         "rounds": rounds,
         "runs": runs,
         "models": models,
-        "learning_curve": learning_curve(project=project, deployed_id=deployed_id),
+        "learning_curve": curve_svg,
+        "learning_curve_caption": curve_caption,
         "deployment": deployment_row,
         "stats": annotation_stats(project=project),
         "strategies": list(STRATEGIES),

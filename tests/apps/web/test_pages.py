@@ -177,5 +177,16 @@ def test_project_page_learning_curve_and_slice_metrics(client, lead, annotator, 
     svg = html[html.index('<svg class="curve"'):html.index("</svg>")]
     assert len(re.findall(r'<circle class="dot accuracy[^"]*" cx="[\d.]+" cy="[\d.]+" r="\d" data-version', svg)) == 2
     assert re.search(r"v1: [\d.]+% accuracy with 80 labels", svg) and re.search(r"v2: [\d.]+% accuracy with 160 labels", svg)
+    # both points are on v2's test split: v1 was re-scored there when v2 was evaluated
+    from apps.training.models import ModelVersion
+
+    v1, v2 = ModelVersion.objects.filter(project=project).order_by("version")
+    points = {p["version"]: p for p in v2.curve["points"]}
+    assert set(points) == {1, 2} and v2.curve["n_test"] == v2.eval_report["n"]
+    assert points[2]["accuracy"] == v2.eval_report["accuracy"]
+    assert points[1]["labels"] == 80 and points[2]["labels"] == 160
+    assert v1.eval_report["n"] < v2.eval_report["n"]  # v1's own figure was on a smaller test split...
+    assert f"v1: {100 * points[1]['accuracy']:.1f}% accuracy" in svg  # ...the curve shows its score on v2's
+    assert f"all scored on the test split of v2 ({v2.curve['n_test']} samples)" in html
     assert "time_of_day=night" in html and "time_of_day=day" in html  # the slice table of each model card
     assert 'class="table compact per-class"' in html
