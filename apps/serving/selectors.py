@@ -33,6 +33,20 @@ def current_deployment(*, project) -> Deployment | None:
     return Deployment.objects.filter(project=project).select_related("model_version").order_by("-id").first()
 
 
+def serving_file(*, model_version):
+    """The ONNX file serving runs: the int8 one when export chose int8, unless it was quantized with
+    full-range weights (on a CPU with VNNI) and this CPU has no VNNI, where onnxruntime's int8 kernels
+    saturate and predictions drift from fp32; then the fp32 file."""
+    if model_version.runtime != "int8" or not model_version.onnx_int8:
+        return model_version.onnx
+    from ml.export import cpu_has_vnni
+
+    int8 = (model_version.runtime_report or {}).get("int8") or {}
+    if not int8.get("reduce_range") and cpu_has_vnni() is False:
+        return model_version.onnx
+    return model_version.onnx_int8
+
+
 def model_runner(*, model_version) -> ModelRunner:
     """An ONNX session for the model version (its int8 file when export chose int8), cached per process (LRU)."""
     with _LOCK:
@@ -42,8 +56,7 @@ def model_runner(*, model_version) -> ModelRunner:
             return runner
     from ml.export import OnnxClassifier
 
-    f = model_version.onnx_int8 if model_version.runtime == "int8" and model_version.onnx_int8 else model_version.onnx
-    with default_storage.open(f.name, "rb") as fh:
+    with default_storage.open(serving_file(model_version=model_version).name, "rb") as fh:
         session = OnnxClassifier(fh.read())
     runner = ModelRunner(model_id=model_version.pk, labels=list(model_version.labels), session=session)
     with _LOCK:
