@@ -47,8 +47,9 @@ def serving_file(*, model_version):
     return model_version.onnx_int8
 
 
-def model_runner(*, model_version) -> ModelRunner:
-    """An ONNX session for the model version (its int8 file when export chose int8), cached per process (LRU)."""
+def model_runner(*, model_version, cache: bool = True) -> ModelRunner:
+    """An ONNX session for the model version (its int8 file when export chose int8), cached per process (LRU).
+    ``cache=False`` (one-off scoring of old versions) neither fills nor evicts the cache."""
     with _LOCK:
         runner = _CACHE.get(model_version.pk)
         if runner is not None:
@@ -59,6 +60,8 @@ def model_runner(*, model_version) -> ModelRunner:
     with default_storage.open(serving_file(model_version=model_version).name, "rb") as fh:
         session = OnnxClassifier(fh.read())
     runner = ModelRunner(model_id=model_version.pk, labels=list(model_version.labels), session=session)
+    if not cache:
+        return runner
     with _LOCK:
         _CACHE[model_version.pk] = runner
         while len(_CACHE) > _CACHE_SIZE:

@@ -238,7 +238,8 @@ def _learning_curve(mv: ModelVersion, X, y, report) -> dict:
     for old in earlier:
         if list(old.labels) != list(mv.labels):  # another label set: not comparable
             continue
-        r = evaluate(y, model_runner(model_version=old).predict_proba(X), list(mv.labels))
+        # cache=False: re-scoring a dozen old versions must not push the serving model out of the cache
+        r = evaluate(y, model_runner(model_version=old, cache=False).predict_proba(X), list(mv.labels))
         points.append({"model": old.pk, "version": old.version, "labels": old.training_run.dataset_version.n_labeled,
                        "accuracy": r.accuracy, "macro_f1": r.macro_f1})
     return {"n_test": int(len(y)), "points": sorted(points, key=lambda p: p["version"])}
