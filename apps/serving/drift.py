@@ -236,26 +236,6 @@ def drift_alert_payload(*, check: DriftCheck) -> dict:
     }
 
 
-def _private_address(url: str) -> str | None:
-    """The first loopback, private, link-local or otherwise non-public address the URL's host resolves to
-    (None when all are public). Alerts are not sent there unless LOOPLAB_WEBHOOK_ALLOW_PRIVATE is on, so a
-    lead's URL cannot make the server call its own network."""
-    import ipaddress
-    import socket
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-    except (socket.gaierror, UnicodeError):
-        return None  # unresolvable: the request fails with its own error
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not address.is_global:
-            return str(address)
-    return None
-
-
 def drift_alert_deliver(*, check: DriftCheck, attempt: int = 1) -> bool:
     """POST the check's alert to the project's ``drift_webhook_url`` once (a 2xx answer within
     ALERT_TIMEOUT_S counts) and record the outcome on the check; after a failure, queue the next attempt
@@ -266,38 +246,29 @@ def drift_alert_deliver(*, check: DriftCheck, attempt: int = 1) -> bool:
     import hashlib
     import hmac
     import json
-    import urllib.error
-    import urllib.request
 
     from django.conf import settings
 
+    from apps.serving import webhook
     from apps.serving.tasks import send_drift_alert
 
     project = check.project
     url = project.drift_webhook_url
     if check.alert_status == "sent" or not url:
         return False
-    private = None if settings.LOOPLAB["WEBHOOK_ALLOW_PRIVATE"] else _private_address(url)
-    if private is not None:  # a setting, not a passing fault: no retries
-        DriftCheck.objects.filter(pk=check.pk).update(
-            alert_status="failed", alert_attempts=attempt,
-            alert_error=f"refused: the webhook's host resolves to {private}, not a public address "
-                        f"(LOOPLAB_WEBHOOK_ALLOW_PRIVATE=true allows it)")
-        return False
     body = json.dumps({**drift_alert_payload(check=check), "sent_at": timezone.now().isoformat()}).encode()
     signature = hmac.new(project.drift_webhook_secret.encode(), body, hashlib.sha256).hexdigest()
-    request = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "User-Agent": "Looplab drift alert", "X-Looplab-Event": "drift.detected",
-        "X-Looplab-Signature": f"sha256={signature}"})
-    error = ""
+    headers = {"Content-Type": "application/json", "User-Agent": "Looplab drift alert",
+               "X-Looplab-Event": "drift.detected", "X-Looplab-Signature": f"sha256={signature}"}
     try:
-        with urllib.request.urlopen(request, timeout=ALERT_TIMEOUT_S) as response:  # noqa: S310 (a lead's URL)
-            if not 200 <= response.status < 300:
-                error = f"the receiver answered {response.status}"
-    except urllib.error.HTTPError as exc:
-        error = f"the receiver answered {exc.code}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        error = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+        error = webhook.post(url, body, headers, timeout=ALERT_TIMEOUT_S,
+                             allow_private=settings.LOOPLAB["WEBHOOK_ALLOW_PRIVATE"])
+    except webhook.WebhookRefused as refused:  # a setting, not a passing fault: no retries
+        DriftCheck.objects.filter(pk=check.pk).update(
+            alert_status="failed", alert_attempts=attempt,
+            alert_error=f"refused: the webhook's host resolves to {refused.address}, not a public address "
+                        f"(LOOPLAB_WEBHOOK_ALLOW_PRIVATE=true allows it)")
+        return False
     if not error:
         DriftCheck.objects.filter(pk=check.pk).update(alert_status="sent", alert_attempts=attempt, alert_error="",
                                                       alert_sent_at=timezone.now())

@@ -45,3 +45,40 @@ def train_digits(project, lead, annotator, digits, capture, *, n: int, epochs: i
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
     return run
+
+
+class Receiver:
+    """A real HTTP server on 127.0.0.1 that records the POSTs it gets (path, headers, JSON body, raw body)
+    and answers with ``statuses`` in turn (the last one repeats); ``location`` is sent with 3xx answers."""
+
+    def __init__(self, statuses=(204,), location: str = ""):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.statuses, self.location, self.got = list(statuses), location, []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.got.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body),
+                                     "raw": body})
+                status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
+                self.send_response(status)
+                if 300 <= status < 400 and receiver.location:
+                    self.send_header("Location", receiver.location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_port
+        self.url = f"http://127.0.0.1:{self.port}/hooks/drift"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

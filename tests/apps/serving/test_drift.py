@@ -4,7 +4,7 @@ import io
 import pytest
 from PIL import Image, ImageOps
 
-from tests.apps.helpers import label_all_open, push_digits, truth_by_sample
+from tests.apps.helpers import Receiver, label_all_open, push_digits, truth_by_sample
 
 
 def _inverted(png: bytes) -> bytes:
@@ -253,40 +253,6 @@ def test_auto_flag_sends_drifted_samples_back_and_the_project_list_shows_it(
     assert 'class="badge badge-bad"' in html and f"#{body['id']}" in html
 
 
-class _Receiver:
-    """A real HTTP server on 127.0.0.1 that records the alerts it gets and answers with ``statuses`` in turn
-    (the last one repeats)."""
-
-    def __init__(self, statuses=(204,)):
-        import json
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.statuses, self.got = list(statuses), []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.got.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body),
-                                     "raw": body})
-                status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/drift"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.mark.slow
 def test_a_drifted_check_alerts_the_webhook_with_retries(api, lead, annotator, serving, digits, settings,
                                                           django_capture_on_commit_callbacks):
@@ -299,7 +265,7 @@ def test_a_drifted_check_alerts_the_webhook_with_retries(api, lead, annotator, s
     for bad in ("not a url", "ftp://example.com/x", "http://" + "a" * 500 + ".com/"):
         r = api(lead).patch(url, {"drift_webhook_url": bad}, format="json")
         assert r.status_code in (400, 422), r.content
-    receiver = _Receiver(statuses=(204,))
+    receiver = Receiver(statuses=(204,))
     try:
         r = api(lead).patch(url, {"drift_webhook_url": receiver.url, "drift_auto_flag": True}, format="json")
         assert r.status_code == 200 and r.json()["drift_webhook_url"] == receiver.url

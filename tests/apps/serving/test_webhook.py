@@ -1,0 +1,120 @@
+"""apps.serving.webhook: one POST to a lead's URL, to the address that was checked, without redirects."""
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from apps.serving import webhook
+from tests.apps.helpers import Receiver
+
+BODY = json.dumps({"event": "looplab.drift.detected"}).encode()
+HEADERS = {"Content-Type": "application/json", "X-Looplab-Event": "drift.detected"}
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver(statuses=(204,))
+    yield r
+    r.close()
+
+
+def _resolver(monkeypatch, answers: dict[str, list[list[str]]]):
+    """Make getaddrinfo answer ``answers[host]`` in turn (the last one repeats); returns the calls made."""
+    real, calls = socket.getaddrinfo, []
+
+    def fake(host, port, *args, **kwargs):
+        if host not in answers:
+            return real(host, port, *args, **kwargs)
+        calls.append(host)
+        seq = answers[host]
+        addresses = seq.pop(0) if len(seq) > 1 else seq[0]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    return calls
+
+
+def test_delivers_and_reports_the_status(receiver):
+    assert webhook.post(receiver.url + "?v=2", BODY, HEADERS, timeout=5, allow_private=True) == ""
+    (hit,) = receiver.got
+    assert hit["path"] == "/hooks/drift?v=2" and hit["raw"] == BODY
+    assert hit["headers"]["X-Looplab-Event"] == "drift.detected" and hit["headers"]["Content-Length"] == str(len(BODY))
+    receiver.statuses = [500]
+    assert webhook.post(receiver.url, BODY, HEADERS, timeout=5, allow_private=True) == "the receiver answered 500"
+
+
+def test_refuses_private_addresses_before_connecting(receiver):
+    with pytest.raises(webhook.WebhookRefused) as refused:
+        webhook.post(receiver.url, BODY, HEADERS, timeout=5, allow_private=False)
+    assert refused.value.address == "127.0.0.1" and receiver.got == []
+
+
+def test_connects_to_the_checked_address_with_the_host_name(monkeypatch, receiver):
+    calls = _resolver(monkeypatch, {"alerts.example.test": [["127.0.0.1"]]})
+    url = f"http://alerts.example.test:{receiver.port}/hooks/drift"
+    assert webhook.post(url, BODY, HEADERS, timeout=5, allow_private=True) == ""
+    assert calls == ["alerts.example.test"]  # resolved once
+    (hit,) = receiver.got
+    assert hit["headers"]["Host"] == f"alerts.example.test:{receiver.port}"
+
+
+def test_a_dns_answer_that_changes_after_the_check_is_not_followed(monkeypatch, receiver):
+    # DNS rebinding: public when checked, loopback a moment later. The connection goes to the checked address.
+    calls = _resolver(monkeypatch, {"rebind.example.test": [["93.184.216.34"], ["127.0.0.1"]]})
+    connected = []
+
+    def no_network(address, timeout=None, source_address=None):
+        connected.append(address)
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    url = f"http://rebind.example.test:{receiver.port}/hooks/drift"
+    error = webhook.post(url, BODY, HEADERS, timeout=5, allow_private=False)
+    assert error.startswith("ConnectionRefusedError")
+    assert connected == [("93.184.216.34", receiver.port)] and calls == ["rebind.example.test"]
+    assert receiver.got == []
+
+
+def test_any_private_address_among_the_answers_is_refused(monkeypatch):
+    _resolver(monkeypatch, {"mixed.example.test": [["93.184.216.34", "10.1.2.3"]]})
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("must not connect"))
+    with pytest.raises(webhook.WebhookRefused) as refused:
+        webhook.post("https://mixed.example.test/hook", BODY, HEADERS, timeout=5, allow_private=False)
+    assert refused.value.address == "10.1.2.3"
+    for private in ("169.254.169.254", "::1", "fd00::1", "100.64.0.1"):
+        _resolver(monkeypatch, {"p.example.test": [[private]]})
+        with pytest.raises(webhook.WebhookRefused):
+            webhook.resolve("p.example.test", 443, allow_private=False)
+
+
+def test_redirects_are_not_followed():
+    inner = Receiver(statuses=(204,))
+    outer = Receiver(statuses=(302,), location=inner.url)
+    try:
+        error = webhook.post(outer.url, BODY, HEADERS, timeout=5, allow_private=True)
+        assert error == "the receiver answered 302 (redirects are not followed)"
+        assert len(outer.got) == 1 and inner.got == []
+    finally:
+        inner.close()
+        outer.close()
+
+
+def test_unresolvable_hosts_and_bad_urls_are_errors_not_exceptions(monkeypatch):
+    def fail(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fail)
+    assert "Name or service not known" in webhook.post("http://nowhere.example.test/", BODY, HEADERS, timeout=5,
+                                                       allow_private=False)
+    assert webhook.post("ftp://example.com/x", BODY, HEADERS, timeout=5, allow_private=True).startswith("not an http")
+    assert webhook.post("http://example.com:99999/", BODY, HEADERS, timeout=5, allow_private=True).startswith("bad port")
+
+
+def test_https_verifies_the_certificate_against_the_host_name(monkeypatch, receiver):
+    # a plain-HTTP server behind an https URL: the TLS handshake fails, and nothing is sent in clear
+    _resolver(monkeypatch, {"tls.example.test": [["127.0.0.1"]]})
+    error = webhook.post(f"https://tls.example.test:{receiver.port}/hooks/drift", BODY, HEADERS, timeout=5,
+                         allow_private=True)
+    assert error.startswith("SSL") and receiver.got == []
