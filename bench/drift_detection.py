@@ -21,8 +21,9 @@ in bench/out/cache by bench.label_efficiency's loader): the app's checks use the
 embeddings, which separate classes better, so these rates are a floor for the same window sizes.
 Windows: reference 300 samples; production 100 and 300 (the 3D fixture has 800 samples, and the
 windows never share or repeat a sample). ``detect_drift`` runs with its defaults
-(200 permutations, alpha 0.05, RBF kernels at ``ml.drift.SCALES`` times the median distance;
-``--scales 1`` measures the single median-bandwidth kernel instead).
+(200 permutations, alpha 0.05, RBF kernels at ``ml.drift.SCALES`` times the median distance and
+the novelty statistics at ``ml.drift.NOVELTY_QUANTILES``; ``--scales 1 --novelty none`` measures
+session 2's single median-bandwidth kernel, ``--novelty none`` session 3's four kernels).
 
 Prints a table and writes bench/out/<tag>.json (default drift_detection).
 """
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._harness import git_revision, machine_info
-from ml.drift import SCALES
+from ml.drift import NOVELTY_QUANTILES, SCALES
 
 REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "bench" / "out"
@@ -54,7 +55,8 @@ def _draw(rng, idx: np.ndarray, n: int) -> np.ndarray:
     return rng.choice(idx, size=n, replace=False)
 
 
-def trial(E: np.ndarray, y: np.ndarray, scenario: str, n_prod: int, share: float, seed: int, scales) -> dict:
+def trial(E: np.ndarray, y: np.ndarray, scenario: str, n_prod: int, share: float, seed: int, scales,
+          novelty=NOVELTY_QUANTILES) -> dict:
     """One check: returns {"p", "drifted", "witness_precision" (new class only), "seconds"}."""
     from ml.drift import detect_drift
 
@@ -77,15 +79,17 @@ def trial(E: np.ndarray, y: np.ndarray, scenario: str, n_prod: int, share: float
     else:
         raise ValueError(scenario)
     t0 = time.perf_counter()
-    rep = detect_drift(E[ref], E[prod], top_k=min(20, injected) if injected else 20, scales=scales, random_state=seed)
-    out = {"p": rep.p_value, "drifted": rep.drifted, "seconds": time.perf_counter() - t0}
+    rep = detect_drift(E[ref], E[prod], top_k=min(20, injected) if injected else 20, scales=scales,
+                       novelty_quantiles=novelty, random_state=seed)
+    out = {"p": rep.p_value, "drifted": rep.drifted, "seconds": time.perf_counter() - t0,
+           "statistic": rep.statistic}
     if injected:
         top = np.asarray(rep.top_drift_indices)
         out["witness_precision"] = float(np.mean(y[prod[top]] == new))
     return out
 
 
-def run(datasets, trials: int, scales) -> dict:
+def run(datasets, trials: int, scales, novelty=NOVELTY_QUANTILES) -> dict:
     from bench._le_data import load_dataset
 
     results = {}
@@ -95,7 +99,8 @@ def run(datasets, trials: int, scales) -> dict:
         rows = []
         for scenario, share in scenarios:
             for n_prod in PROD_SIZES:
-                got = [trial(ds.embeddings, ds.y, scenario, n_prod, share, seed=1000 * t + 7, scales=scales)
+                got = [trial(ds.embeddings, ds.y, scenario, n_prod, share, seed=1000 * t + 7, scales=scales,
+                             novelty=novelty)
                        for t in range(trials)]
                 rate = float(np.mean([g["drifted"] for g in got]))
                 row = {"scenario": scenario, "share": share, "n_ref": N_REF, "n_prod": n_prod, "trials": trials,
@@ -103,7 +108,10 @@ def run(datasets, trials: int, scales) -> dict:
                        # Wilson 95% interval of that rate
                        "rate_ci95": _wilson(rate, trials),
                        "median_p": float(np.median([g["p"] for g in got])),
-                       "seconds_per_check": float(np.mean([g["seconds"] for g in got]))}
+                       "seconds_per_check": float(np.mean([g["seconds"] for g in got])),
+                       # of the checks that fired, the share where a novelty statistic was the largest
+                       "novelty_led": float(np.mean([g["statistic"] == "novelty" for g in got if g["drifted"]]))
+                       if any(g["drifted"] for g in got) else None}
                 if scenario == "new_class":
                     row["witness_precision"] = float(np.mean([g["witness_precision"] for g in got]))
                 rows.append(row)
@@ -122,18 +130,18 @@ def _wilson(rate: float, n: int, z: float = 1.96) -> list[float]:
     return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
 
 
-def timing(scales, dim: int = 128) -> dict:
+def timing(scales, dim: int = 128, novelty=NOVELTY_QUANTILES) -> dict:
     """Seconds for one detect_drift call at the app's caps (1,000 vs 1,000, 200 permutations)."""
     from ml.drift import detect_drift
 
     rng = np.random.default_rng(0)
     R = rng.normal(size=(1000, dim)).astype(np.float32)
     Q = rng.normal(size=(1000, dim)).astype(np.float32)
-    detect_drift(R[:50], Q[:50], scales=scales)  # warm-up
+    detect_drift(R[:50], Q[:50], scales=scales, novelty_quantiles=novelty)  # warm-up
     secs = []
     for s in range(3):
         t0 = time.perf_counter()
-        detect_drift(R, Q, scales=scales, random_state=s)
+        detect_drift(R, Q, scales=scales, novelty_quantiles=novelty, random_state=s)
         secs.append(time.perf_counter() - t0)
     return {"n_ref": 1000, "n_prod": 1000, "dim": dim, "seconds_min": min(secs), "seconds_max": max(secs)}
 
@@ -143,6 +151,8 @@ def main(argv=None) -> int:
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--scales", default=",".join(str(c) for c in SCALES),
                     help="bandwidths as multiples of the median distance (default: ml.drift's; 1 = single kernel)")
+    ap.add_argument("--novelty", default=",".join(str(q) for q in NOVELTY_QUANTILES),
+                    help="novelty quantiles (default: ml.drift's); none = MMD alone, as in sessions 2-3")
     ap.add_argument("--tag", default="drift_detection", help="output file stem")
     ap.add_argument("--datasets", default=",".join(DATASETS))
     args = ap.parse_args(argv)
@@ -153,8 +163,9 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     machine = machine_info()
     scales = tuple(float(c) for c in args.scales.split(","))
-    results = run(names, args.trials, scales)
-    t = timing(scales)
+    novelty = () if args.novelty.strip().lower() == "none" else tuple(float(q) for q in args.novelty.split(","))
+    results = run(names, args.trials, scales, novelty)
+    t = timing(scales, novelty=novelty)
     print(f"\none check at the app's caps (1,000 vs 1,000 x 128, 200 permutations): "
           f"{t['seconds_min']:.2f}-{t['seconds_max']:.2f} s")
     print(f"\n{'dataset':<8}{'scenario':<16}{'prod':>6}{'p < 0.05 (95% CI)':>26}{'witness prec.':>15}")
@@ -167,7 +178,8 @@ def main(argv=None) -> int:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     out = OUT_DIR / f"{args.tag}.json"
     out.write_text(json.dumps({"benchmark": "drift_detection", "git": git_revision(), "machine": machine,
-                               "alpha": ALPHA, "trials": args.trials, "scales": scales, "results": results, "timing": t,
+                               "alpha": ALPHA, "trials": args.trials, "scales": scales, "novelty_quantiles": novelty,
+                               "results": results, "timing": t,
                                "seconds": time.perf_counter() - t0}, indent=2) + "\n")
     print(f"\nwrote {out} ({time.perf_counter() - t0:.0f} s)")
     return 0

@@ -5,8 +5,13 @@
   broad shift are both seen, at the false-alarm rate of one test). Both windows are subsampled to
   ``max_samples`` each, so the kernel matrices stay small (2 * max_samples squared) whatever the window
   sizes. Measured by ``python -m bench.drift_detection``.
+- Novelty: the share of production samples farther from every reference sample than the reference's own
+  90/95/98/99th percentile of nearest-neighbour distances; a new kind of input in a few percent of
+  production, which MMD averages away, shows here. These statistics join the MMD ones in the same
+  permutation test (one p-value, exact).
 - The production samples that drive it: the MMD witness function w(z) = mean_prod k(z, .) - mean_ref k(z, .)
-  is high where production has mass that the reference lacks (a new campaign, a new camera, ...).
+  is high where production has mass that the reference lacks (a new campaign, a new camera, ...); when a
+  novelty statistic found the drift, the samples farthest from the reference.
 - Output drift: population stability index (PSI) on the model's top-1 confidence (quantile bins of the
   reference) and on the predicted-class distribution.
 - Per slice (e.g. time_of_day=night): the slice's share of each window (PSI of membership), and MMD /
@@ -23,7 +28,8 @@ import numpy as np
 
 from ml.errors import InvalidInput
 
-__all__ = ["DriftReport", "detect_drift", "mmd_test", "witness", "psi", "psi_categorical", "psi_level", "SCALES"]
+__all__ = ["DriftReport", "detect_drift", "mmd_test", "witness", "psi", "psi_categorical", "psi_level", "SCALES",
+           "NOVELTY_QUANTILES"]
 
 _EPS = 1e-4
 
@@ -101,6 +107,48 @@ def _median_bandwidth(Z: np.ndarray, rng: np.random.Generator, max_points: int =
 
 
 SCALES = (0.25, 0.5, 1.0, 2.0)  # multiples of the median bandwidth that mmd_test aggregates by default
+# quantiles of the reference's own nearest-neighbour distances that the novelty statistics count beyond
+NOVELTY_QUANTILES = (0.9, 0.95, 0.98, 0.99)
+
+
+def _novelty_stats(D2: np.ndarray, A: np.ndarray, n: int, quantiles: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Novelty statistics of every split of the pooled samples (columns of the 0/1 matrix ``A``, 1 = reference).
+
+    For one split, each point's distance to its nearest *reference* point (itself left out) is its novelty;
+    tau_q is the q-quantile of the reference points' novelties, and the statistic is the share of
+    production points above tau_q. Without drift, about 1 - q of production is (the windows are
+    exchangeable); a new kind of input, even in a few percent of production, lies beyond the reference's
+    own far tail. Returns ``(stats (len(quantiles), n_splits), novelty of every point on the observed split)``.
+    """
+    N = len(D2)
+    D = D2.copy()
+    np.fill_diagonal(D, np.inf)
+    # each point's L nearest neighbours, sorted; with L >= 10 N / n a split leaves none of them in the
+    # reference with probability <= e^-10, and then the whole row is searched
+    L = int(max(32, math.ceil(10 * N / max(n, 1))))
+    if L < N - 1:
+        nbr = np.argpartition(D, L - 1, axis=1)[:, :L]
+    else:  # small windows: every other point, nearest first (the point itself, at inf, is left out)
+        nbr = np.argsort(D, axis=1)[:, : N - 1]
+    dn = np.take_along_axis(D, nbr, axis=1)
+    order = np.argsort(dn, axis=1)
+    nbr, dn = np.take_along_axis(nbr, order, axis=1), np.take_along_axis(dn, order, axis=1)
+    q = np.asarray(quantiles, dtype=np.float64)
+    rows = np.arange(N)
+    stats = np.empty((len(q), A.shape[1]))
+    observed = None
+    for j in range(A.shape[1]):
+        is_ref = A[:, j] > 0
+        hit = is_ref[nbr]
+        d = dn[rows, hit.argmax(axis=1)]
+        miss = ~hit.any(axis=1)
+        if miss.any():
+            d[miss] = np.where(is_ref[None, :], D[miss], np.inf).min(axis=1)
+        tau = np.quantile(d[is_ref], q)
+        stats[:, j] = (d[~is_ref][None, :] > tau[:, None]).mean(axis=1)
+        if j == 0:
+            observed = d
+    return stats, observed
 
 
 def mmd_test(
@@ -111,10 +159,11 @@ def mmd_test(
     max_samples: int = 1000,
     bandwidth: float | None = None,
     scales: tuple[float, ...] = SCALES,
+    novelty_quantiles: tuple[float, ...] = NOVELTY_QUANTILES,
     random_state: int = 0,
 ) -> dict:
-    """Unbiased MMD^2 between two samples with RBF kernels at several bandwidths, and a permutation-test
-    p-value for all of them at once.
+    """Unbiased MMD^2 between two samples with RBF kernels at several bandwidths, novelty statistics, and
+    one permutation-test p-value for all of them at once.
 
     The bandwidths are ``scales`` times ``bandwidth`` (default: the median distance between the pooled
     samples). One bandwidth sees one scale of change: the median one sees broad shifts, a quarter of it
@@ -125,8 +174,18 @@ def mmd_test(
     p = (1 + #{permuted max >= observed max}) / (1 + n_permutations).
     ``scales=(1.0,)`` is the single-kernel test.
 
-    Returns {"mmd2", "p_value", "bandwidth", "bandwidths", "base_bandwidth", "n_ref", "n_prod"} (n_* after
-    subsampling); "bandwidth" and "mmd2" are those of the bandwidth with the largest standardised statistic.
+    MMD compares densities, so a new kind of input in a few percent of production barely moves it. The
+    novelty statistics (``novelty_quantiles``, see :func:`_novelty_stats`) count the production samples
+    farther from every reference sample than the reference's own q-quantile of nearest-neighbour
+    distances: that share is about 1 - q without drift and jumps with a trickle of new input. They join
+    the same maximum over standardised statistics, so the p-value stays exact. ``novelty_quantiles=()``
+    is MMD alone (sessions 2-3).
+
+    Returns {"mmd2", "p_value", "bandwidth", "bandwidths", "base_bandwidth", "n_ref", "n_prod",
+    "statistic", "novelty"} (n_* after subsampling); "bandwidth" and "mmd2" are those of the bandwidth with
+    the largest standardised MMD^2; "statistic" is "mmd" or "novelty", whichever standardised statistic
+    is largest on the observed windows; "novelty" is {"quantile", "share_prod", "share_expected"} for the
+    quantile whose statistic is largest (None without novelty statistics).
     """
     rng = np.random.default_rng(random_state)
     X = np.asarray(X_ref, dtype=np.float64)
@@ -138,6 +197,10 @@ def mmd_test(
     scales = tuple(float(c) for c in scales)
     if not scales or any(not math.isfinite(c) or c <= 0 for c in scales):
         raise InvalidInput("scales must be positive numbers", details={"scales": list(scales)})
+    novelty_quantiles = tuple(float(q) for q in novelty_quantiles)
+    if any(not 0.0 < q < 1.0 for q in novelty_quantiles):
+        raise InvalidInput("novelty quantiles must lie strictly between 0 and 1",
+                           details={"novelty_quantiles": list(novelty_quantiles)})
     if len(X) > max_samples:
         X = X[np.sort(rng.choice(len(X), size=max_samples, replace=False))]
     if len(Y) > max_samples:
@@ -167,12 +230,27 @@ def mmd_test(
         sd = float(stats.std())
         raw.append(stats)
         standard.append((stats - stats.mean()) / sd if sd > 0 else np.zeros_like(stats))
-    T = np.max(standard, axis=0)
     best = int(np.argmax([z[0] for z in standard]))
+    novelty = None
+    statistic = "mmd"
+    if novelty_quantiles:
+        nov, _ = _novelty_stats(D2, A, n, novelty_quantiles)
+        nov_standard = []
+        for row in nov:
+            sd = float(row.std())
+            nov_standard.append((row - row.mean()) / sd if sd > 0 else np.zeros_like(row))
+        top_q = int(np.argmax([z[0] for z in nov_standard]))
+        novelty = {"quantile": novelty_quantiles[top_q], "share_prod": float(nov[top_q, 0]),
+                   "share_expected": 1.0 - novelty_quantiles[top_q]}
+        if nov_standard[top_q][0] > standard[best][0]:
+            statistic = "novelty"
+        standard = standard + nov_standard
+    T = np.max(standard, axis=0)
     observed = float(T[0])
     p_value = float((1 + np.sum(T[1:] >= observed - 1e-12)) / (1 + n_permutations))
     return {"mmd2": float(raw[best][0]), "p_value": p_value, "bandwidth": scales[best] * sigma0,
-            "bandwidths": [c * sigma0 for c in scales], "base_bandwidth": sigma0, "n_ref": n, "n_prod": m}
+            "bandwidths": [c * sigma0 for c in scales], "base_bandwidth": sigma0, "n_ref": n, "n_prod": m,
+            "statistic": statistic, "novelty": novelty}
 
 
 def witness(X_ref: np.ndarray, X_prod: np.ndarray, Z: np.ndarray, *, bandwidth: float, chunk: int = 4096) -> np.ndarray:
@@ -185,6 +263,16 @@ def witness(X_ref: np.ndarray, X_prod: np.ndarray, Z: np.ndarray, *, bandwidth: 
     for s in range(0, len(Z), chunk):
         z = Z[s: s + chunk]
         out[s: s + chunk] = np.exp(-_sq_dists(z, Y) * g).mean(axis=1) - np.exp(-_sq_dists(z, X) * g).mean(axis=1)
+    return out
+
+
+def _nearest_sq_dist(Z: np.ndarray, X: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Squared distance from every row of ``Z`` to its nearest row of ``X`` (float64 (len(Z),))."""
+    Z = np.asarray(Z, dtype=np.float64)
+    X = np.asarray(X, dtype=np.float64)
+    out = np.empty(len(Z))
+    for s in range(0, len(Z), chunk):
+        out[s: s + chunk] = _sq_dists(Z[s: s + chunk], X).min(axis=1)
     return out
 
 
@@ -208,6 +296,12 @@ class DriftReport:
     top_drift_scores: list[float] = field(default_factory=list)  # witness values, same order
     mean_confidence_ref: float | None = None
     mean_confidence_prod: float | None = None
+    # which statistic found the most drift: "mmd" (witnesses: MMD witness values) or "novelty" (witnesses:
+    # distance to the nearest reference sample, farthest first)
+    statistic: str = "mmd"
+    # {"quantile", "share_prod", "share_expected"}: the share of production farther from the reference than
+    # the reference's own ``quantile`` of nearest-neighbour distances (about share_expected without drift)
+    novelty: dict | None = None
 
     def to_dict(self) -> dict:
         return _jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
@@ -235,6 +329,7 @@ def detect_drift(
     top_k: int = 20,
     min_slice: int = 20,
     scales: tuple[float, ...] = SCALES,
+    novelty_quantiles: tuple[float, ...] = NOVELTY_QUANTILES,
     random_state: int = 0,
 ) -> DriftReport:
     """Compare a production window with a reference window.
@@ -242,21 +337,25 @@ def detect_drift(
     ref/prod_embeddings: (N_ref, D) / (N_prod, D). ref/prod_probs: optional model probabilities for PSI.
     slices: {name: (mask over ref, mask over prod)}, e.g. from :func:`ml.selection.slice_mask` on each
     window's metadata; slices with fewer than ``min_slice`` samples in a window get shares only.
-    ``top_drift_indices``: the ``top_k`` production samples with the highest witness value — the ones most
-    unlike the reference, worth sending back to the labeling pool; the witness uses the bandwidth that
-    found the most drift. ``scales``: see :func:`mmd_test`.
+    ``top_drift_indices``: the ``top_k`` production samples most unlike the reference, worth sending back
+    to the labeling pool: by the MMD witness at the bandwidth that found the most drift, or, when a
+    novelty statistic found more (``statistic == "novelty"``), by the distance to the nearest reference
+    sample. ``scales``, ``novelty_quantiles``: see :func:`mmd_test`.
     """
     R = _check_emb(ref_embeddings, "ref_embeddings")
     Q = _check_emb(prod_embeddings, "prod_embeddings")
     if R.shape[1] != Q.shape[1]:
         raise InvalidInput("both windows need the same embedding dimension", details={"ref": R.shape[1], "prod": Q.shape[1]})
     test = mmd_test(R, Q, n_permutations=n_permutations, max_samples=max_samples, scales=scales,
-                    random_state=random_state)
+                    novelty_quantiles=novelty_quantiles, random_state=random_state)
     sigma = test["bandwidth"]
     rng = np.random.default_rng(random_state + 1)
     R_sub = R if len(R) <= max_samples else R[rng.choice(len(R), size=max_samples, replace=False)]
     Q_sub = Q if len(Q) <= max_samples else Q[rng.choice(len(Q), size=max_samples, replace=False)]
-    w = witness(R_sub, Q_sub, Q, bandwidth=sigma)
+    if test["statistic"] == "novelty":
+        w = np.sqrt(_nearest_sq_dist(Q, R_sub))
+    else:
+        w = witness(R_sub, Q_sub, Q, bandwidth=sigma)
     k = min(int(top_k), len(Q))
     top = np.argsort(-w, kind="stable")[:k]
 
@@ -295,7 +394,8 @@ def detect_drift(
                                          np.array([1 - d["share_prod"], d["share_prod"]]))
         if d["n_ref"] >= min_slice and d["n_prod"] >= min_slice:
             t = mmd_test(R[mr], Q[mq], n_permutations=n_permutations, max_samples=max_samples,
-                         bandwidth=test["base_bandwidth"], scales=scales, random_state=random_state)
+                         bandwidth=test["base_bandwidth"], scales=scales, novelty_quantiles=novelty_quantiles,
+                         random_state=random_state)
             d.update({"mmd2": t["mmd2"], "p_value": t["p_value"], "drifted": t["p_value"] < alpha})
             if conf_r is not None:
                 d["confidence_psi"] = psi(conf_r[mr], conf_q[mq])
@@ -319,4 +419,6 @@ def detect_drift(
         top_drift_scores=[float(w[i]) for i in top],
         mean_confidence_ref=mean_ref,
         mean_confidence_prod=mean_prod,
+        statistic=test["statistic"],
+        novelty=test["novelty"],
     )

@@ -119,7 +119,9 @@ class DriftCheckOut(JobOut):
 
 class WitnessOut(serializers.Serializer):
     sample = serializers.IntegerField()
-    score = serializers.FloatField(help_text="MMD witness value: how much more production has here than the reference")
+    score = serializers.FloatField(help_text="how unlike the reference: the MMD witness value (how much more production "
+                                             "has here), or, when the report's statistic is novelty, the distance "
+                                             "to the nearest reference sample")
     external_id = serializers.CharField()
     content_url = serializers.CharField()
     predicted_label = serializers.CharField(allow_null=True)
@@ -129,7 +131,7 @@ class WitnessOut(serializers.Serializer):
 
 
 class DriftCheckDetailOut(DriftCheckOut):
-    report = serializers.DictField(allow_null=True, help_text="ml.drift.DriftReport: MMD test, PSI, slices")
+    report = serializers.DictField(allow_null=True, help_text="ml.drift.DriftReport: MMD and novelty test, PSI, slices")
     witnesses = WitnessOut(many=True)
 
 

@@ -169,7 +169,7 @@ def drift_check_run(*, check: DriftCheck) -> None:
             job_fail(check, f"Too few readable samples to compare: {len(ref)} reference, {len(prod)} production "
                             f"(at least {MIN_WINDOW} each).")
             return
-        progress(88, "testing for drift (MMD permutation test, PSI)")
+        progress(88, "testing for drift (MMD and novelty permutation test, PSI)")
         report = detect_drift(E_ref, E_prod, ref_probs=P_ref, prod_probs=P_prod,
                               slices=metadata_slices([s.metadata for s in ref], [s.metadata for s in prod]), top_k=WITNESSES, random_state=check.pk)
     except MLError as exc:
@@ -183,7 +183,7 @@ def drift_check_run(*, check: DriftCheck) -> None:
     verdict = "drift" if report.drifted else "no drift"
     conf = f", confidence PSI {report.confidence_psi:.3f} ({report.confidence_level})" \
         if report.confidence_psi is not None else ""
-    job_succeed(check, f"{verdict}: MMD p = {report.p_value:.3f} on {report.n_prod} production vs "
+    job_succeed(check, f"{verdict}: p = {report.p_value:.3f} ({_led_by(report)}) on {report.n_prod} production vs "
                        f"{report.n_ref} reference samples{conf}", report=report.to_dict(), witnesses=witnesses)
     if report.drifted and project.drift_auto_flag and witnesses:
         check.refresh_from_db()
@@ -193,6 +193,15 @@ def drift_check_run(*, check: DriftCheck) -> None:
 
         DriftCheck.objects.filter(pk=check.pk).update(alert_status="sending")
         transaction.on_commit(lambda: send_drift_alert.delay(check.pk))
+
+
+def _led_by(report) -> str:
+    """Which statistic of the test found the most: for the check's one-line message."""
+    nov = report.novelty
+    if report.statistic == "novelty" and nov:
+        return (f"{100 * nov['share_prod']:.0f}% of production is farther from the training data than its own "
+                f"{100 * nov['quantile']:.0f}th percentile, {100 * nov['share_expected']:.0f}% expected")
+    return "MMD"
 
 
 def drift_check_flag(*, check: DriftCheck) -> int:

@@ -3,6 +3,7 @@ samples most unlike the training data back to labeling."""
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from PIL import Image, ImageOps
@@ -61,6 +62,12 @@ def test_drift_check_and_send_back(live_server, drifting_project, new_page, arti
     assert state["check"]["id"] == check.pk and check.status == "succeeded"
     assert state["detail"]["report"]["drifted"] is True
     assert page.locator("#drift-stats dd").first.text_content() == "drift"
+    # the novelty statistic, in words: how much of production lies beyond the training data's own tail
+    nov = state["detail"]["report"]["novelty"]
+    beyond = page.locator("#drift-stats div", has=page.locator("dt", has_text="Beyond the training data"))
+    text = beyond.locator("dd").text_content()
+    assert re.fullmatch(r"\d+% of production \(\d+% expected\)", text), text
+    assert text.endswith(f"({100 * nov['share_expected']:.0f}% expected)") and nov["share_prod"] > nov["share_expected"]
     assert page.locator("#drift-slices tr[data-slice='camera=new'] td").first.text_content().startswith("0% →")
     shown = [int(x) for x in page.locator("#drift-witnesses figure").evaluate_all("els => els.map(e => e.dataset.sample)")]
     assert shown == [w["sample"] for w in check.witnesses][:24]

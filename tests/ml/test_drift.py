@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from ml.drift import DriftReport, detect_drift, mmd_test, psi, psi_categorical, psi_level
+from ml.drift import DriftReport, _novelty_stats, _sq_dists, detect_drift, mmd_test, psi, psi_categorical, psi_level
 from ml.errors import InvalidInput
 
 
@@ -56,15 +56,69 @@ def test_several_bandwidths_see_a_small_new_mode_that_the_median_one_misses():
     ref = _mixture(400, 9, centres)
     new_mode = (centres.mean(axis=0) + 0.3 * rng.normal(size=(18, 16))).astype(np.float32)
     prod = np.concatenate([_mixture(282, 10, centres), new_mode])
-    single = mmd_test(ref, prod, scales=(1.0,), n_permutations=200, random_state=0)
-    multi = mmd_test(ref, prod, n_permutations=200, random_state=0)
+    # MMD alone (no novelty statistics): one bandwidth against four
+    single = mmd_test(ref, prod, scales=(1.0,), novelty_quantiles=(), n_permutations=200, random_state=0)
+    multi = mmd_test(ref, prod, novelty_quantiles=(), n_permutations=200, random_state=0)
     assert single["p_value"] > 0.05 and multi["p_value"] < 0.05, (single, multi)
+    assert single["statistic"] == multi["statistic"] == "mmd" and multi["novelty"] is None
     assert multi["bandwidth"] < multi["base_bandwidth"] and len(multi["bandwidths"]) == 4
     assert single["bandwidths"] == [single["base_bandwidth"]]
     rep = detect_drift(ref, prod, top_k=18, random_state=0)
     assert rep.drifted and np.mean(np.array(rep.top_drift_indices) >= 282) >= 0.8  # the new mode leads
     with pytest.raises(InvalidInput):
         mmd_test(ref, prod, scales=(0.0, 1.0))
+
+
+def test_novelty_finds_a_trickle_of_new_input_that_mmd_misses():
+    # 5% of production (15 of 300) comes from somewhere the reference never was: too little mass for MMD
+    # at any bandwidth, but each of those samples is farther from the reference than nearly all of the
+    # reference is from itself
+    ref = _mixture(300, 21, CENTRES)
+    trickle = _mixture(15, 22, np.full((1, 16), 4.0))
+    prod = np.concatenate([_mixture(285, 23, CENTRES), trickle])
+    mmd_only = mmd_test(ref, prod, novelty_quantiles=(), n_permutations=200, random_state=0)
+    both = mmd_test(ref, prod, n_permutations=200, random_state=0)
+    assert mmd_only["p_value"] > 0.1 and both["p_value"] < 0.03, (mmd_only, both)
+    assert both["statistic"] == "novelty"
+    nov = both["novelty"]
+    assert nov["share_prod"] >= 0.05 > nov["share_expected"] + 0.02  # the trickle is beyond the tail
+    rep = detect_drift(ref, prod, top_k=15, random_state=0)
+    assert rep.drifted and rep.statistic == "novelty" and rep.novelty == both["novelty"]
+    assert sorted(rep.top_drift_indices) == list(range(285, 300))  # the witnesses are the new samples
+    assert rep.top_drift_scores == sorted(rep.top_drift_scores, reverse=True)
+    assert json.loads(json.dumps(rep.to_dict()))["statistic"] == "novelty"
+    with pytest.raises(InvalidInput):
+        mmd_test(ref, prod, novelty_quantiles=(0.5, 1.0))
+
+
+@pytest.mark.parametrize("n, m", [(40, 30), (300, 200), (20, 400)])
+def test_novelty_statistics_match_brute_force(n, m):
+    rng = np.random.default_rng(n + m)
+    Z = rng.normal(size=(n + m, 8))
+    D2 = _sq_dists(Z, Z)
+    A = np.zeros((n + m, 6))
+    A[:n, 0] = 1.0
+    for j in range(1, 6):
+        A[rng.permutation(n + m)[:n], j] = 1.0
+    qs = (0.9, 0.99)
+    stats, observed = _novelty_stats(D2, A, n, qs)
+    for j in range(6):
+        ref = np.flatnonzero(A[:, j] > 0)
+        prod = np.flatnonzero(A[:, j] == 0)
+        d = np.array([min(D2[i, r] for r in ref if r != i) for i in range(n + m)])
+        for qi, q in enumerate(qs):
+            assert stats[qi, j] == pytest.approx(np.mean(d[prod] > np.quantile(d[ref], q)))
+        if j == 0:
+            np.testing.assert_allclose(observed, d)
+
+
+def test_with_novelty_the_false_alarm_rate_stays_at_alpha():
+    # the novelty statistics join the permutation test, so the p-value stays exact: without drift,
+    # p < 0.05 in about 5% of checks (100 checks: more than 11 has probability about 0.3%)
+    ps = [mmd_test(_mixture(100, 200 + s, CENTRES), _mixture(100, 400 + s, CENTRES), n_permutations=100,
+                   random_state=s)["p_value"] for s in range(100)]
+    assert sum(p < 0.05 for p in ps) <= 11
+    assert 0.35 < np.median(ps) < 0.65
 
 
 def test_mean_shift_detected():

@@ -40,7 +40,10 @@ if (section) {
     $("drift-stats").replaceChildren(
       stat("Verdict", r.drifted ? "drift" : "no drift", r.drifted ? "is-bad" : "is-ok"),
       stat("Window", `${when(d.window_start)} → ${when(d.window_end)} (${d.trigger === "schedule" ? "scheduled" : "asked"})`),
-      stat("MMD p-value", num(r.p_value)),
+      stat("p-value", num(r.p_value)),
+      stat("Beyond the training data", r.novelty
+        ? `${pct(r.novelty.share_prod)} of production (${pct(r.novelty.share_expected)} expected)` : "—",
+        r.statistic === "novelty" && r.drifted ? "is-bad" : ""),
       stat("Confidence PSI", r.confidence_psi === null ? "—" : `${num(r.confidence_psi)} (${r.confidence_level})`),
       stat("Mean confidence", `${pct(r.mean_confidence_ref)} → ${pct(r.mean_confidence_prod)}`),
       stat("Samples", `${r.n_ref} training · ${r.n_prod} production`),
