@@ -56,6 +56,8 @@ class ProjectOut(serializers.Serializer):
     drift_webhook_url = serializers.CharField(help_text="shown to leads and admins only")
     drift_webhook_secret = serializers.CharField(help_text="HMAC-SHA256 key of the alerts' X-Looplab-Signature "
                                                            "header; shown to leads and admins only")
+    drift_webhook_secret_rotated_at = serializers.DateTimeField(
+        allow_null=True, help_text="when the secret was last replaced (POST .../drift-webhook-secret/rotate/)")
     created_at = serializers.DateTimeField()
 
 
@@ -108,6 +110,26 @@ class ProjectDetail(ProjectScopedView):
         payload.is_valid(raise_exception=True)
         project = project_update(project=project, **payload.validated_data)
         return Response(project_detail(project, request.user))
+
+
+class WebhookSecretOut(serializers.Serializer):
+    drift_webhook_secret = serializers.CharField(help_text="the new HMAC-SHA256 key of X-Looplab-Signature")
+    drift_webhook_secret_rotated_at = serializers.DateTimeField()
+    previous_signed_until = serializers.DateTimeField(
+        help_text="until then alerts also carry X-Looplab-Signature-Previous, made with the old secret")
+
+
+class ProjectWebhookSecretRotate(ProjectScopedView):
+    @extend_schema(request=None, responses=WebhookSecretOut,
+                   summary="Replace the drift alerts' signing secret; the old one still signs for a day (leads)")
+    def post(self, request, project_id):
+        from apps.projects.services import WEBHOOK_SECRET_OVERLAP, project_webhook_secret_rotate
+
+        project = project_webhook_secret_rotate(project=self.project(request, project_id, Role.LEAD))
+        return Response(WebhookSecretOut({
+            "drift_webhook_secret": project.drift_webhook_secret,
+            "drift_webhook_secret_rotated_at": project.drift_webhook_secret_rotated_at,
+            "previous_signed_until": project.drift_webhook_secret_rotated_at + WEBHOOK_SECRET_OVERLAP}).data)
 
 
 class MemberIn(serializers.Serializer):

@@ -40,6 +40,10 @@ class Project(models.Model):
         max_length=500, blank=True, default="", help_text="POST a JSON alert here when a check finds drift")
     drift_webhook_secret = models.CharField(
         max_length=64, blank=True, default="", help_text="signs the alerts (HMAC-SHA256); made when a URL is set")
+    drift_webhook_secret_previous = models.CharField(
+        max_length=64, blank=True, default="",
+        help_text="the secret before the last rotation: alerts are signed with it too for a day after")
+    drift_webhook_secret_rotated_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db import transaction
+from django.utils import timezone
 
 from apps.accounts.models import Role
 from apps.accounts.services import account_role
-from apps.core.errors import Forbidden, NotFound, ValidationFailed
+from apps.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from apps.projects.models import Membership, Modality, Project, TaskType, default_split_ratios
 
 
@@ -92,12 +95,31 @@ def project_update(*, project: Project, **fields) -> Project:
         import secrets
 
         if not fields["drift_webhook_url"]:
-            fields["drift_webhook_secret"] = ""
+            fields.update(drift_webhook_secret="", drift_webhook_secret_previous="", drift_webhook_secret_rotated_at=None)
         elif not project.drift_webhook_secret:
             fields["drift_webhook_secret"] = secrets.token_hex(32)
     for key, value in fields.items():
         setattr(project, key, value)
     project.save(update_fields=list(fields) or None)
+    return project
+
+
+WEBHOOK_SECRET_OVERLAP = timedelta(hours=24)  # after a rotation, alerts carry the old secret's signature too
+
+
+def project_webhook_secret_rotate(*, project: Project) -> Project:
+    """A new signing secret for the project's drift alerts (when the old one leaked, or on a schedule). For
+    WEBHOOK_SECRET_OVERLAP afterwards, alerts also carry ``X-Looplab-Signature-Previous`` made with the old
+    secret, so a receiver can switch to the new one without refusing alerts in between."""
+    import secrets
+
+    if not project.drift_webhook_url:
+        raise Conflict("There is no alert webhook to sign for: set drift_webhook_url first.", code="no_webhook")
+    project.drift_webhook_secret_previous = project.drift_webhook_secret
+    project.drift_webhook_secret = secrets.token_hex(32)
+    project.drift_webhook_secret_rotated_at = timezone.now()
+    project.save(update_fields=["drift_webhook_secret", "drift_webhook_secret_previous",
+                                "drift_webhook_secret_rotated_at"])
     return project
 
 

@@ -245,6 +245,24 @@ def drift_alert_payload(*, check: DriftCheck) -> dict:
     }
 
 
+def drift_alert_signatures(*, project, body: bytes, now=None) -> dict[str, str]:
+    """``X-Looplab-Signature: sha256=<hex HMAC-SHA256 of the body with the project's secret>``, and for a day
+    after a rotation ``X-Looplab-Signature-Previous`` with the old secret, so receivers can switch over."""
+    import hashlib
+    import hmac
+
+    from apps.projects.services import WEBHOOK_SECRET_OVERLAP
+
+    def sign(secret: str) -> str:
+        return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+    out = {"X-Looplab-Signature": sign(project.drift_webhook_secret)}
+    rotated = project.drift_webhook_secret_rotated_at
+    if project.drift_webhook_secret_previous and rotated and (now or timezone.now()) < rotated + WEBHOOK_SECRET_OVERLAP:
+        out["X-Looplab-Signature-Previous"] = sign(project.drift_webhook_secret_previous)
+    return out
+
+
 def drift_alert_deliver(*, check: DriftCheck, attempt: int = 1) -> bool:
     """POST the check's alert to the project's ``drift_webhook_url`` once (a 2xx answer within
     ALERT_TIMEOUT_S counts) and record the outcome on the check; after a failure, queue the next attempt
@@ -252,8 +270,6 @@ def drift_alert_deliver(*, check: DriftCheck, attempt: int = 1) -> bool:
     the hex HMAC-SHA256 of the raw body with the project's ``drift_webhook_secret``; it carries
     ``sent_at``, so a receiver can refuse replays. Returns whether this attempt was delivered; a check
     already delivered (a repeated message) is not sent again."""
-    import hashlib
-    import hmac
     import json
 
     from django.conf import settings
@@ -266,9 +282,8 @@ def drift_alert_deliver(*, check: DriftCheck, attempt: int = 1) -> bool:
     if check.alert_status == "sent" or not url:
         return False
     body = json.dumps({**drift_alert_payload(check=check), "sent_at": timezone.now().isoformat()}).encode()
-    signature = hmac.new(project.drift_webhook_secret.encode(), body, hashlib.sha256).hexdigest()
     headers = {"Content-Type": "application/json", "User-Agent": "Looplab drift alert",
-               "X-Looplab-Event": "drift.detected", "X-Looplab-Signature": f"sha256={signature}"}
+               "X-Looplab-Event": "drift.detected", **drift_alert_signatures(project=project, body=body)}
     try:
         error = webhook.post(url, body, headers, timeout=ALERT_TIMEOUT_S,
                              allow_private=settings.LOOPLAB["WEBHOOK_ALLOW_PRIVATE"])

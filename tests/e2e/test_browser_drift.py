@@ -100,6 +100,14 @@ def test_drift_check_and_send_back(live_server, drifting_project, new_page, arti
     assert page.locator("#drift-every").input_value() == "24" and page.locator("#drift-auto-flag").is_checked()
     assert page.locator("#drift-webhook").input_value() == "https://hooks.example.com/looplab/drift"
     assert page.locator("#drift-webhook-secret").text_content() == project.drift_webhook_secret != ""
+    # a new signing secret: shown at once, and the page says the old one still signs for a day
+    old_secret = project.drift_webhook_secret
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#drift-webhook-rotate")
+    page.wait_for_function("() => document.getElementById('drift-webhook-rotated').textContent.includes('Previous')")
+    project.refresh_from_db()
+    assert project.drift_webhook_secret_previous == old_secret != project.drift_webhook_secret
+    assert page.locator("#drift-webhook-secret").text_content() == project.drift_webhook_secret
     page.locator("#drift").screenshot(path=str(artifacts / "drift-monitoring.png"))
     # the project list marks the project whose latest check found drift
     page.goto(f"{live_server.url}/")

@@ -110,6 +110,11 @@ if (section) {
       $("drift-webhook").value = data.drift_webhook_url;
       $("drift-webhook-signing").hidden = !data.drift_webhook_secret;
       $("drift-webhook-secret").textContent = data.drift_webhook_secret;
+      const rotated = data.drift_webhook_secret_rotated_at;
+      const overlapEnds = rotated ? new Date(new Date(rotated).getTime() + 24 * 3600 * 1000) : null;
+      $("drift-webhook-rotated").textContent = overlapEnds && overlapEnds > new Date()
+        ? `replaced ${when(rotated)}; alerts also carry X-Looplab-Signature-Previous (the old secret) until ${when(overlapEnds.toISOString())}`
+        : rotated ? `replaced ${when(rotated)}` : "";
     } catch (err) {
       showError(err.message);
     }
@@ -163,6 +168,19 @@ if (section) {
       showError(err.message);
     } finally {
       $("drift-schedule-btn").disabled = false;
+    }
+  });
+
+  $("drift-webhook-rotate").addEventListener("click", async () => {
+    if (!window.confirm("Make a new signing secret? Receivers should switch to it within a day: until then alerts carry a signature with the old one too.")) return;
+    $("drift-webhook-rotate").disabled = true;
+    try {
+      await api(`/api/v1/projects/${projectId}/drift-webhook-secret/rotate/`, { method: "POST", body: {} });
+      await loadSchedule();
+    } catch (err) {
+      showError(err.message);
+    } finally {
+      $("drift-webhook-rotate").disabled = false;
     }
   });
 
