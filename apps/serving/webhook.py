@@ -6,6 +6,10 @@ public (``ipaddress.is_global``), and the connection goes to the address that wa
 that changes between the check and the connection, "DNS rebinding", cannot redirect it). TLS still
 verifies the certificate against the host name, and the ``Host`` header carries the name. Redirects are
 not followed: a 3xx answer is a failed delivery, since its target was never checked.
+
+Behind an egress proxy (the standard ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` variables), the
+request goes through it (CONNECT for https); the host is still checked here first, but the proxy resolves
+it again, so pinning the address is then the proxy's job.
 """
 from __future__ import annotations
 
@@ -59,19 +63,24 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float, allo
     except OSError as exc:
         return f"{type(exc).__name__}: {exc}"
 
-    if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(parts.hostname, port, timeout=timeout,
-                                           context=ssl.create_default_context())
-    else:
-        conn = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
-
-    def connect_to_checked_address(addr, timeout=None, source_address=None):
-        return socket.create_connection((address, addr[1]), timeout, source_address)
-
-    conn._create_connection = connect_to_checked_address  # http.client's hook for opening the socket
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    headers = {**headers, "Content-Length": str(len(body))}
+    proxy = _proxy_for(parts.scheme, parts.hostname)
+    if proxy is not None:
+        conn, path, headers = _through_proxy(proxy, parts, port, path, headers, timeout)
+    else:
+        if parts.scheme == "https":
+            conn = http.client.HTTPSConnection(parts.hostname, port, timeout=timeout,
+                                               context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
+
+        def connect_to_checked_address(addr, timeout=None, source_address=None):
+            return socket.create_connection((address, addr[1]), timeout, source_address)
+
+        conn._create_connection = connect_to_checked_address  # http.client's hook for opening the socket
     try:
-        conn.request("POST", path, body=body, headers={**headers, "Content-Length": str(len(body))})
+        conn.request("POST", path, body=body, headers=headers)
         response = conn.getresponse()
         response.read(65536)
         status = response.status
@@ -84,3 +93,38 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float, allo
     if 300 <= status < 400:
         return f"the receiver answered {status} (redirects are not followed)"
     return f"the receiver answered {status}"
+
+
+def _proxy_for(scheme: str, host: str):
+    """The egress proxy URL for ``scheme`` from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``), or None
+    (none set, or ``NO_PROXY`` covers the host)."""
+    import urllib.request
+
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(scheme)
+    if not proxy or urllib.request.proxy_bypass_environment(host, proxies):
+        return None
+    return urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+
+
+def _through_proxy(proxy, parts, port: int, path: str, headers: dict, timeout: float):
+    """(connection, request target, headers) for a request through an HTTP proxy: a CONNECT tunnel for
+    https (TLS end to end, verified against the host name), an absolute-URI request for http."""
+    import base64
+    import http.client
+    import ssl
+    from urllib.parse import unquote
+
+    auth = {}
+    if proxy.username:
+        pair = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}".encode()
+        auth = {"Proxy-Authorization": "Basic " + base64.b64encode(pair).decode()}
+    proxy_port = proxy.port or (443 if proxy.scheme == "https" else 80)
+    if parts.scheme == "https":
+        conn = http.client.HTTPSConnection(proxy.hostname, proxy_port, timeout=timeout,
+                                           context=ssl.create_default_context())
+        conn.set_tunnel(parts.hostname, port, headers=auth)
+        return conn, path, headers
+    conn = http.client.HTTPConnection(proxy.hostname, proxy_port, timeout=timeout)
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    return conn, f"http://{host}:{port}{path}", {**headers, **auth, "Host": parts.netloc.rsplit("@", 1)[-1]}

@@ -1,6 +1,7 @@
 """apps.serving.webhook: one POST to a lead's URL, to the address that was checked, without redirects."""
 from __future__ import annotations
 
+import base64
 import json
 import socket
 
@@ -11,6 +12,13 @@ from tests.apps.helpers import Receiver
 
 BODY = json.dumps({"event": "looplab.drift.detected"}).encode()
 HEADERS = {"Content-Type": "application/json", "X-Looplab-Event": "drift.detected"}
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_from_the_environment(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -118,3 +126,53 @@ def test_https_verifies_the_certificate_against_the_host_name(monkeypatch, recei
     error = webhook.post(f"https://tls.example.test:{receiver.port}/hooks/drift", BODY, HEADERS, timeout=5,
                          allow_private=True)
     assert error.startswith("SSL") and receiver.got == []
+
+
+def test_an_egress_proxy_from_the_environment_is_used(monkeypatch, receiver):
+    # http through a proxy: an absolute-URI request to the proxy; the host is still checked here first
+    _resolver(monkeypatch, {"alerts.example.test": [["93.184.216.34"]], "inside.example.test": [["10.0.0.7"]]})
+    monkeypatch.setenv("HTTP_PROXY", f"http://relay:s%40cret@127.0.0.1:{receiver.port}")
+    assert webhook.post("http://alerts.example.test:8080/hooks/drift?x=1", BODY, HEADERS, timeout=5,
+                        allow_private=False) == ""
+    (hit,) = receiver.got
+    assert hit["path"] == "http://alerts.example.test:8080/hooks/drift?x=1"
+    assert hit["headers"]["Host"] == "alerts.example.test:8080"
+    assert hit["headers"]["Proxy-Authorization"] == "Basic " + base64.b64encode(b"relay:s@cret").decode()
+    with pytest.raises(webhook.WebhookRefused):  # a name that resolves inside is refused before the proxy
+        webhook.post("http://inside.example.test/", BODY, HEADERS, timeout=5, allow_private=False)
+    assert len(receiver.got) == 1
+    # NO_PROXY: straight to the checked address
+    monkeypatch.setenv("NO_PROXY", "direct.example.test")
+    _resolver(monkeypatch, {"direct.example.test": [["127.0.0.1"]]})
+    assert webhook.post(f"http://direct.example.test:{receiver.port}/d", BODY, HEADERS, timeout=5,
+                        allow_private=True) == ""
+    assert receiver.got[-1]["path"] == "/d"
+
+
+def test_https_through_a_proxy_opens_a_tunnel(monkeypatch):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_CONNECT(self):  # noqa: N802 (http.server's name)
+            seen.append((self.path, self.headers.get("Proxy-Authorization")))
+            self.send_response(403)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _resolver(monkeypatch, {"alerts.example.test": [["93.184.216.34"]]})
+        monkeypatch.setenv("HTTPS_PROXY", f"http://u:p@127.0.0.1:{server.server_port}")
+        error = webhook.post("https://alerts.example.test/hooks/drift", BODY, HEADERS, timeout=5, allow_private=False)
+        assert "Tunnel connection failed: 403" in error, error
+        assert seen == [("alerts.example.test:443", "Basic " + base64.b64encode(b"u:p").decode())]
+    finally:
+        server.shutdown()
+        server.server_close()
