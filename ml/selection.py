@@ -279,7 +279,9 @@ class _Pool:
     def kmedoids_max(self) -> int:
         """Largest clustered set whose k-means picks are refined by k-medoid swaps (option ``kmedoids_max``,
         default 5000; 0 turns it off). The swaps cost O(passes * n^2 * d), about 1.7 s for 100 picks from
-        5,000 points on 2 cores; bigger pools keep the k-means picks."""
+        5,000 points on 2 cores. A bigger clustered set is refined on a seeded sample of this many points
+        (holding the picks) while picks * kmedoids_max <= 2e6 (up to 400 picks at the default); beyond
+        that the k-means picks are kept."""
         return int(self.options.get("kmedoids_max", 5000))
 
     def max_train(self, k: int) -> int:
@@ -409,8 +411,11 @@ def _cold_start_kmeans(pool: _Pool, cand: np.ndarray, k: int) -> _Result:
     is filled by the second-nearest members of the largest clusters, and so on.
     While the clustered set has at most ``kmedoids_max`` points (default 5000), the picks are then
     improved by k-medoid swaps (:func:`ml.index.kmedoids_refine`: lower summed squared distance from every
-    point to its nearest pick), and score = the share of the points nearest each pick. Above that the
-    score is the share of the points in the pick's cluster divided by (1 + its rank inside the cluster).
+    point to its nearest pick), and score = the share of the points nearest each pick. A bigger clustered
+    set is refined on a seeded sample of ``kmedoids_max`` points that holds the picks (while picks *
+    kmedoids_max <= 2e6), and the refined picks are kept only if they lower the cost over every clustered
+    point. Otherwise the score is the share of the points in the pick's cluster divided by (1 + its rank
+    inside the cluster).
     Either way the biggest modes of the data come first.
     """
     from ml.index import assign_nearest, kmeans, kmedoids_refine  # noqa: PLC0415
@@ -427,11 +432,24 @@ def _cold_start_kmeans(pool: _Pool, cand: np.ndarray, k: int) -> _Result:
     rank_in = _rank_in_cluster(labels, dist, n_clusters)
     score = (sizes[labels] / len(pts)) / (1.0 + rank_in)
     take = np.lexsort((pts, -sizes[labels], rank_in))[:k]
-    if k < len(pts) <= pool.kmedoids_max():
+    kmax = pool.kmedoids_max()
+    if k < len(pts) and (len(pts) <= kmax or (k < kmax and k * kmax <= 2e6)):
         # the picks are samples, so what matters is how well the picked *samples* represent the rest:
         # swap picks for other samples while that lowers the summed squared distance to the nearest pick
-        take, _ = kmedoids_refine(X, take)
-        cell = np.bincount(assign_nearest(X, X[take])[0], minlength=len(take))
+        if len(pts) <= kmax:
+            take, _ = kmedoids_refine(X, take)
+            nearest = assign_nearest(X, X[take])[0]
+        else:  # a bigger pool: the swaps run on a seeded sample of kmax points that holds the picks, and
+            # are kept only if they lower the cost over every clustered point (a sample can mislead)
+            rng = np.random.default_rng([pool.random_state, 17])
+            rest = np.setdiff1d(np.arange(len(pts)), take)
+            sub = np.concatenate([take, np.sort(rng.choice(rest, size=kmax - k, replace=False))])
+            local, _ = kmedoids_refine(X[sub], np.arange(k))
+            nearest, d = assign_nearest(X, X[take])
+            near_new, d_new = assign_nearest(X, X[sub[local]])
+            if float(d_new.sum(dtype=np.float64)) < float(d.sum(dtype=np.float64)):
+                take, nearest = sub[local], near_new
+        cell = np.bincount(nearest, minlength=len(take))
         idx, sc = _sort_desc(pts[take], (cell / len(pts)).astype(np.float32))
         return idx, sc, "kmeans"
     idx, sc = _sort_desc(pts[take], score[take].astype(np.float32))

@@ -477,6 +477,33 @@ def test_cold_start_picks_are_refined_as_k_medoids():
         select("kmeans", budget=3, embeddings=E, kmedoids_max=-1)
 
 
+def test_a_pool_bigger_than_kmedoids_max_is_refined_on_a_sample():
+    from ml.index import assign_nearest
+
+    rng = np.random.default_rng(5)
+    E = np.concatenate([rng.normal(0, 0.2, size=(150, 8)), rng.normal(3, 2.0, size=(250, 8))]).astype(np.float32)
+
+    def cost(idx):
+        return float(assign_nearest(E, E[idx])[1].sum())
+
+    costs = []
+    for rs in range(6):
+        plain = select("kmeans", budget=10, embeddings=E, random_state=rs, kmedoids_max=0)
+        sampled = select("kmeans", budget=10, embeddings=E, random_state=rs, kmedoids_max=200)
+        again = select("kmeans", budget=10, embeddings=E, random_state=rs, kmedoids_max=200)
+        np.testing.assert_array_equal(sampled.indices, again.indices)  # seeded
+        assert len(np.unique(sampled.indices)) == 10
+        assert abs(float(sampled.scores.sum()) - 1.0) < 1e-5  # scores: shares of the whole pool
+        costs.append((cost(plain.indices), cost(sampled.indices)))
+    # swaps judged on 200 of the 400 points are kept only when they lower the cost over all 400
+    assert all(after <= before for before, after in costs)
+    assert sum(after < before for before, after in costs) >= 3, costs
+    # no room to swap in the sample (kmedoids_max <= picks): the k-means picks stay
+    plain = select("kmeans", budget=10, embeddings=E, random_state=1, kmedoids_max=0)
+    kept = select("kmeans", budget=10, embeddings=E, random_state=1, kmedoids_max=10)
+    np.testing.assert_array_equal(np.sort(kept.indices), np.sort(plain.indices))
+
+
 def test_cold_start_restarts_option_and_default():
     from ml.index import kmeans
 
