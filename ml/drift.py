@@ -266,16 +266,6 @@ def witness(X_ref: np.ndarray, X_prod: np.ndarray, Z: np.ndarray, *, bandwidth: 
     return out
 
 
-def _nearest_sq_dist(Z: np.ndarray, X: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """Squared distance from every row of ``Z`` to its nearest row of ``X`` (float64 (len(Z),))."""
-    Z = np.asarray(Z, dtype=np.float64)
-    X = np.asarray(X, dtype=np.float64)
-    out = np.empty(len(Z))
-    for s in range(0, len(Z), chunk):
-        out[s: s + chunk] = _sq_dists(Z[s: s + chunk], X).min(axis=1)
-    return out
-
-
 # --------------------------------------------------------------------------- report
 
 
@@ -353,7 +343,9 @@ def detect_drift(
     R_sub = R if len(R) <= max_samples else R[rng.choice(len(R), size=max_samples, replace=False)]
     Q_sub = Q if len(Q) <= max_samples else Q[rng.choice(len(Q), size=max_samples, replace=False)]
     if test["statistic"] == "novelty":
-        w = np.sqrt(_nearest_sq_dist(Q, R_sub))
+        from ml.index import assign_nearest  # numpy only; faiss stays unloaded
+
+        w = np.sqrt(assign_nearest(Q, R_sub)[1].astype(np.float64))
     else:
         w = witness(R_sub, Q_sub, Q, bandwidth=sigma)
     k = min(int(top_k), len(Q))

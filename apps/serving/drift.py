@@ -5,7 +5,7 @@ A check compares two windows in the serving model's own embedding space, with it
 - production: the samples pushed in the last ``window_hours``, the reference's own samples left out.
 
 At most 1,000 samples of each are scored; ml.drift subsamples to that anyway. The check then runs
-``ml.drift.detect_drift``: an MMD permutation test on the embeddings, PSI of the top-1 confidence and
+``ml.drift.detect_drift``: one permutation test on the embeddings (MMD and novelty), PSI of the top-1 confidence and
 of the predicted classes, and per-metadata-slice figures. Its witnesses are the production samples
 most unlike the reference. A lead can send them back to labeling (:func:`drift_check_flag`), or the
 project does it by itself (``drift_auto_flag``); rounds then take them first, like low-confidence samples.

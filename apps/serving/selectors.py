@@ -121,14 +121,17 @@ def drift_schedule_next(*, project, now=None) -> dict | None:
             "window_start": start, "due_at": start + every}
 
 
-def drift_status(*, project) -> dict:
-    """Drift monitoring at a glance: the latest finished check (``last``: id, when, trigger, drifted, p-value,
-    flagged) and the schedule (:func:`drift_schedule_next`, None when off)."""
+def drift_last_check(*, project) -> dict | None:
+    """The latest finished check: id, window, trigger, drifted, p-value, flagged (None before the first)."""
     last = (DriftCheck.objects.filter(project=project, status="succeeded").order_by("-window_end", "-id").first())
-    return {
-        "last": None if last is None else {
-            "id": last.pk, "trigger": last.trigger, "window_start": last.window_start, "window_end": last.window_end,
+    if last is None:
+        return None
+    return {"id": last.pk, "trigger": last.trigger, "window_start": last.window_start, "window_end": last.window_end,
             "drifted": (last.report or {}).get("drifted"), "p_value": (last.report or {}).get("p_value"),
-            "flagged": last.flagged},
-        "schedule": drift_schedule_next(project=project),
-    }
+            "flagged": last.flagged}
+
+
+def drift_status(*, project) -> dict:
+    """Drift monitoring at a glance: the latest finished check (``last``, :func:`drift_last_check`) and the
+    schedule (:func:`drift_schedule_next`, None when off)."""
+    return {"last": drift_last_check(project=project), "schedule": drift_schedule_next(project=project)}

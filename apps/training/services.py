@@ -311,13 +311,13 @@ def _int8_choice(run: TrainingRun, model, fp32_path: Path, X, y, split: str, pro
     cmp = compare_runtimes(model, {"fp32": fp32_path, "int8": int8_path}, X, y)
     progress(85, "timing fp32 and int8 at batch 1 and 64")
     seconds = float(settings.LOOPLAB["EXPORT_TIMING_S"])
-    stats = {}
+    stats, sessions = {}, {}
     for name, path in (("fp32", fp32_path), ("int8", int8_path)):
-        session = OnnxClassifier(path)
-        stats[name] = measure_latency(session.predict_proba, X, (1, 64), min_seconds=seconds)
+        sessions[name] = OnnxClassifier(path)
+        stats[name] = measure_latency(sessions[name].predict_proba, X, (1, 64), min_seconds=seconds)
     decision = runtime_decision(stats["fp32"], stats["int8"], cmp.runtimes["fp32"]["accuracy"],
                                 cmp.runtimes["int8"]["accuracy"])
-    meta = OnnxClassifier(int8_path).metadata
+    meta = sessions["int8"].metadata
     return {
         "decision": decision.to_dict(), "eval_split": split, "n_eval": int(len(y)),
         "fp32": {**cmp.runtimes["fp32"], "latency": stats["fp32"]},

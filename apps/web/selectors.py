@@ -17,12 +17,12 @@ def project_rows_for_user(*, user) -> list[dict]:
     from apps.labeling.selectors import budget_summary
     from apps.projects.selectors import project_role, projects_for_user
     from apps.samples.selectors import sample_counts
-    from apps.serving.selectors import drift_status
+    from apps.serving.selectors import drift_last_check
 
     rows = []
     for project in projects_for_user(user=user).order_by("name", "id"):
         counts = sample_counts(project=project)
-        last = drift_status(project=project)["last"]
+        last = drift_last_check(project=project)  # the list needs the verdict, not the schedule
         rows.append({"project": project, "role": project_role(project=project, user=user),
                      "totals": _totals(counts), "budget": budget_summary(project=project),
                      "drift": last if last and last["drifted"] else None})
