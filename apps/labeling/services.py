@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 512
 LABELED_FOR_COVERAGE = 5000
+MC_SAMPLES = 10  # stochastic forward passes per sample for BALD
 
 
 # -- rounds ---------------------------------------------------------------------------------------
@@ -108,6 +109,22 @@ def _pool_features(project: Project, samples: list[Sample], runner, progress):
     return usable, embeddings, probs
 
 
+def _pool_mc_probs(project: Project, samples: list[Sample], model, progress, *, random_state: int) -> np.ndarray:
+    """MC-dropout probabilities ``(MC_SAMPLES, N, C)`` of the deployed model's torch network, for BALD.
+
+    ONNX export drops dropout, so this runs the checkpoint; the samples are the ones _pool_features could read."""
+    from apps.samples import content as content_io
+
+    out = []
+    for start in range(0, len(samples), CHUNK):
+        chunk = samples[start:start + CHUNK]
+        X = content_io.load_batch(project.modality, [content_io.read_content(s) for s in chunk])
+        out.append(model.predict_proba_mc(X, n_samples=MC_SAMPLES, random_state=random_state))
+        done = start + len(chunk)
+        progress(85 + 4 * done / len(samples), f"MC dropout: {MC_SAMPLES} passes over {done} of {len(samples)} samples")
+    return np.concatenate(out, axis=1)
+
+
 def round_run(*, rnd: Round) -> None:
     """The round's Celery job: score the unlabeled pool, select under the budget, create tasks."""
     from apps.serving.selectors import current_deployment, model_runner
@@ -148,7 +165,14 @@ def round_run(*, rnd: Round) -> None:
                                        f"{', '.join(MODEL_FREE_STRATEGIES)}.", code="model_required")
             # low-confidence production samples and samples a lead sent back from a drift check go first
             prefer = np.array([pool[i].low_confidence or pool[i].drift_flagged for i in positions])
-            selection = select(strategy, budget=alloc[split], embeddings=embeddings[positions],
+            extra = {}
+            if strategy == "bald":
+                from apps.training.selectors import model_checkpoint_load
+
+                model = model_checkpoint_load(model_version=deployment.model_version, device="auto")
+                extra["mc_probs"] = _pool_mc_probs(project, [pool[i] for i in positions], model, progress,
+                                                   random_state=rnd.pk)
+            selection = select(strategy, budget=alloc[split], embeddings=embeddings[positions], **extra,
                                probs=probs[positions] if probs is not None else None,
                                labeled_counts=counts, n_classes=len(project.labels),
                                labeled_embeddings=labeled_embeddings if len(covered) else None,

@@ -29,6 +29,7 @@ from apps.samples import content as content_io
 from apps.samples.models import Sample
 from apps.samples.selectors import metadata_slices
 from apps.training.models import DatasetVersion, ModelVersion, PipelineStep, StepKind, TrainingRun
+from apps.training.selectors import model_checkpoint_load
 
 log = logging.getLogger(__name__)
 
@@ -205,15 +206,6 @@ def training_run_train(*, run: TrainingRun) -> None:
     _run_step(run, StepKind.TRAIN, body)
 
 
-def _load_model(mv: ModelVersion):
-    from ml.training import TrainedModel
-
-    with default_storage.open(mv.checkpoint.name, "rb") as fh, tempfile.NamedTemporaryFile(suffix=".pt") as tmp:
-        tmp.write(fh.read())
-        tmp.flush()
-        return TrainedModel.load(tmp.name)
-
-
 def _metadata_slices(sample_ids: list[int]) -> dict[str, np.ndarray]:
     """Slices from metadata keys with few distinct scalar values (e.g. time_of_day=night), 5 samples or more."""
     metas = dict(Sample.objects.filter(pk__in=sample_ids).values_list("id", "metadata"))
@@ -257,7 +249,7 @@ def training_run_evaluate(*, run: TrainingRun) -> None:
         if len(y) == 0:
             return {"skipped": "no labeled test samples: label some test-split samples to evaluate"}
         labels = list(mv.labels)
-        model = _load_model(mv)
+        model = model_checkpoint_load(model_version=mv)
         progress(30, f"evaluating on {len(y)} test samples")
         probs = model.predict_proba(X)
         slices = _metadata_slices(ids)
@@ -331,7 +323,7 @@ def training_run_export(*, run: TrainingRun) -> None:
         from ml.export import export_onnx, parity_report
 
         mv = ModelVersion.objects.get(pk=run.model_id)
-        model = _load_model(mv)
+        model = model_checkpoint_load(model_version=mv)
         progress(10, "exporting to ONNX")
         split = "test"
         X, y, _ = _load_split(run, ("test",))
