@@ -75,3 +75,23 @@ def precision_recall(flagged: Sequence[int], truth: Sequence[int]) -> tuple[floa
     precision = tp / len(f) if f else 0.0
     recall = tp / len(t) if t else 1.0
     return precision, recall
+
+
+def random_coverage_accuracy(pool_labels: Sequence[int], test_labels: Sequence[int], k: int) -> float:
+    """Expected test accuracy of ``k`` labels drawn uniformly without replacement from the pool, if the
+    features separated the classes perfectly: a test sample is right exactly when its class is among the
+    labels drawn. ``sum over classes c of share_test(c) * (1 - C(N - n_c, k) / C(N, k))``, exact.
+
+    ``100 * (1 - this)`` is the cold-start gap (in points) that a strategy scoring 100% would have over
+    random with such features: the part of random's error that comes only from missing a class."""
+    pool = np.asarray(pool_labels)
+    test = np.asarray(test_labels)
+    n, k = len(pool), int(k)
+    if not 0 < k <= n:
+        raise ValueError(f"k must be in 1..{n}, got {k}")
+    total = math.comb(n, k)
+    acc = 0.0
+    for c, share in zip(*np.unique(test, return_counts=True)):
+        n_c = int((pool == c).sum())
+        acc += (share / len(test)) * (1.0 - math.comb(n - n_c, k) / total)
+    return float(acc)

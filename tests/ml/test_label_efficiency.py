@@ -200,3 +200,34 @@ def test_cold_start_target_uses_randoms_mean_and_says_when_out_of_reach():
     assert "one draw per seed: 78.0%, +21.0 points" in row["note"] and "out of reach" in row["note"]
     (row,) = le.check_targets({"audio": {"seeds": [0], "strategies": {}, "cold_start": cold(0.95, 0.72, 0.74)}})
     assert row["value"] == pytest.approx(21.0) and row["passed"] is True and "out of reach" not in row["note"]
+
+
+def test_random_coverage_accuracy_is_exact():
+    from bench._le_metrics import random_coverage_accuracy
+
+    # pool [0, 1, 1, 1], 2 labels: class 0 is drawn in 3 of the 6 pairs, class 1 in all of them
+    assert random_coverage_accuracy([0, 1, 1, 1], [0, 1], 2) == pytest.approx(0.5 * 0.5 + 0.5 * 1.0)
+    assert random_coverage_accuracy([0, 1, 2], [0, 1, 2], 3) == pytest.approx(1.0)
+    # against simulation: 10 balanced classes, 20 labels from 660 -> about 1 - 0.9**20
+    rng = np.random.default_rng(0)
+    pool = np.repeat(np.arange(10), 66)
+    test = np.repeat(np.arange(10), 33)
+    sim = np.mean([len(np.unique(pool[rng.choice(660, 20, replace=False)])) / 10 for _ in range(20000)])
+    exact = random_coverage_accuracy(pool, test, 20)
+    assert exact == pytest.approx(sim, abs=0.003)
+    assert 0.875 < exact < 0.885  # without replacement a little above 1 - 0.9**20 = 0.878
+    with pytest.raises(ValueError):
+        random_coverage_accuracy(pool, test, 0)
+
+
+def test_cold_start_row_reports_error_removed_and_the_perfect_feature_gap():
+    cold = {"auto": {"accuracy": mean_std([0.93])},
+            "random": {"accuracy": mean_std([0.74]), "expected_accuracy": mean_std([0.74]),
+                       "per_seed": [{"accuracy_draws": [0.74] * 20}]}}
+    (row,) = le.check_targets({"audio": {"seeds": [0], "strategies": {}, "cold_start": cold,
+                                         "random_coverage_accuracy": mean_std([0.88])}})
+    assert row["value"] == pytest.approx(19.0) and row["passed"] is False
+    assert row["error_removed"] == pytest.approx(19.0 / 26.0)
+    assert row["gap_with_perfect_features"] == pytest.approx(12.0)
+    assert "removes 73% of random's error" in row["note"]
+    assert "a gap of 12.0 points, below the target" in row["note"]
