@@ -37,6 +37,7 @@ __all__ = [
     "entropy",
     "bald",
     "slice_mask",
+    "PREDICATE_OPERATORS",
 ]
 
 COLD_START_MIN_LABELS = 3
@@ -160,18 +161,22 @@ _UNCERTAINTY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 # --------------------------------------------------------------------------- slices
 
 
+_OPERATORS = {
+    "eq": lambda v, c: v == c,
+    "ne": lambda v, c: v != c,
+    "in": lambda v, c: v in c,
+    "not_in": lambda v, c: v not in c,
+    "gt": lambda v, c: v is not None and v > c,
+    "gte": lambda v, c: v is not None and v >= c,
+    "lt": lambda v, c: v is not None and v < c,
+    "lte": lambda v, c: v is not None and v <= c,
+}
+PREDICATE_OPERATORS: tuple[str, ...] = tuple(_OPERATORS)  # what a slice predicate's dict conditions may use
+
+
 def _match(value: Any, cond: Any) -> bool:
     if isinstance(cond, Mapping):
-        ops = {
-            "eq": lambda v, c: v == c,
-            "ne": lambda v, c: v != c,
-            "in": lambda v, c: v in c,
-            "not_in": lambda v, c: v not in c,
-            "gt": lambda v, c: v is not None and v > c,
-            "gte": lambda v, c: v is not None and v >= c,
-            "lt": lambda v, c: v is not None and v < c,
-            "lte": lambda v, c: v is not None and v <= c,
-        }
+        ops = _OPERATORS
         for op, c in cond.items():
             if op not in ops:
                 raise InvalidInput(f"unknown predicate operator {op!r}", details={"operators": sorted(ops)})

@@ -11,9 +11,41 @@ from apps.labeling.services import annotation_submit, round_create, task_lease_n
 from apps.samples.api import content_url
 
 
+class SliceQuotaIn(serializers.Serializer):
+    name = serializers.CharField(max_length=60)
+    where = serializers.DictField(help_text='metadata predicate: {"time_of_day": "night"}, {"camera": ["a", "b"]}, '
+                                            '{"speed": {"gte": 50, "lt": 90}} (eq, ne, in, not_in, gt, gte, lt, lte)')
+    min = serializers.IntegerField(min_value=0, required=False, default=0, help_text="at least this many picks")
+    max = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None,
+                                   help_text="at most this many picks")
+
+
+class ClassQuotaIn(serializers.Serializer):
+    label = serializers.CharField(help_text="by the deployed model's predicted class")
+    min = serializers.IntegerField(min_value=0, required=False, default=0)
+    max = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
+
+
+class CostIn(serializers.Serializer):
+    metadata_key = serializers.CharField(max_length=100, help_text="metadata field with each sample's labeling cost "
+                                                                    "(e.g. seconds of audio); missing: the pool's median")
+    max_total = serializers.FloatField(required=False, allow_null=True, default=None)
+
+
 class RoundIn(serializers.Serializer):
     budget = serializers.IntegerField(min_value=1)
     strategy = serializers.CharField(default="auto", max_length=40)
+    # batch constraints on the train split's picks (val/test picks stay random)
+    slices = SliceQuotaIn(many=True, required=False)
+    classes = ClassQuotaIn(many=True, required=False)
+    cost = CostIn(required=False)
+    exclude_near_duplicates = serializers.FloatField(required=False, min_value=0.0, max_value=1.0,
+                                                     help_text="skip pool samples this similar (cosine) to a labeled one")
+
+    def to_service(self) -> dict:
+        data = dict(self.validated_data)
+        constraints = {k: data.pop(k) for k in ("slices", "classes", "cost", "exclude_near_duplicates") if k in data}
+        return {**data, "constraints": constraints}
 
 
 class RoundOut(JobOut):
@@ -23,6 +55,7 @@ class RoundOut(JobOut):
     strategy = serializers.CharField()
     strategy_used = serializers.CharField()
     budget = serializers.IntegerField()
+    constraints = serializers.DictField()
     selected = serializers.IntegerField()
     model_version = serializers.IntegerField(source="model_version_id", allow_null=True)
     details = serializers.DictField()
@@ -49,7 +82,7 @@ class RoundListCreate(ProjectScopedView):
         project = self.project(request, project_id, Role.LEAD)
         payload = RoundIn(data=request.data)
         payload.is_valid(raise_exception=True)
-        rnd = round_create(project=project, user=request.user, **payload.validated_data)
+        rnd = round_create(project=project, user=request.user, **payload.to_service())
         return Response(RoundOut(rnd).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -18,6 +18,9 @@ class Round(JobFields):
     model_version = models.ForeignKey("training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     details = models.JSONField(default=dict, blank=True)
+    # batch constraints on the train split (slice and class quotas/caps, cost, near-duplicate exclusion), as
+    # round_create cleaned them; what they did is in details["constraints"]
+    constraints = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -34,3 +34,32 @@ def annotation_stats(*, project) -> dict:
     agg = Annotation.objects.filter(task__project=project).aggregate(
         n=Count("id"), active=Avg("active_seconds"), lease=Avg("lease_to_submit_s"))
     return {"annotations": agg["n"], "mean_active_seconds": agg["active"], "mean_lease_to_submit_s": agg["lease"]}
+
+
+def round_constraints_summary(*, rnd: Round) -> list[str]:
+    """One line per batch constraint of a round, with what it did once the round ran."""
+    spec, done = rnd.constraints or {}, (rnd.details or {}).get("constraints") or {}
+    counts = done.get("constraints") or {}
+
+    def line(name, lo, hi, got):
+        want = " and ".join(x for x in (f"at least {lo}" if lo else "", f"at most {hi}" if hi is not None else "") if x)
+        if got is None:
+            return f"{name}: {want}"
+        short = f" ({got['shortfall']} short: too few in the pool)" if got["shortfall"] else ""
+        return f"{name}: {want} → {got['count']}{short}"
+
+    out = [line(sl["name"], sl["min"], sl["max"], counts.get(f"slice:{sl['name']}")) for sl in spec.get("slices", [])]
+    labels = list(rnd.project.labels)
+    out += [line(f"predicted {cl['label']}", cl["min"], cl["max"],
+                 counts.get(f"class:{labels.index(cl['label'])}") if cl["label"] in labels else None)
+            for cl in spec.get("classes", [])]
+    if spec.get("cost"):
+        cost = spec["cost"]
+        bound = f" ≤ {cost['max_total']:g}" if cost.get("max_total") is not None else ""
+        spent = f" → {done['total_cost']:g}" if "total_cost" in done else ""
+        out.append(f"cost ({cost['metadata_key']}){bound}{spent}")
+    if "exclude_near_duplicates" in spec:
+        n = done.get("excluded_near_duplicates")
+        out.append(f"near-duplicates of labeled samples skipped (cosine ≥ {spec['exclude_near_duplicates']:g})"
+                   + (f": {n}" if n is not None else ""))
+    return out

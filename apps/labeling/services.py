@@ -26,7 +26,130 @@ MC_SAMPLES = 10  # stochastic forward passes per sample for BALD
 
 # -- rounds ---------------------------------------------------------------------------------------
 
-def round_create(*, project: Project, user, budget: int, strategy: str = "auto") -> Round:
+def _constraints_clean(*, project: Project, constraints: dict | None, has_model: bool) -> dict:
+    """The round's batch constraints, checked and normalised (see round_create); ValidationFailed otherwise."""
+    from ml.selection import PREDICATE_OPERATORS
+
+    def bad(message, **details):
+        return ValidationFailed(message, code="invalid_constraints", details=details)
+
+    def count(value, where):
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise bad(f"{where} must be a whole number >= 0.", field=where)
+        return value
+
+    def bounds(item, where):
+        lo, hi = count(item.get("min", 0), f"{where}.min") or 0, count(item.get("max"), f"{where}.max")
+        if hi is not None and lo > hi:
+            raise bad(f"{where}: min ({lo}) is above max ({hi}).", field=where)
+        if lo == 0 and hi is None:
+            raise bad(f"{where} needs a min or a max.", field=where)
+        return lo, hi
+
+    c = dict(constraints or {})
+    unknown = sorted(set(c) - {"slices", "classes", "cost", "exclude_near_duplicates"})
+    if unknown:
+        raise bad(f"Unknown constraint(s): {', '.join(unknown)}.", unknown=unknown)
+    out: dict = {}
+    slices, names = [], set()
+    for i, sl in enumerate(c.get("slices") or []):
+        where = sl.get("where")
+        name = str(sl.get("name") or "").strip()
+        if not name or name in names:
+            raise bad(f"slices[{i}] needs a name of its own.", field=f"slices[{i}].name")
+        if not isinstance(where, dict) or not where:
+            raise bad(f"slice {name!r}: 'where' must be a non-empty object of metadata key -> condition, "
+                      'e.g. {"time_of_day": "night"} or {"speed": {"gte": 50}}.', field=f"slices[{i}].where")
+        for key, cond in where.items():
+            ops = set(cond) - set(PREDICATE_OPERATORS) if isinstance(cond, dict) else set()
+            if ops or (isinstance(cond, dict) and not cond):
+                raise bad(f"slice {name!r}, key {key!r}: unknown operator(s) {', '.join(sorted(ops)) or '(none)'}.",
+                          field=f"slices[{i}].where", operators=list(PREDICATE_OPERATORS))
+        lo, hi = bounds(sl, f"slices[{i}]")
+        names.add(name)
+        slices.append({"name": name, "where": where, "min": lo, "max": hi})
+    if slices:
+        out["slices"] = slices
+    classes, seen = [], set()
+    for i, cl in enumerate(c.get("classes") or []):
+        label = cl.get("label")
+        if label not in project.labels or label in seen:
+            raise bad(f"classes[{i}]: {label!r} is not one of the project's labels (or is given twice).",
+                      field=f"classes[{i}].label", labels=list(project.labels))
+        lo, hi = bounds(cl, f"classes[{i}]")
+        seen.add(label)
+        classes.append({"label": label, "min": lo, "max": hi})
+    if classes:
+        if not has_model:
+            raise ValidationFailed("Class quotas count the deployed model's predicted classes, and no model is "
+                                   "deployed yet.", code="model_required")
+        out["classes"] = classes
+    cost = c.get("cost")
+    if cost is not None:
+        key, total = (cost.get("metadata_key") if isinstance(cost, dict) else None), None
+        if not isinstance(key, str) or not key:
+            raise bad("cost.metadata_key must name the metadata field that holds each sample's labeling cost.",
+                      field="cost.metadata_key")
+        if cost.get("max_total") is not None:
+            total = cost["max_total"]
+            if isinstance(total, bool) or not isinstance(total, (int, float)) or not total > 0:
+                raise bad("cost.max_total must be a number > 0.", field="cost.max_total")
+        out["cost"] = {"metadata_key": key, "max_total": total}
+    dedup = c.get("exclude_near_duplicates")
+    if dedup is not None:
+        if isinstance(dedup, bool) or not isinstance(dedup, (int, float)) or not 0 < dedup <= 1:
+            raise bad("exclude_near_duplicates is a cosine similarity in (0, 1], e.g. 0.98.",
+                      field="exclude_near_duplicates")
+        out["exclude_near_duplicates"] = float(dedup)
+    return out
+
+
+def _constraint_options(project: Project, constraints: dict, samples: list[Sample]) -> tuple[dict, dict]:
+    """ml.selection options for a cleaned constraints dict over these pool samples, and notes for the report."""
+    from ml.selection import slice_mask
+
+    opts, notes = {}, {}
+    metas = [s.metadata or {} for s in samples]
+    slices = constraints.get("slices") or []
+    if slices:
+        opts["slices"] = {sl["name"]: slice_mask(metas, sl["where"]) for sl in slices}
+        opts["slice_quotas"] = {sl["name"]: sl["min"] for sl in slices if sl["min"]}
+        opts["slice_caps"] = {sl["name"]: sl["max"] for sl in slices if sl["max"] is not None}
+        notes["slice_pool"] = {name: int(mask.sum()) for name, mask in opts["slices"].items()}
+    classes = constraints.get("classes") or []
+    if classes:
+        index = {label: i for i, label in enumerate(project.labels)}
+        opts["class_quotas"] = {index[cl["label"]]: cl["min"] for cl in classes}
+        opts["class_caps"] = {index[cl["label"]]: cl["max"] for cl in classes if cl["max"] is not None}
+    cost = constraints.get("cost")
+    if cost:
+        def value(meta):
+            v = meta.get(cost["metadata_key"])
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0
+            return float(v) if ok else np.nan
+
+        values = np.array([value(m) for m in metas], dtype=np.float64)
+        known = np.isfinite(values)
+        values[~known] = float(np.median(values[known])) if known.any() else 1.0
+        opts["cost"] = values
+        if cost.get("max_total") is not None:
+            opts["max_total_cost"] = cost["max_total"]
+        notes["cost_imputed"] = int((~known).sum())  # samples without a usable cost got the pool's median
+    if "exclude_near_duplicates" in constraints:
+        opts["dedup_threshold"] = constraints["exclude_near_duplicates"]
+    return opts, notes
+
+
+def round_create(*, project: Project, user, budget: int, strategy: str = "auto",
+                 constraints: dict | None = None) -> Round:
+    """Queue a selection round of ``budget`` samples (a job; round_run does the work).
+
+    ``constraints`` bind the train split's picks (val/test stay random, so evaluation stays unbiased):
+    ``slices`` [{name, where: metadata predicate, min, max}], ``classes`` [{label, min, max}] by the deployed
+    model's predicted class, ``cost`` {metadata_key, max_total} (cost-aware: uncertainty per unit of cost), and
+    ``exclude_near_duplicates`` (cosine similarity to an already labeled sample)."""
     from ml.selection import MODEL_FREE_STRATEGIES, STRATEGIES
 
     from apps.serving.selectors import current_deployment
@@ -34,12 +157,14 @@ def round_create(*, project: Project, user, budget: int, strategy: str = "auto")
     if strategy not in STRATEGIES:
         raise ValidationFailed(f"Unknown strategy {strategy!r}.", code="invalid_strategy",
                                details={"strategies": list(STRATEGIES)})
-    if strategy not in MODEL_FREE_STRATEGIES and current_deployment(project=project) is None:
+    has_model = current_deployment(project=project) is not None
+    if strategy not in MODEL_FREE_STRATEGIES and not has_model:
         raise ValidationFailed(f"Strategy {strategy!r} scores samples with the deployed model, and none is deployed yet; "
                                f"use one of {', '.join(MODEL_FREE_STRATEGIES)} first.", code="model_required",
                                details={"model_free_strategies": list(MODEL_FREE_STRATEGIES)})
     if not isinstance(budget, int) or budget < 1:
         raise ValidationFailed("budget must be a positive integer.", code="invalid_budget")
+    constraints = _constraints_clean(project=project, constraints=constraints, has_model=has_model)
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()  # serialise budget checks
         remaining = budget_summary(project=project)["remaining"]
@@ -48,7 +173,7 @@ def round_create(*, project: Project, user, budget: int, strategy: str = "auto")
                                    code="budget_exceeded", details={"remaining": remaining, "requested": budget})
         number = (Round.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
         rnd = Round.objects.create(project=project, number=number, strategy=strategy, budget=budget,
-                                   created_by=user, message="queued")
+                                   constraints=constraints, created_by=user, message="queued")
         from apps.labeling.tasks import run_round
 
         transaction.on_commit(lambda: run_round.delay(rnd.pk))
@@ -154,6 +279,7 @@ def round_run(*, rnd: Round) -> None:
         _, labeled_embeddings, _ = _pool_features(project, covered, runner, lambda *_: None)
         chosen: list[tuple[int, float, bool]] = []  # (pool position, score, preferred)
         used = {}
+        constraints_report = None  # what the train split's constraints did
         for split in ("train", "val", "test"):
             if alloc[split] == 0:
                 continue
@@ -165,7 +291,8 @@ def round_run(*, rnd: Round) -> None:
                                        f"{', '.join(MODEL_FREE_STRATEGIES)}.", code="model_required")
             # low-confidence production samples and samples a lead sent back from a drift check go first
             prefer = np.array([pool[i].low_confidence or pool[i].drift_flagged for i in positions])
-            extra = {}
+            extra, notes = _constraint_options(project, rnd.constraints, [pool[i] for i in positions]) \
+                if split == "train" and rnd.constraints else ({}, {})
             if strategy == "bald":
                 from apps.training.selectors import model_checkpoint_load
 
@@ -178,6 +305,9 @@ def round_run(*, rnd: Round) -> None:
                                labeled_embeddings=labeled_embeddings if len(covered) else None,
                                prefer=prefer if prefer.any() else None, random_state=rnd.pk)
             used[split] = selection.strategy
+            if split == "train" and rnd.constraints:
+                constraints_report = {**notes, **{k: selection.info[k] for k in
+                                      ("constraints", "excluded_near_duplicates", "total_cost") if k in selection.info}}
             chosen += [(int(positions[i]), float(score), bool(prefer[i]))
                        for i, score in zip(selection.indices, selection.scores)]
         progress(90, f"creating {len(chosen)} tasks")
@@ -206,7 +336,8 @@ def round_run(*, rnd: Round) -> None:
                 strategy_used=used.get("train") or next(iter(used.values()), rnd.strategy),
                 details={"allocation": alloc, "strategies": used, "pool": available,
                          "preferred": int(sum(1 for c in chosen if c[2])),
-                         "unreadable": len(candidates) - len(pool), "taken_by_other_rounds": len(taken)})
+                         "unreadable": len(candidates) - len(pool), "taken_by_other_rounds": len(taken),
+                         **({"constraints": constraints_report} if constraints_report is not None else {})})
             job_succeed(rnd, f"selected {len(tasks)} samples")
     except Exception as exc:
         log.exception("round %s failed", rnd.pk)

@@ -86,7 +86,7 @@ def project_page_data(*, project, user) -> dict:
     """Everything the project page shows, read through the apps' selectors."""
     from ml.selection import STRATEGIES
 
-    from apps.labeling.selectors import annotation_stats, budget_summary, rounds_for_project
+    from apps.labeling.selectors import annotation_stats, budget_summary, round_constraints_summary, rounds_for_project
     from apps.projects.selectors import project_role
     from apps.samples.selectors import sample_counts
     from apps.serving.selectors import current_deployment
@@ -101,7 +101,9 @@ def project_page_data(*, project, user) -> dict:
               ModelVersion.objects.filter(project=project).select_related("baseline_model").order_by("-id")[:20]]
     runs = list(TrainingRun.objects.filter(project=project).select_related("dataset_version", "model")
                 .prefetch_related("steps").order_by("-id")[:20])
-    rounds = list(rounds_for_project(project=project)[:20])
+    rounds = list(rounds_for_project(project=project).select_related("project")[:20])
+    for rnd in rounds:
+        rnd.constraint_lines = round_constraints_summary(rnd=rnd)
     active = any(job.status in ("queued", "running") for job in [*runs, *rounds])
     deployment_row = None
     if deployment is not None:

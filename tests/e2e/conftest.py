@@ -82,6 +82,15 @@ def pytest_runtest_makereport(item, call):
     setattr(item, "rep_" + report.when, report)
 
 
+@pytest.fixture
+def people(transactional_db):
+    """A lead and an annotator (password pw-<name>) in a database the live server's threads can see."""
+    from apps.accounts.services import user_create
+
+    return {"lead": user_create(username="lead", password="pw-lead", role="lead"),
+            "annotator": user_create(username="annotator", password="pw-annotator", role="annotator")}
+
+
 def login(page, live_server, username: str, password: str) -> None:
     """Sign in through the login form, as a person would."""
     page.goto(f"{live_server.url}/login/")

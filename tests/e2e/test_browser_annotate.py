@@ -29,14 +29,6 @@ def label_for(key: str, labels: list[str]) -> str:
     return labels[(int(key) + 9) % 10]
 
 
-@pytest.fixture
-def people(transactional_db):
-    from apps.accounts.services import user_create
-
-    return {"lead": user_create(username="lead", password="pw-lead", role="lead"),
-            "annotator": user_create(username="annotator", password="pw-annotator", role="annotator")}
-
-
 def _project(people, **kwargs):
     from apps.projects.services import membership_set, project_create
 

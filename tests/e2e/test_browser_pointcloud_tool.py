@@ -19,14 +19,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 READY = "() => { const s = window.__looplab; return s && s.status === 'ready' && s.cloudReady && s.frames > 0; }"
 
 
-@pytest.fixture
-def people(transactional_db):
-    from apps.accounts.services import user_create
-
-    return {"lead": user_create(username="lead", password="pw-lead", role="lead"),
-            "annotator": user_create(username="annotator", password="pw-annotator", role="annotator")}
-
-
 def _cloud_project(people, task_type: str, labels: list[str], n_clouds: int = 3, n_points: int = 2048):
     from apps.labeling.services import round_create
     from apps.projects.services import membership_set, project_create

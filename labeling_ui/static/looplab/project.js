@@ -112,6 +112,17 @@ if (roundForm) {
     event.preventDefault();
     const fields = new FormData(roundForm);
     const body = { budget: Number(fields.get("budget")), strategy: fields.get("strategy") };
+    const key = String(fields.get("slice_key") || "").trim();
+    if (key) {
+      const value = String(fields.get("slice_value") || "").trim();
+      // metadata values may be strings or numbers: "3" matches either
+      const where = { [key]: value !== "" && !Number.isNaN(Number(value)) ? [value, Number(value)] : value };
+      const slice = { name: `${key}=${value}`, where };
+      if (fields.get("slice_min") !== "") slice.min = Number(fields.get("slice_min"));
+      if (fields.get("slice_max") !== "") slice.max = Number(fields.get("slice_max"));
+      body.slices = [slice];
+    }
+    if (fields.get("skip_duplicates")) body.exclude_near_duplicates = 0.98;
     submitJson(roundForm, roundForm.dataset.api, body,
       (r) => `Round #${r.number} started: selecting up to ${r.budget} samples (${r.strategy}).`);
   });
