@@ -89,7 +89,11 @@ class _ConvClassifier(nn.Module):
         if gh == 1:
             h = h.mean(dim=2, keepdim=True)
         if (gh > 1 or gw > 1) and tuple(h.shape[2:]) != (gh, gw):  # sizes are static here (ONNX too)
-            h = F.adaptive_avg_pool2d(h, (gh, gw))
+            H, W = int(h.shape[2]), int(h.shape[3])
+            if H % gh == 0 and W % gw == 0:  # the same numbers; its CUDA backward is deterministic, adaptive's is not
+                h = F.avg_pool2d(h, (H // gh, W // gw))
+            else:
+                h = F.adaptive_avg_pool2d(h, (gh, gw))
         return self.fc(h.flatten(1))
 
     def logits_from_embedding(self, emb: torch.Tensor) -> torch.Tensor:
