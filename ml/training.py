@@ -161,6 +161,12 @@ def _check_sample_weight(sample_weight: np.ndarray | None, n: int) -> np.ndarray
     return w.astype(np.float32)
 
 
+def _cuda_index(device: str) -> int:
+    """The GPU a "cuda[:i]" device runs on: plain "cuda" is the current device, as in torch."""
+    index = torch.device(device).index
+    return torch.cuda.current_device() if index is None else index
+
+
 def resolve_device(device: str) -> str:
     """``"auto"`` -> ``"cuda"`` when a GPU is usable, else ``"cpu"``; explicit names are checked."""
     if device == "auto":
@@ -170,6 +176,13 @@ def resolve_device(device: str) -> str:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise InvalidInput("device 'cuda' requested but no CUDA GPU is available", code="bad_device")
+        try:
+            index = torch.device(device).index
+        except RuntimeError as exc:
+            raise InvalidInput(f"unknown device {device!r}", code="bad_device", details={"device": device}) from exc
+        if index is not None and index >= torch.cuda.device_count():
+            raise InvalidInput(f"device {device!r} requested but this machine has {torch.cuda.device_count()} CUDA GPU(s)",
+                               code="bad_device", details={"device": device})
         return device
     raise InvalidInput(f"unknown device {device!r}", code="bad_device", details={"device": device})
 
@@ -301,7 +314,7 @@ class TrainedModel:
         X = check_inputs(self.modality, X, task=self.task)
         self._net.eval()
         dropouts = [m for m in self._net.modules() if isinstance(m, torch.nn.Dropout)]
-        devices = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
+        devices = [_cuda_index(self.device)] if self.device.startswith("cuda") else []
         try:
             for m in dropouts:
                 m.train()
@@ -430,7 +443,7 @@ def _deterministic(seed: int, device: str) -> Iterator[None]:
     prev_det = torch.are_deterministic_algorithms_enabled()
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     prev_cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    cuda_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    cuda_devices = [_cuda_index(device)] if device.startswith("cuda") else []
     if cuda_devices:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     with torch.random.fork_rng(devices=cuda_devices):

@@ -139,6 +139,10 @@ def trained(data):
 def test_auto_resolves_to_the_gpu(data):
     assert TrainConfig().device == "auto"
     assert resolve_device("auto") == "cuda"
+    from ml.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="CUDA GPU"):  # an index this machine does not have: said up front
+        resolve_device(f"cuda:{torch.cuda.device_count()}")
     assert resolve_device("cuda:0") == "cuda:0"
     X_tr, y_tr, X_va, y_va = data["image"]
     events = []
