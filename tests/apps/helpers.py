@@ -30,15 +30,17 @@ def label_all_open(project, user, truth) -> int:
         n += 1
 
 
-def train_digits(project, lead, annotator, digits, capture, *, n: int, epochs: int):
-    """Push ``n`` digits, label them all through a random round, train; the run, succeeded.
-    ``capture`` is pytest-django's django_capture_on_commit_callbacks (runs the queued jobs)."""
+def train_digits(project, lead, annotator, digits, capture, *, n: int, epochs: int, labeled: int | None = None,
+                 metadata=None):
+    """Push ``n`` digits, label ``labeled`` of them (all by default) through a random round, train; the run,
+    succeeded (and deployed when the project's gate is on). ``capture`` is pytest-django's
+    django_capture_on_commit_callbacks (runs the queued jobs)."""
     from apps.labeling.services import round_create
     from apps.training.services import training_run_create
 
     with capture(execute=True):
-        push_digits(project, digits, n)
-        round_create(project=project, user=lead, budget=n, strategy="random")
+        push_digits(project, digits, n, metadata=metadata)
+        round_create(project=project, user=lead, budget=n if labeled is None else labeled, strategy="random")
     label_all_open(project, annotator, truth_by_sample(project, digits))
     with capture(execute=True):
         run = training_run_create(project=project, user=lead, epochs=epochs)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tests.apps.helpers import label_all_open, push_digits, truth_by_sample
+from tests.apps.helpers import train_digits
 
 
 @pytest.mark.slow
@@ -17,17 +17,9 @@ def test_bald_round_ranks_the_train_pool_by_mc_dropout_disagreement(lead, annota
     from apps.samples.models import Sample
     from apps.serving.selectors import current_deployment
     from apps.training.selectors import model_checkpoint_load
-    from apps.training.services import training_run_create
 
     project_update(project=project, auto_deploy=True)
-    with django_capture_on_commit_callbacks(execute=True):
-        push_digits(project, digits, 200)
-        round_create(project=project, user=lead, budget=60, strategy="random")
-    label_all_open(project, annotator, truth_by_sample(project, digits))
-    with django_capture_on_commit_callbacks(execute=True):
-        run = training_run_create(project=project, user=lead, epochs=3)
-    run.refresh_from_db()
-    assert run.status == "succeeded", run.error
+    run = train_digits(project, lead, annotator, digits, django_capture_on_commit_callbacks, n=200, labeled=60, epochs=3)
     deployment = current_deployment(project=project)
     assert deployment is not None and deployment.model_version_id == run.model_id
 

@@ -4,7 +4,7 @@ import io
 import pytest
 from PIL import Image, ImageOps
 
-from tests.apps.helpers import Receiver, label_all_open, push_digits, truth_by_sample
+from tests.apps.helpers import Receiver, train_digits
 
 
 def _inverted(png: bytes) -> bytes:
@@ -18,20 +18,12 @@ def _inverted(png: bytes) -> bytes:
 @pytest.fixture
 def serving(lead, annotator, project, digits, django_capture_on_commit_callbacks):
     """A digits project with a model trained on 120 labels and deployed by the gate."""
-    from apps.labeling.services import round_create
     from apps.projects.services import project_update
     from apps.serving.selectors import current_deployment
-    from apps.training.services import training_run_create
 
     project_update(project=project, auto_deploy=True)
-    with django_capture_on_commit_callbacks(execute=True):
-        push_digits(project, digits, 200, metadata=lambda i: {"camera": "old"})
-        round_create(project=project, user=lead, budget=120, strategy="random")
-    label_all_open(project, annotator, truth_by_sample(project, digits))
-    with django_capture_on_commit_callbacks(execute=True):
-        run = training_run_create(project=project, user=lead, epochs=4)
-    run.refresh_from_db()
-    assert run.status == "succeeded", run.error
+    train_digits(project, lead, annotator, digits, django_capture_on_commit_callbacks, n=200, labeled=120, epochs=4,
+                 metadata=lambda i: {"camera": "old"})
     assert current_deployment(project=project) is not None
     return project
 
@@ -106,16 +98,20 @@ def test_a_trickle_of_new_input_is_found_by_novelty(api, lead, serving, digits, 
 
     project = serving
     since = timezone.now().isoformat()
-    _push(project, [(f"p{i}", png, {"camera": "old"}) for i, (png, _) in enumerate(digits[200:294])]
-          + [(f"n{i}", _inverted(png), {"camera": "old"}) for i, (png, _) in enumerate(digits[294:300])],
+    # 10 of 100: with the 84-sample reference the fixture gives, this was found (p 0.005-0.03) on 8 of 8
+    # different labelled sets (session 5); 6 of 100 only on 4 of 8 (p 0.01-0.15), though its 6 were always
+    # the top witnesses. Which samples the fixture's random round labels depends on the round's id, so on
+    # the tests that ran before: a 6-of-100 version of this test passed or failed with the suite's order.
+    _push(project, [(f"p{i}", png, {"camera": "old"}) for i, (png, _) in enumerate(digits[200:290])]
+          + [(f"n{i}", _inverted(png), {"camera": "old"}) for i, (png, _) in enumerate(digits[290:300])],
           django_capture_on_commit_callbacks)
     body = _check(api, lead, project, django_capture_on_commit_callbacks, since=since)
     rep = body["report"]
     assert body["drifted"] is True and rep["statistic"] == "novelty", rep
-    assert rep["novelty"]["share_prod"] >= 0.06 > rep["novelty"]["share_expected"]
+    assert rep["novelty"]["share_prod"] >= 0.10 > rep["novelty"]["share_expected"]
     assert "% of production is farther from the training data than its own" in body["message"], body["message"]
     # the slice cannot tell (the camera tag is the same): the witnesses can
-    assert sorted(w["external_id"] for w in body["witnesses"][:6]) == [f"n{i}" for i in range(6)]
+    assert sorted(w["external_id"] for w in body["witnesses"][:10]) == sorted(f"n{i}" for i in range(10))
 
 
 @pytest.mark.slow
