@@ -582,8 +582,8 @@ def plot(name: str, res: dict, path: Path) -> None:
     lo = 100 * (rf["mean"] if rf else max(st["mean_accuracy"][-1] for st in res["strategies"].values())) - 8
     axes[1].set_ylim(lo, 100.5)
     axes[1].set_xlim(res["initial_labels"] + 20, res["budget"])
-    axes[1].set_title(f"zoom (bands: auto, random; dotted: random at the full budget, "
-                      f"mean of {res.get('random_draws', 1)} draws)")
+    axes[1].set_title(f"zoom (bands: auto, random; dotted: random at the full budget,\n"
+                      f"mean of {res.get('random_draws', 1)} draws)", fontsize=10)
     axes[0].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
