@@ -794,10 +794,14 @@ class _Batch:
             n_ok += 1
         return n_ok
 
-    def run(self, fn, group: np.ndarray) -> None:
-        """Quotas first (each by the strategy inside its group), then a free fill by the strategy."""
+    def _in(self, group: np.ndarray) -> np.ndarray:
         in_group = np.zeros(self.pool.n, bool)
         in_group[group] = True
+        return in_group
+
+    def fill_quotas(self, fn, group: np.ndarray) -> None:
+        """Each unmet quota from this group's samples, ranked by the strategy inside the quota's group."""
+        in_group = self._in(group)
         over = 4 if self.max_total_cost is not None else 1  # ask for more when picks may be skipped for cost
         for c in self.constraints:
             need = min(c.minimum - c.count, self.left)
@@ -808,6 +812,11 @@ class _Batch:
             sub = np.flatnonzero(in_group & c.mask & ~self.blocked())
             if len(sub):
                 self.accept(fn(self.pool, sub, need * over))
+
+    def fill_free(self, fn, group: np.ndarray) -> None:
+        """The rest of the budget from this group, by the strategy (caps and cost still apply)."""
+        in_group = self._in(group)
+        over = 4 if self.max_total_cost is not None else 1
         for _ in range(len(self.constraints) + 4):
             if self.left <= 0:
                 break
@@ -955,7 +964,8 @@ def select(
 
     strategy: one of :data:`STRATEGIES` (:data:`MODEL_FREE_STRATEGIES` work without ``probs``).
     prefer: bool mask (N,) of samples to take first; they are ranked among themselves by the strategy,
-        and the rest of the budget is filled from the other samples.
+        and the rest of the budget is filled from the other samples. Quotas come before preference: a quota
+        that the preferred samples cannot meet takes its picks from the others before the preferred fill.
 
     Strategy options: ``diversity_factor`` (auto / cluster_margin, default 10), ``n_clusters``
     (cluster_margin), ``cold_start_max_train``, ``kmeans_iter``, ``kmeans_restarts``, ``kmedoids_max``
@@ -1008,15 +1018,19 @@ def select(
     batch = _Batch(pool, budget, constraints, max_total_cost)
     fn = _STRATEGY_FUNCS[strategy]
     groups = [available] if prefer is None else [available & prefer, available & ~prefer]
+    members = [np.flatnonzero(g) for g in groups]
+    # quotas before preference: a quota is met from the other samples too before preferred ones fill the batch
+    for phase in (batch.fill_quotas, batch.fill_free):
+        for m in members:
+            if batch.left > 0 and len(m):
+                phase(fn, m)
+    chosen = np.asarray(batch.idx, np.int64)
+    chosen_sc = np.asarray(batch.sc, np.float32)
     out_idx: list[np.ndarray] = []
     out_sc: list[np.ndarray] = []
-    for g in groups:
-        start = len(batch.idx)
-        if batch.left > 0 and g.any():
-            batch.run(fn, np.flatnonzero(g))
-        gi = np.asarray(batch.idx[start:], np.int64)
-        gs = np.asarray(batch.sc[start:], np.float32)
-        gi, gs = _sort_desc(gi, gs)
+    for g in groups:  # preferred picks first, each group by score
+        mine = g[chosen]
+        gi, gs = _sort_desc(chosen[mine], chosen_sc[mine])
         out_idx.append(gi)
         out_sc.append(gs)
     if prefer is not None:

@@ -28,7 +28,8 @@ class ClassQuotaIn(serializers.Serializer):
 
 class CostIn(serializers.Serializer):
     metadata_key = serializers.CharField(max_length=100, help_text="metadata field with each sample's labeling cost "
-                                                                    "(e.g. seconds of audio); missing: the pool's median")
+                                                                    "(e.g. seconds of audio); missing or not a positive number: "
+                                                                    "the pool's median")
     max_total = serializers.FloatField(required=False, allow_null=True, default=None)
 
 
@@ -40,7 +41,7 @@ class RoundIn(serializers.Serializer):
     classes = ClassQuotaIn(many=True, required=False)
     cost = CostIn(required=False)
     exclude_near_duplicates = serializers.FloatField(required=False, min_value=0.0, max_value=1.0,
-                                                     help_text="skip pool samples this similar (cosine) to a labeled one")
+                                                     help_text="skip pool samples this similar (cosine) to a labeled or queued one")
 
     def to_service(self) -> dict:
         data = dict(self.validated_data)

@@ -37,22 +37,30 @@ def annotation_stats(*, project) -> dict:
 
 
 def round_constraints_summary(*, rnd: Round) -> list[str]:
-    """One line per batch constraint of a round, with what it did once the round ran."""
+    """One line per batch constraint of a round, with what it did once the round ran (and why a quota fell short)."""
     spec, done = rnd.constraints or {}, (rnd.details or {}).get("constraints") or {}
     counts = done.get("constraints") or {}
+    quotas = sum(c["min"] for group in ("slices", "classes") for c in spec.get(group, []))
 
-    def line(name, lo, hi, got):
+    def line(name, lo, hi, got, in_pool):
         want = " and ".join(x for x in (f"at least {lo}" if lo else "", f"at most {hi}" if hi is not None else "") if x)
         if got is None:
             return f"{name}: {want}"
-        short = f" ({got['shortfall']} short: too few in the pool)" if got["shortfall"] else ""
+        short = ""
+        if got["shortfall"]:
+            if in_pool is not None and in_pool < lo:
+                why = f"only {in_pool} in the train pool"
+            elif quotas > done.get("train_budget", quotas):
+                why = f"the quotas ask for {quotas}, the train share of the budget is {done['train_budget']}"
+            else:
+                why = "other limits (caps, cost) came first"
+            short = f" ({got['shortfall']} short: {why})"
         return f"{name}: {want} → {got['count']}{short}"
 
-    out = [line(sl["name"], sl["min"], sl["max"], counts.get(f"slice:{sl['name']}")) for sl in spec.get("slices", [])]
-    labels = list(rnd.project.labels)
-    out += [line(f"predicted {cl['label']}", cl["min"], cl["max"],
-                 counts.get(f"class:{labels.index(cl['label'])}") if cl["label"] in labels else None)
-            for cl in spec.get("classes", [])]
+    out = [line(sl["name"], sl["min"], sl["max"], counts.get(f"slice:{sl['name']}"),
+                (done.get("slice_pool") or {}).get(sl["name"])) for sl in spec.get("slices", [])]
+    out += [line(f"predicted {cl['label']}", cl["min"], cl["max"], counts.get(f"class:{cl['label']}"),
+                 (done.get("class_pool") or {}).get(cl["label"])) for cl in spec.get("classes", [])]
     if spec.get("cost"):
         cost = spec["cost"]
         bound = f" ≤ {cost['max_total']:g}" if cost.get("max_total") is not None else ""
@@ -60,6 +68,8 @@ def round_constraints_summary(*, rnd: Round) -> list[str]:
         out.append(f"cost ({cost['metadata_key']}){bound}{spent}")
     if "exclude_near_duplicates" in spec:
         n = done.get("excluded_near_duplicates")
-        out.append(f"near-duplicates of labeled samples skipped (cosine ≥ {spec['exclude_near_duplicates']:g})"
+        out.append(f"near-duplicates of labeled or queued samples skipped (cosine ≥ {spec['exclude_near_duplicates']:g})"
                    + (f": {n}" if n is not None else ""))
+    if "not_applied" in done:
+        out.append(f"not applied: {done['not_applied']}")
     return out

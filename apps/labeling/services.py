@@ -26,6 +26,44 @@ MC_SAMPLES = 10  # stochastic forward passes per sample for BALD
 
 # -- rounds ---------------------------------------------------------------------------------------
 
+def _scalar_problem(value) -> str | None:
+    """Why ``value`` cannot be matched against metadata (None when it can): a JSON scalar that the database
+    stores (no NaN/inf, no NUL in strings)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return None if np.isfinite(value) else "numbers must be finite"
+    if isinstance(value, str):
+        return None if "\x00" not in value else "text cannot hold a NUL character"
+    return f"{type(value).__name__} is not a value metadata holds (text, number, true/false or null)"
+
+
+def _condition_problem(cond) -> str | None:
+    """Why a slice condition is malformed (None when it is fine): a value, a list of values ("one of"), or an
+    object of operators (eq, ne, gt, gte, lt, lte: a value; in, not_in: a list of values)."""
+    from ml.selection import PREDICATE_OPERATORS
+
+    def values(items):
+        if not isinstance(items, list) or not items:
+            return "'in', 'not_in' and a list condition need a non-empty list of values"
+        return next((p for p in map(_scalar_problem, items) if p), None)
+
+    if isinstance(cond, list):
+        return values(cond)
+    if not isinstance(cond, dict):
+        return _scalar_problem(cond)
+    if not cond:
+        return "an operator object needs at least one operator"
+    unknown = sorted(set(cond) - set(PREDICATE_OPERATORS))
+    if unknown:
+        return f"unknown operator(s) {', '.join(unknown)}"
+    for op, value in cond.items():
+        problem = values(value) if op in ("in", "not_in") else _scalar_problem(value)
+        if problem:
+            return f"{op}: {problem}"
+    return None
+
+
 def _constraints_clean(*, project: Project, constraints: dict | None, has_model: bool) -> dict:
     """The round's batch constraints, checked and normalised (see round_create); ValidationFailed otherwise."""
     from ml.selection import PREDICATE_OPERATORS
@@ -63,9 +101,9 @@ def _constraints_clean(*, project: Project, constraints: dict | None, has_model:
             raise bad(f"slice {name!r}: 'where' must be a non-empty object of metadata key -> condition, "
                       'e.g. {"time_of_day": "night"} or {"speed": {"gte": 50}}.', field=f"slices[{i}].where")
         for key, cond in where.items():
-            ops = set(cond) - set(PREDICATE_OPERATORS) if isinstance(cond, dict) else set()
-            if ops or (isinstance(cond, dict) and not cond):
-                raise bad(f"slice {name!r}, key {key!r}: unknown operator(s) {', '.join(sorted(ops)) or '(none)'}.",
+            problem = _condition_problem(cond)
+            if problem or "\x00" in key:
+                raise bad(f"slice {name!r}, key {key!r}: {problem or 'a key cannot hold a NUL character'}.",
                           field=f"slices[{i}].where", operators=list(PREDICATE_OPERATORS))
         lo, hi = bounds(sl, f"slices[{i}]")
         names.add(name)
@@ -106,8 +144,10 @@ def _constraints_clean(*, project: Project, constraints: dict | None, has_model:
     return out
 
 
-def _constraint_options(project: Project, constraints: dict, samples: list[Sample]) -> tuple[dict, dict]:
-    """ml.selection options for a cleaned constraints dict over these pool samples, and notes for the report."""
+def _constraint_options(project: Project, constraints: dict, samples: list[Sample],
+                        probs: np.ndarray | None) -> tuple[dict, dict]:
+    """ml.selection options for a cleaned constraints dict over these pool samples (``probs``: the deployed
+    model's, for class quotas), and notes for the report (how many of the pool each quota could draw from)."""
     from ml.selection import slice_mask
 
     opts, notes = {}, {}
@@ -123,12 +163,17 @@ def _constraint_options(project: Project, constraints: dict, samples: list[Sampl
         index = {label: i for i, label in enumerate(project.labels)}
         opts["class_quotas"] = {index[cl["label"]]: cl["min"] for cl in classes}
         opts["class_caps"] = {index[cl["label"]]: cl["max"] for cl in classes if cl["max"] is not None}
+        if probs is not None:
+            predicted = np.bincount(probs.argmax(axis=1), minlength=len(project.labels))
+            notes["class_pool"] = {cl["label"]: int(predicted[index[cl["label"]]]) for cl in classes}
     cost = constraints.get("cost")
     if cost:
-        def value(meta):
+        def value(meta):  # a positive number that float32 holds (what ml.selection computes in), else NaN
             v = meta.get(cost["metadata_key"])
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0
-            return float(v) if ok else np.nan
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                return np.nan
+            v32 = np.float32(v) if np.isfinite(v) and abs(v) < 3e38 else np.float32(np.nan)
+            return float(v32) if np.isfinite(v32) and v32 > 0 else np.nan
 
         values = np.array([value(m) for m in metas], dtype=np.float64)
         known = np.isfinite(values)
@@ -136,10 +181,26 @@ def _constraint_options(project: Project, constraints: dict, samples: list[Sampl
         opts["cost"] = values
         if cost.get("max_total") is not None:
             opts["max_total_cost"] = cost["max_total"]
-        notes["cost_imputed"] = int((~known).sum())  # samples without a usable cost got the pool's median
+        notes["cost_imputed"] = int((~known).sum())  # no positive number there (missing, 0, text...): the median
     if "exclude_near_duplicates" in constraints:
         opts["dedup_threshold"] = constraints["exclude_near_duplicates"]
     return opts, notes
+
+
+def _constraints_report(project: Project, constraints: dict, info: dict, notes: dict, *, train_budget: int) -> dict:
+    """What the train split's constraints did: per quota/cap its count and shortfall (classes by label), how many
+    of the pool it could draw from, the train budget, the cost spent and the near-duplicates skipped."""
+    labels = list(project.labels)
+    counts = {}
+    for key, value in (info.get("constraints") or {}).items():
+        kind, _, name = key.partition(":")
+        counts[f"class:{labels[int(name)]}" if kind == "class" else key] = value
+    report = {**notes, "train_budget": int(train_budget), "constraints": counts}
+    if "total_cost" in info:
+        report["total_cost"] = info["total_cost"]
+    if "exclude_near_duplicates" in constraints:
+        report["excluded_near_duplicates"] = int(info.get("excluded_near_duplicates", 0))  # 0: nothing labeled yet
+    return report
 
 
 def round_create(*, project: Project, user, budget: int, strategy: str = "auto",
@@ -238,13 +299,31 @@ def _pool_mc_probs(project: Project, samples: list[Sample], model, progress, *, 
     """MC-dropout probabilities ``(MC_SAMPLES, N, C)`` of the deployed model's torch network, for BALD.
 
     ONNX export drops dropout, so this runs the checkpoint; the samples are the ones _pool_features could read."""
+    from ml.errors import MLError
+
     from apps.samples import content as content_io
 
     out = []
     for start in range(0, len(samples), CHUNK):
         chunk = samples[start:start + CHUNK]
-        X = content_io.load_batch(project.modality, [content_io.read_content(s) for s in chunk])
-        out.append(model.predict_proba_mc(X, n_samples=MC_SAMPLES, random_state=random_state))
+        try:
+            X, ok = content_io.load_batch(project.modality, [content_io.read_content(s) for s in chunk]), None
+        except (content_io.ContentUnavailable, MLError):  # read a moment ago, gone or changed now: one by one
+            arrays, ok = [], np.zeros(len(chunk), bool)
+            for i, sample in enumerate(chunk):
+                try:
+                    arrays.append(content_io.load_batch(project.modality, [content_io.read_content(sample)]))
+                    ok[i] = True
+                except (content_io.ContentUnavailable, MLError):
+                    pass
+            X = np.concatenate(arrays) if arrays else None
+        mc = model.predict_proba_mc(X, n_samples=MC_SAMPLES, random_state=random_state + start) if X is not None else None
+        if ok is not None:  # the unreadable ones get identical passes: BALD scores them 0
+            full = np.full((MC_SAMPLES, len(chunk), model.n_classes), 1.0 / model.n_classes, np.float32)
+            if mc is not None:
+                full[:, ok] = mc
+            mc = full
+        out.append(mc)
         done = start + len(chunk)
         progress(85 + 4 * done / len(samples), f"MC dropout: {MC_SAMPLES} passes over {done} of {len(samples)} samples")
     return np.concatenate(out, axis=1)
@@ -275,7 +354,10 @@ def round_run(*, rnd: Round) -> None:
         labeled = Sample.objects.filter(project=project, label__isnull=False, split="train").values_list("label", flat=True)
         counts = np.bincount([index[label] for label in labeled if label in index], minlength=len(project.labels))
         # What is labeled already (a bounded sample of it), so coverage-aware strategies look elsewhere.
-        covered = list(Sample.objects.filter(project=project, task__isnull=False).order_by("?")[:LABELED_FOR_COVERAGE])
+        covered = Sample.objects.filter(project=project, task__isnull=False).order_by("?")
+        # near-duplicate exclusion compares with every labeled or queued sample; coverage needs only a sample
+        dedup = "exclude_near_duplicates" in (rnd.constraints or {})
+        covered = list(covered if dedup else covered[:LABELED_FOR_COVERAGE])
         _, labeled_embeddings, _ = _pool_features(project, covered, runner, lambda *_: None)
         chosen: list[tuple[int, float, bool]] = []  # (pool position, score, preferred)
         used = {}
@@ -291,8 +373,10 @@ def round_run(*, rnd: Round) -> None:
                                        f"{', '.join(MODEL_FREE_STRATEGIES)}.", code="model_required")
             # low-confidence production samples and samples a lead sent back from a drift check go first
             prefer = np.array([pool[i].low_confidence or pool[i].drift_flagged for i in positions])
-            extra, notes = _constraint_options(project, rnd.constraints, [pool[i] for i in positions]) \
-                if split == "train" and rnd.constraints else ({}, {})
+            extra, notes = {}, {}
+            if split == "train" and rnd.constraints:
+                extra, notes = _constraint_options(project, rnd.constraints, [pool[i] for i in positions],
+                                                   probs[positions] if probs is not None else None)
             if strategy == "bald":
                 from apps.training.selectors import model_checkpoint_load
 
@@ -306,8 +390,8 @@ def round_run(*, rnd: Round) -> None:
                                prefer=prefer if prefer.any() else None, random_state=rnd.pk)
             used[split] = selection.strategy
             if split == "train" and rnd.constraints:
-                constraints_report = {**notes, **{k: selection.info[k] for k in
-                                      ("constraints", "excluded_near_duplicates", "total_cost") if k in selection.info}}
+                constraints_report = _constraints_report(project, rnd.constraints, selection.info, notes,
+                                                         train_budget=alloc["train"])
             chosen += [(int(positions[i]), float(score), bool(prefer[i]))
                        for i, score in zip(selection.indices, selection.scores)]
         progress(90, f"creating {len(chosen)} tasks")
@@ -337,7 +421,9 @@ def round_run(*, rnd: Round) -> None:
                 details={"allocation": alloc, "strategies": used, "pool": available,
                          "preferred": int(sum(1 for c in chosen if c[2])),
                          "unreadable": len(candidates) - len(pool), "taken_by_other_rounds": len(taken),
-                         **({"constraints": constraints_report} if constraints_report is not None else {})})
+                         **({"constraints": constraints_report or {"not_applied": (
+                             "this round had no train picks to constrain (no unlabeled train samples, or the "
+                             "budget's train share was 0)")}} if rnd.constraints else {})})
             job_succeed(rnd, f"selected {len(tasks)} samples")
     except Exception as exc:
         log.exception("round %s failed", rnd.pk)

@@ -191,6 +191,26 @@ def test_prefer_larger_than_budget_takes_best_preferred():
     assert set(sel.indices.tolist()) == set(top.tolist())
 
 
+def test_quotas_come_before_preference():
+    # 40 preferred samples, none of them at night: the night quota is still met, the rest is preferred
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(100, 4)).astype(np.float32)
+    P = _dirichlet_probs(100, 3, seed=3)
+    prefer = np.zeros(100, bool)
+    prefer[:40] = True
+    night = np.zeros(100, bool)
+    night[60:80] = True
+    sel = select("margin", budget=10, embeddings=X, probs=P, prefer=prefer, slices={"night": night},
+                 slice_quotas={"night": 4})
+    picked = sel.indices
+    assert night[picked].sum() == 4 and prefer[picked].sum() == 6
+    assert prefer[picked[:6]].all() and not prefer[picked[6:]].any()  # still listed preferred-first
+    assert sel.info["constraints"]["slice:night"]["shortfall"] == 0 and sel.info["preferred"] == 6
+    # the quota's picks are the night samples the strategy ranks highest; the preferred fill is by margin too
+    assert set(picked[6:].tolist()) == set((60 + np.argsort(-margin(P[60:80]), kind="stable")[:4]).tolist())
+    assert set(picked[:6].tolist()) == set(np.argsort(-margin(P[:40]), kind="stable")[:6].tolist())
+
+
 def test_auto_phases():
     X, _ = _blobs([30] * 6, seed=2)
     P = _dirichlet_probs(len(X), 3, seed=3)

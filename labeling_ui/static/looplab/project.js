@@ -116,8 +116,8 @@ if (roundForm) {
     if (key) {
       const value = String(fields.get("slice_value") || "").trim();
       // metadata values may be strings or numbers: "3" matches either
-      const where = { [key]: value !== "" && !Number.isNaN(Number(value)) ? [value, Number(value)] : value };
-      const slice = { name: `${key}=${value}`, where };
+      const where = { [key]: value !== "" && Number.isFinite(Number(value)) ? [value, Number(value)] : value };
+      const slice = { name: `${key}=${value}`.slice(0, 60), where };
       if (fields.get("slice_min") !== "") slice.min = Number(fields.get("slice_min"));
       if (fields.get("slice_max") !== "") slice.max = Number(fields.get("slice_max"));
       body.slices = [slice];

@@ -38,6 +38,7 @@ def test_slice_quota_takes_at_least_min_from_a_rare_slice(api, lead, project, di
     assert len(picks) == 21 and n_night >= 10  # 10% of the pool: the cold start alone takes about 2
     report = out["details"]["constraints"]
     assert report["constraints"]["slice:night"] == {"count": n_night, "quota": 10, "cap": None, "shortfall": 0}
+    assert report["train_budget"] == 21
     assert report["slice_pool"]["night"] == sum(1 for s in _pool(project) if s.metadata["time_of_day"] == "night")
     assert out["constraints"] == {"slices": [{"name": "night", "where": {"time_of_day": "night"}, "min": 10, "max": None}]}
     # val/test picks stay a random sample (evaluation must not be biased by the quota)
@@ -62,15 +63,21 @@ def test_slice_cap_and_operators(api, lead, project, digits, django_capture_on_c
 
 def test_cost_budget_bounds_the_sum_and_missing_costs_get_the_median(api, lead, project, digits,
                                                                      django_capture_on_commit_callbacks):
-    push_digits(project, digits, 200, metadata=lambda i: {"seconds": 1 + i % 5} if i % 4 else {})
+    # a quarter have no usable cost: missing, 0, or too small for float32 (1e-50)
+    unusable = ({}, {"seconds": 0}, {"seconds": 1e-50}, {"seconds": "long"})
+    push_digits(project, digits, 200, metadata=lambda i: {"seconds": 1 + i % 5} if i % 4 else unusable[i // 4 % 4])
     out = _round(api, lead, project, django_capture_on_commit_callbacks, budget=30, strategy="random",
                  cost={"metadata_key": "seconds", "max_total": 12})
     picks = _train_picks(out)
     report = out["details"]["constraints"]
-    median = float(np.median([s.metadata["seconds"] for s in _pool(project) if "seconds" in s.metadata]))
-    spent = sum(s.metadata.get("seconds", median) for s in picks)
+
+    def usable(s):
+        return isinstance(s.metadata.get("seconds"), int) and s.metadata["seconds"] >= 1
+
+    median = float(np.median([s.metadata["seconds"] for s in _pool(project) if usable(s)]))
+    spent = sum(s.metadata["seconds"] if usable(s) else median for s in picks)
     assert 0 < len(picks) < 21 and spent <= 12 and report["total_cost"] == pytest.approx(spent)
-    assert report["cost_imputed"] == sum(1 for s in _pool(project) if "seconds" not in s.metadata) > 0
+    assert report["cost_imputed"] == sum(1 for s in _pool(project) if not usable(s)) > 0
 
 
 def _altered(png: bytes) -> bytes:
@@ -124,6 +131,10 @@ def test_bad_constraints_are_4xx_and_create_nothing(api, lead, project, digits, 
         ({"classes": [{"label": "eleven", "min": 1}]}, 422, "invalid_constraints"),
         ({"classes": [{"label": "3", "min": 1}]}, 422, "model_required"),  # no model deployed yet
         ({"cost": {"metadata_key": "seconds", "max_total": 0}}, 422, "invalid_constraints"),
+        ({"slices": [{"name": "n", "where": {"time_of_day": "nig\u0000ht"}, "min": 1}]}, 422, "invalid_constraints"),
+        ({"slices": [{"name": "n", "where": {"time_of_day": {"in": "nightly"}}, "min": 1}]}, 422, "invalid_constraints"),
+        ({"slices": [{"name": "n", "where": {"time_of_day": []}, "min": 1}]}, 422, "invalid_constraints"),
+        ({"slices": [{"name": "n", "where": {"time_of_day": {"eq": {"a": 1}}}, "min": 1}]}, 422, "invalid_constraints"),
         ({"exclude_near_duplicates": 1.5}, 400, None),
         ({"slices": [{"name": "n", "where": "night", "min": 1}]}, 400, None),
     ]
@@ -132,7 +143,55 @@ def test_bad_constraints_are_4xx_and_create_nothing(api, lead, project, digits, 
         assert r.status_code == status, (extra, r.content)
         err = r.json()["error"]
         assert err["message"] and (code is None or err["code"] == code), (extra, err)
+    # numbers json reads as infinity cannot be stored (the database's JSON has no inf): a 4xx, not a 500
+    for where in ('{"speed": {"gte": 1e999}}', '{"speed": 1e999}', '{"speed": [1, -1e999]}'):
+        body = '{"budget": 10, "slices": [{"name": "n", "where": %s, "min": 1}]}' % where
+        r = api(lead).post(url, data=body, content_type="application/json")
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_constraints", (where, r.content)
+        assert "finite" in r.json()["error"]["message"]
     assert Round.objects.filter(project=project).count() == 0
+
+
+def test_the_report_says_why_a_quota_fell_short(api, lead, project, digits, django_capture_on_commit_callbacks):
+    from apps.labeling.models import Round
+    from apps.labeling.selectors import round_constraints_summary
+
+    push_digits(project, digits, 300, metadata=night)
+    # budget 10 -> 7 train picks: a quota of 9 cannot be met, though the pool has 20-odd night samples
+    out = _round(api, lead, project, django_capture_on_commit_callbacks, budget=10, strategy="random",
+                 slices=[{"name": "night", "where": {"time_of_day": "night"}, "min": 9}])
+    got = out["details"]["constraints"]["constraints"]["slice:night"]
+    assert got["count"] == 7 and got["shortfall"] == 2
+    (line,) = round_constraints_summary(rnd=Round.objects.get(pk=out["id"]))
+    assert line == "night: at least 9 → 7 (2 short: the quotas ask for 9, the train share of the budget is 7)"
+    # a slice the pool barely has
+    out = _round(api, lead, project, django_capture_on_commit_callbacks, budget=30, strategy="random",
+                 slices=[{"name": "n5", "where": {"n": {"in": [5, 15]}}, "min": 3}])
+    pool = out["details"]["constraints"]["slice_pool"]["n5"]
+    (line,) = round_constraints_summary(rnd=Round.objects.get(pk=out["id"]))
+    assert pool < 3 and line.endswith(f"short: only {pool} in the train pool)"), line
+
+
+def test_constraints_on_a_round_without_train_picks_say_so(api, lead, project, digits,
+                                                           django_capture_on_commit_callbacks):
+    from apps.labeling.models import Round
+    from apps.labeling.selectors import round_constraints_summary
+    from apps.projects.services import project_create
+    from apps.samples.models import Sample
+    from apps.samples.services import IngestItem, samples_ingest
+
+    # the split follows the content hash: find digits that land in val/test, and push only those
+    scratch = project_create(user=lead, name="scratch", modality="image", labels=project.labels)
+    push_digits(scratch, digits, 100)
+    held_out = [int(ext[1:]) for ext in
+                Sample.objects.filter(project=scratch).exclude(split="train").values_list("external_id", flat=True)]
+    samples_ingest(project=project, items=[IngestItem(external_id=f"d{i}", content=digits[i][0], metadata={"n": i})
+                                           for i in held_out])
+    assert held_out and not Sample.objects.filter(project=project, split="train").exists()
+    out = _round(api, lead, project, django_capture_on_commit_callbacks, budget=10, strategy="random",
+                 slices=[{"name": "any", "where": {"n": {"gte": 0}}, "min": 2}])
+    assert "no train picks" in out["details"]["constraints"]["not_applied"]
+    assert round_constraints_summary(rnd=Round.objects.get(pk=out["id"]))[-1].startswith("not applied: ")
 
 
 @pytest.mark.slow
@@ -140,15 +199,20 @@ def test_class_quota_by_the_deployed_models_prediction(api, lead, annotator, pro
                                                        django_capture_on_commit_callbacks):
     from apps.projects.services import project_update
 
-    project_update(project=project, auto_deploy=True)
+    from apps.labeling.models import Task
+    from apps.projects.services import membership_set, project_create
+
+    # labels in another order than the digits' values, so a label/index mix-up shows
+    project = project_create(user=lead, name="reversed", modality="image", labels=[str(9 - i) for i in range(10)],
+                             label_budget=500, auto_deploy=True)
+    membership_set(project=project, user=annotator, role="annotator")
     train_digits(project, lead, annotator, digits, django_capture_on_commit_callbacks, n=150, epochs=3)
     push_digits(project, digits, 300, start=150)
     out = _round(api, lead, project, django_capture_on_commit_callbacks, budget=20, strategy="margin",
                  classes=[{"label": "3", "min": 6}, {"label": "8", "max": 1}])
     train = [item["sample"] for item in out["items"] if item["split"] == "train"]
-    from apps.labeling.models import Task
-
     predicted = [t.prediction["label"] for t in Task.objects.filter(sample_id__in=train)]
     assert len(predicted) == 14 and predicted.count("3") >= 6 and predicted.count("8") <= 1
-    report = out["details"]["constraints"]["constraints"]
-    assert report["class:3"]["count"] == predicted.count("3") and report["class:8"]["cap"] == 1
+    report = out["details"]["constraints"]
+    assert report["constraints"]["class:3"]["count"] == predicted.count("3") and report["constraints"]["class:8"]["cap"] == 1
+    assert report["class_pool"]["3"] >= 6
