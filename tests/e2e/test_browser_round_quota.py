@@ -46,3 +46,11 @@ def test_round_with_a_slice_quota_from_the_page(live_server, people, digits, new
     page.click("#round-form button[type=submit]")
     page.wait_for_selector("#action-status.alert-error >> text=min (9) is above max (3)")
     assert Round.objects.filter(project=project).count() == 1
+
+    # a class quota counts the deployed model's predictions: without a model the page says so
+    page.fill("#round-form input[name=slice_key]", "")
+    page.fill("#round-form input[name=class_min]", "3")
+    page.select_option("#round-form select[name=class_label]", "7")
+    page.click("#round-form button[type=submit]")
+    page.wait_for_selector("#action-status.alert-error >> text=no model is deployed yet")
+    assert Round.objects.filter(project=project).count() == 1

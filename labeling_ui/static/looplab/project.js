@@ -122,6 +122,8 @@ if (roundForm) {
       if (fields.get("slice_max") !== "") slice.max = Number(fields.get("slice_max"));
       body.slices = [slice];
     }
+    const label = fields.get("class_label");
+    if (label && fields.get("class_min") !== "") body.classes = [{ label, min: Number(fields.get("class_min")) }];
     if (fields.get("skip_duplicates")) body.exclude_near_duplicates = 0.98;
     submitJson(roundForm, roundForm.dataset.api, body,
       (r) => `Round #${r.number} started: selecting up to ${r.budget} samples (${r.strategy}).`);
