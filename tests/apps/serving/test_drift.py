@@ -15,11 +15,35 @@ def _inverted(png: bytes) -> bytes:
     return buf.getvalue()
 
 
+def _same_draws(request):
+    """A round's random picks and a drift check's permutations are seeded by their database ids, which depend on
+    every test that ran before. Start those ids at a base of this test's own (PostgreSQL's setval is not rolled
+    back, and the bases are far above what other tests reach, so no id is used twice), so the test sees the
+    same draws in any suite order: a statistical assertion at alpha 0.05 is otherwise a 5% flake."""
+    import zlib
+
+    from django.db import connection
+
+    from apps.labeling.models import Round
+    from apps.serving.models import DriftCheck
+
+    if connection.vendor != "postgresql":
+        return
+    base = 10_000_000 * (1 + zlib.crc32(request.node.name.encode()) % 150)
+    with connection.cursor() as cursor:
+        for model in (Round, DriftCheck):
+            cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s, false)", [model._meta.db_table, base])
+
+
 @pytest.fixture
-def serving(lead, annotator, project, digits, django_capture_on_commit_callbacks):
-    """A digits project with a model trained on 120 labels and deployed by the gate."""
+def serving(request, lead, annotator, project, digits, django_capture_on_commit_callbacks, settings):
+    """A digits project with a model trained on 120 labels and deployed by the gate. It serves fp32: export picks
+    int8 by timing it, which varies with the machine's load, and the embeddings (so the p-values) with it."""
     from apps.projects.services import project_update
     from apps.serving.selectors import current_deployment
+
+    _same_draws(request)
+    settings.LOOPLAB = {**settings.LOOPLAB, "EXPORT_INT8": False}
 
     project_update(project=project, auto_deploy=True)
     train_digits(project, lead, annotator, digits, django_capture_on_commit_callbacks, n=200, labeled=120, epochs=4,
@@ -93,7 +117,7 @@ def test_a_new_kind_of_input_is_drift_and_goes_back_to_labeling(api, lead, annot
 
 @pytest.mark.slow
 def test_a_trickle_of_new_input_is_found_by_novelty(api, lead, serving, digits, django_capture_on_commit_callbacks):
-    # 6 of 100 production samples come from a new camera: too few to move MMD, each far from the training data
+    # 10 of 100 production samples come from a new camera: too few to move MMD, each far from the training data
     from django.utils import timezone
 
     project = serving
@@ -101,7 +125,7 @@ def test_a_trickle_of_new_input_is_found_by_novelty(api, lead, serving, digits, 
     # 10 of 100: with the 84-sample reference the fixture gives, this was found (p 0.005-0.03) on 8 of 8
     # different labelled sets (session 5); 6 of 100 only on 4 of 8 (p 0.01-0.15), though its 6 were always
     # the top witnesses. Which samples the fixture's random round labels depends on the round's id, so on
-    # the tests that ran before: a 6-of-100 version of this test passed or failed with the suite's order.
+    # the tests that ran before (_same_draws now pins that): a 6-of-100 version failed in one suite order.
     _push(project, [(f"p{i}", png, {"camera": "old"}) for i, (png, _) in enumerate(digits[200:290])]
           + [(f"n{i}", _inverted(png), {"camera": "old"}) for i, (png, _) in enumerate(digits[290:300])],
           django_capture_on_commit_callbacks)
