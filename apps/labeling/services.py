@@ -354,10 +354,13 @@ def round_run(*, rnd: Round) -> None:
         labeled = Sample.objects.filter(project=project, label__isnull=False, split="train").values_list("label", flat=True)
         counts = np.bincount([index[label] for label in labeled if label in index], minlength=len(project.labels))
         # What is labeled already (a bounded sample of it), so coverage-aware strategies look elsewhere.
-        covered = Sample.objects.filter(project=project, task__isnull=False).order_by("?")
+        tasked = Sample.objects.filter(project=project, task__isnull=False)
         # near-duplicate exclusion compares with every labeled or queued sample; coverage needs only a sample
-        dedup = "exclude_near_duplicates" in (rnd.constraints or {})
-        covered = list(covered if dedup else covered[:LABELED_FOR_COVERAGE])
+        if "exclude_near_duplicates" in (rnd.constraints or {}):
+            covered = list(tasked.order_by("id"))
+            progress(85, f"embedding {len(covered)} labeled or queued samples for the near-duplicate check")
+        else:
+            covered = list(tasked.order_by("?")[:LABELED_FOR_COVERAGE])
         _, labeled_embeddings, _ = _pool_features(project, covered, runner, lambda *_: None)
         chosen: list[tuple[int, float, bool]] = []  # (pool position, score, preferred)
         used = {}
