@@ -5,7 +5,7 @@ from rest_framework import serializers
 from rest_framework.views import APIView
 
 from apps.accounts.models import Role
-from apps.projects.selectors import project_get_for_user, require_role
+from apps.projects.selectors import project_get_for_user, require_object_role
 
 
 class ProjectScopedView(APIView):
@@ -16,8 +16,10 @@ class ProjectScopedView(APIView):
     def project(self, request, project_id, min_role: str | None = None):
         return project_get_for_user(user=request.user, project_id=project_id, min_role=min_role or self.min_role)
 
-    def check_object_project(self, request, project, min_role: str | None = None) -> str:
-        return require_role(project=project, user=request.user, min_role=min_role or self.min_role)
+    def check_object_project(self, request, obj, min_role: str | None = None, *, project=None) -> str:
+        """The access rule for an object of a project, given the object itself (not its project): a
+        non-member gets the same 404 as for an id that does not exist ("Sample not found.")."""
+        return require_object_role(obj=obj, user=request.user, min_role=min_role or self.min_role, project=project)
 
 
 def query_bool(value: str | None, name: str = "parameter") -> bool | None:

@@ -70,7 +70,7 @@ class ExportDetail(ProjectScopedView):
     @extend_schema(responses=ExportOut, summary="An export: status, progress, dataset version, download URL")
     def get(self, request, export_id):
         export = export_get(export_id=export_id)
-        self.check_object_project(request, export.project)
+        self.check_object_project(request, export)
         return Response(ExportOut(export).data)
 
 
@@ -81,7 +81,7 @@ class ExportDownload(ProjectScopedView):
                    summary="Download an export's file")
     def get(self, request, export_id):
         export = export_get(export_id=export_id)
-        self.check_object_project(request, export.project)
+        self.check_object_project(request, export)
         if export.status != "succeeded" or not export.file:
             raise Conflict(f"The export is {export.status}; nothing to download yet.", code="export_not_ready",
                            details={"status": export.status})

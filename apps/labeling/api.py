@@ -91,7 +91,7 @@ class RoundDetail(ProjectScopedView):
     @extend_schema(responses=RoundOut, summary="A round with each chosen sample's score and rank")
     def get(self, request, round_id):
         rnd = round_get(round_id=round_id)
-        self.check_object_project(request, rnd.project)
+        self.check_object_project(request, rnd)
         data = RoundOut(rnd).data
         data["items"] = RoundItemOut(rnd.tasks.select_related("sample").order_by("rank"), many=True).data
         return Response(data)
@@ -131,7 +131,7 @@ class TaskSkip(ProjectScopedView):
     @extend_schema(request=None, responses={204: None}, summary="Skip a leased task: it goes back to the queue for others")
     def post(self, request, task_id):
         task = task_get(task_id=task_id)
-        self.check_object_project(request, task.project)
+        self.check_object_project(request, task)
         task_skip(task=task, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -156,7 +156,7 @@ class AnnotationCreate(ProjectScopedView):
     @extend_schema(request=AnnotationIn, responses={201: AnnotationOut}, summary="Submit an annotation for a leased task")
     def post(self, request, task_id):
         task = task_get(task_id=task_id)
-        self.check_object_project(request, task.project)
+        self.check_object_project(request, task)
         payload = AnnotationIn(data=request.data)
         payload.is_valid(raise_exception=True)
         annotation = annotation_submit(task=task, user=request.user, **payload.validated_data)

@@ -71,7 +71,7 @@ class AnnotationReview(ProjectScopedView):
                    summary="Accept, reject (with a comment: the task goes back to the queue) or correct an annotation")
     def post(self, request, annotation_id):
         annotation = annotation_get(annotation_id=annotation_id)
-        self.check_object_project(request, annotation.task.project)
+        self.check_object_project(request, annotation, project=annotation.task.project)
         payload = ReviewIn(data=request.data)
         payload.is_valid(raise_exception=True)
         reviewed = annotation_review(annotation=annotation, user=request.user, **payload.validated_data)

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from apps.accounts.models import ROLE_RANK, Role
-from apps.core.errors import Forbidden, NotFound
-from apps.core.ids import get_by_id
+from apps.core.errors import Forbidden
+from apps.core.ids import get_by_id, kind_of, not_found
 from apps.projects.models import Membership, Project
 
 
@@ -26,15 +26,27 @@ def project_get_for_user(*, user, project_id, min_role: str = Role.ANNOTATOR) ->
     return project
 
 
-def require_role(*, project: Project, user, min_role: str) -> str:
-    """404 for a non-member (no leak that the project exists), 403 for a member below min_role."""
+def require_role(*, project: Project, user, min_role: str, what: str = "Project") -> str:
+    """404 for a non-member, 403 for a member below min_role. The 404 is ``not_found(what)``, the very
+    answer an id that does not exist gets: ``what`` is the kind of object the caller asked for (a sample
+    of the project answers "Sample not found.", not "Project not found."), so nothing tells an outsider
+    that the id exists."""
     role = project_role(project=project, user=user)
     if role is None:
-        raise NotFound("Project not found.")
+        raise not_found(what)
     if ROLE_RANK[Role(role)] < ROLE_RANK[Role(min_role)]:
         raise Forbidden(f"This needs the {min_role} role in the project; you are {role}.",
                         details={"required_role": min_role, "your_role": role})
     return role
+
+
+def require_object_role(*, obj, user, min_role: str, project: Project | None = None) -> str:
+    """:func:`require_role` for an object of a project (a sample, a task, a check...) loaded with
+    ``apps.core.ids.get_by_id``: an outsider gets the 404 a missing id of that kind gets. ``project`` is
+    the object's project when it has no ``project`` field (an annotation's is its task's)."""
+    if isinstance(obj, Project):
+        return require_role(project=obj, user=user, min_role=min_role)
+    return require_role(project=project or obj.project, user=user, min_role=min_role, what=kind_of(obj))
 
 
 def split_for_hash(*, ratios: dict, content_hash: str) -> str:

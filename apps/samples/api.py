@@ -200,7 +200,7 @@ class SampleDetail(ProjectScopedView):
     @extend_schema(responses=SampleOut, summary="One sample")
     def get(self, request, sample_id):
         sample = sample_get(sample_id=sample_id)
-        self.check_object_project(request, sample.project)
+        self.check_object_project(request, sample)
         return Response(SampleOut(sample).data)
 
 
@@ -208,7 +208,7 @@ class SampleContent(ProjectScopedView):
     @extend_schema(responses={(200, "application/octet-stream"): bytes}, summary="The sample's file")
     def get(self, request, sample_id):
         sample = sample_get(sample_id=sample_id)
-        self.check_object_project(request, sample.project)
+        self.check_object_project(request, sample)
         data = content_io.read_content(sample)  # ContentUnavailable answers 409 content_unavailable
         content_type = _MIME.get(sample.content_format.upper(), "application/octet-stream")
         response = _ranged(request, data, content_type)
@@ -256,7 +256,7 @@ class SampleSimilar(ProjectScopedView):
         from apps.samples.similar import samples_similar
 
         sample = sample_get(sample_id=sample_id)
-        self.check_object_project(request, sample.project)
+        self.check_object_project(request, sample)
         try:
             k = max(1, min(100, int(request.query_params.get("k", 10))))
         except ValueError:
@@ -356,6 +356,6 @@ class LabelCheckDetail(ProjectScopedView):
         from apps.samples.selectors import label_check_findings, label_check_get
 
         check = label_check_get(check_id=check_id)
-        self.check_object_project(request, check.project)
+        self.check_object_project(request, check)
         check.findings = label_check_findings(check=check)
         return Response(LabelCheckDetailOut(check).data)

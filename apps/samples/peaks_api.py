@@ -38,7 +38,7 @@ def _int_param(request, name: str, default: int, lo: int, hi: int) -> int:
 
 def _audio_sample(view, request, sample_id):
     sample = sample_get(sample_id=sample_id)
-    view.check_object_project(request, sample.project)
+    view.check_object_project(request, sample)
     return sample
 
 

@@ -20,7 +20,7 @@ class SamplePoints(ProjectScopedView):
         summary="A point-cloud sample's points as binary float32 arrays (every stored point, file order)")
     def get(self, request, sample_id):
         sample = sample_get(sample_id=sample_id)
-        self.check_object_project(request, sample.project)
+        self.check_object_project(request, sample)
         if sample.project.modality != "pointcloud":
             raise ValidationFailed("This sample is not a point cloud.", code="not_a_point_cloud", status_code=409)
         arrays = sample_points(sample=sample)  # ContentUnavailable answers 409 content_unavailable

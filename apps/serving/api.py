@@ -166,7 +166,7 @@ class DriftCheckDetail(ProjectScopedView):
         from apps.serving.selectors import drift_check_get, drift_check_witnesses
 
         check = drift_check_get(check_id=check_id)
-        self.check_object_project(request, check.project)
+        self.check_object_project(request, check)
         check.witnesses = drift_check_witnesses(check=check)
         return Response(DriftCheckDetailOut(check).data)
 
@@ -186,6 +186,6 @@ class DriftCheckFlag(ProjectScopedView):
         from apps.serving.selectors import drift_check_get
 
         check = drift_check_get(check_id=check_id)
-        self.check_object_project(request, check.project)
+        self.check_object_project(request, check)
         n = drift_check_flag(check=check)
         return Response({"flagged": n, "check": DriftCheckOut(check).data})

@@ -90,7 +90,7 @@ class TrainingRunDetail(ProjectScopedView):
     @extend_schema(responses=TrainingRunOut, summary="Follow a training run: status, progress, steps, model")
     def get(self, request, run_id):
         run = get_by_id(_runs(TrainingRun.objects), run_id, "Training run")
-        self.check_object_project(request, run.project)
+        self.check_object_project(request, run)
         return Response(TrainingRunOut(run).data)
 
 
@@ -109,7 +109,7 @@ class ModelDetail(ProjectScopedView):
     @extend_schema(responses=ModelOut, summary="One model version: evaluation, comparison with the deployed model, parity")
     def get(self, request, model_id):
         mv = _model(model_id)
-        self.check_object_project(request, mv.project)
+        self.check_object_project(request, mv)
         return Response(ModelOut(mv).data)
 
 
@@ -117,7 +117,7 @@ class ModelConfusion(ProjectScopedView):
     @extend_schema(responses={(200, "image/png"): bytes}, summary="The confusion matrix as a picture")
     def get(self, request, model_id):
         mv = _model(model_id)
-        self.check_object_project(request, mv.project)
+        self.check_object_project(request, mv)
         if not mv.confusion_png:
             raise NotFound("This model has no evaluation picture.")
         with default_storage.open(mv.confusion_png.name, "rb") as fh:
