@@ -26,6 +26,17 @@ def get_by_id(queryset, object_id, what: str):
     if obj is None:
         raise not_found(what)
     setattr(obj, _KIND, what)
+    # The project loaded with it (select_related) answers as the object too, so a view that checks access
+    # with ``obj.project`` rather than ``obj`` gives the same 404.
+    for path in (("project",), ("task", "project")):
+        holder = obj
+        for name in path:
+            cache = getattr(getattr(holder, "_state", None), "fields_cache", {})
+            holder = cache.get(name)
+            if holder is None:
+                break
+        else:
+            setattr(holder, _KIND, what)
     return obj
 
 

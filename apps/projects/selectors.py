@@ -44,8 +44,8 @@ def require_object_role(*, obj, user, min_role: str, project: Project | None = N
     """:func:`require_role` for an object of a project (a sample, a task, a check...) loaded with
     ``apps.core.ids.get_by_id``: an outsider gets the 404 a missing id of that kind gets. ``project`` is
     the object's project when it has no ``project`` field (an annotation's is its task's)."""
-    if isinstance(obj, Project):
-        return require_role(project=obj, user=user, min_role=min_role)
+    if isinstance(obj, Project):  # a project, or the project get_by_id loaded with an object (it answers as that)
+        return require_role(project=obj, user=user, min_role=min_role, what=kind_of(obj))
     return require_role(project=project or obj.project, user=user, min_role=min_role, what=kind_of(obj))
 
 

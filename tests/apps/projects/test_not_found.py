@@ -74,3 +74,22 @@ def test_every_sample_route_answers_an_outsider_like_a_missing_sample(api, outsi
     assert hidden.status_code == missing.status_code == 404
     assert hidden.json() == missing.json() == {"error": {"code": "not_found", "message": "Sample not found.",
                                                          "details": {}}}
+
+
+def test_the_project_loaded_with_an_object_answers_as_that_object(outsider, lead, project, digits):
+    # a view that checks access with ``sample.project`` instead of ``sample`` still gives the sample's 404
+    from apps.core.errors import NotFound
+    from apps.projects.selectors import project_get_for_user, require_object_role
+    from apps.samples.selectors import sample_get
+
+    (pushed,) = push_digits(project, digits, 1)
+    sample = sample_get(sample_id=pushed["id"])
+    for obj in (sample, sample.project):
+        with pytest.raises(NotFound) as refused:
+            require_object_role(obj=obj, user=outsider, min_role="annotator")
+        assert refused.value.message == "Sample not found."
+    assert require_object_role(obj=sample.project, user=lead, min_role="lead") == "admin"
+    with pytest.raises(NotFound) as refused:  # a project asked for as a project is a project
+        require_object_role(obj=project_get_for_user(user=lead, project_id=project.pk), user=outsider,
+                            min_role="annotator")
+    assert refused.value.message == "Project not found."
