@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -153,7 +153,12 @@ class AnnotationOut(serializers.Serializer):
 
 
 class AnnotationCreate(ProjectScopedView):
-    @extend_schema(request=AnnotationIn, responses={201: AnnotationOut}, summary="Submit an annotation for a leased task")
+    @extend_schema(
+        request=AnnotationIn, summary="Submit an annotation for a leased task",
+        description="Accepted while the task is still yours: leased to you, or your lease ran out and nobody has "
+                    "claimed the task since. Refused with 409 and nothing stored otherwise: `task_taken` (another "
+                    "annotator holds it now), `task_done` (it has all its annotations), `not_leased` (it is not yours).",
+        responses={201: AnnotationOut, 409: OpenApiResponse(description="task_taken, task_done or not_leased")})
     def post(self, request, task_id):
         task = task_get(task_id=task_id)
         self.check_object_project(request, task)

@@ -484,24 +484,46 @@ def _claim_postgres(candidates, *, user, now, expires) -> Task | None:
     return Task.objects.select_related("sample").get(pk=row[0]) if row else None
 
 
-def _own_live_lease(task: Task, user) -> None:
+def _still_callers(task: Task, user, *, now) -> None:
+    """Refuse (409) unless ``task`` is still the caller's to submit or skip.
+
+    The task is the caller's while it is leased to them: a live lease, or an expired one that nobody else
+    has claimed since. A lease is a reservation against other annotators, not a deadline for its holder:
+    once it expires the task is open to others, but until someone claims it the holder's late work is
+    still the only work on it and is kept. A claim by another annotator moves ``leased_by`` to them, so
+    from then on the late submit is refused and nothing is stored:
+
+    - ``task_done``: the task has all its annotations;
+    - ``task_taken``: another annotator holds a live lease on it now (yours ran out and they claimed it,
+      or you never held it);
+    - ``not_leased``: nobody holds it now and it is not yours (you skipped it or submitted it, or the
+      annotator who claimed it after you let their lease run out too).
+
+    Call inside a transaction holding the task's row lock: claims are UPDATEs of that row, so none can
+    slip in between this check and the caller's write.
+    """
     if task.state != TaskState.PENDING:
         raise Conflict("This task is already done.", code="task_done")
-    if task.leased_by_id != user.pk:
-        raise Conflict("You do not hold the lease on this task; claim it with tasks/next.", code="not_leased")
+    if task.leased_by_id == user.pk:
+        return
+    if task.leased_by_id is not None and task.lease_expires_at is not None and task.lease_expires_at > now:
+        raise Conflict("Another annotator holds this task now (a lease that runs out can be claimed by others); "
+                       "nothing was stored. Take the next task with tasks/next.", code="task_taken")
+    raise Conflict("You do not hold the lease on this task; claim it with tasks/next.", code="not_leased")
 
 
 def task_skip(*, task: Task, user) -> None:
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task.pk)
-        _own_live_lease(task, user)
+        _still_callers(task, user, now=timezone.now())
         TaskSkip.objects.get_or_create(task=task, user=user)
         Task.objects.filter(pk=task.pk).update(leased_by=None, leased_at=None, lease_expires_at=None,
                                                available_at=timezone.now())
 
 
 def annotation_submit(*, task: Task, user, result, active_seconds: float | None = None) -> Annotation:
-    """Store a validated annotation for a task the caller has leased.
+    """Store a validated annotation for a task that is still the caller's (see _still_callers: leased to
+    them, live or expired and not claimed by anyone since; 409 ``task_taken`` once another annotator holds it).
 
     A task is done once it has the project's ``annotations_per_task`` counted (not rejected)
     annotations; for classification the sample's label is then set (see task_settle).
@@ -514,8 +536,8 @@ def annotation_submit(*, task: Task, user, result, active_seconds: float | None 
         raise ValidationFailed("active_seconds must be within 0..86400.", code="invalid_active_seconds")
     with transaction.atomic():
         task = Task.objects.select_for_update().select_related("sample").get(pk=task.pk)
-        _own_live_lease(task, user)
         now = timezone.now()
+        _still_callers(task, user, now=now)
         annotation = Annotation.objects.create(
             task=task, sample=task.sample, annotator=user, result=clean, active_seconds=active_seconds,
             lease_to_submit_s=(now - task.leased_at).total_seconds() if task.leased_at else None)
