@@ -290,7 +290,7 @@ def drift_alert_deliver(*, check: DriftCheck, attempt: int = 1) -> bool:
     except webhook.WebhookRefused as refused:  # a setting, not a passing fault: no retries
         DriftCheck.objects.filter(pk=check.pk).update(
             alert_status="failed", alert_attempts=attempt,
-            alert_error=f"refused: the webhook's host resolves to {refused.address}, not a public address "
+            alert_error=f"refused: {refused} "
                         f"(LOOPLAB_WEBHOOK_ALLOW_PRIVATE=true allows it)")
         return False
     if not error:

@@ -2,8 +2,12 @@
 own network.
 
 The host is resolved once; unless private addresses are allowed, every address it resolves to must be
-public (``ipaddress.is_global``), and the connection goes to the address that was checked (so a DNS answer
-that changes between the check and the connection, "DNS rebinding", cannot redirect it). TLS still
+public (:func:`is_public`: global, not reserved, multicast, unspecified, loopback, link-local or private,
+and for an IPv6 address that carries an IPv4 one (IPv4-mapped, IPv4-compatible, NAT64, 6to4, Teredo)
+the IPv4 address must be public too), and the connection goes to the address that was checked (so a DNS
+answer that changes between the check and the connection, "DNS rebinding", cannot redirect it). A refusal
+names the host as it was given, never the address it resolved to (the lead who reads it must not learn
+the server's internal addresses). TLS still
 verifies the certificate against the host name, and the ``Host`` header carries the name. Redirects are
 not followed: a 3xx answer is a failed delivery, since its target was never checked.
 
@@ -19,17 +23,61 @@ from urllib.parse import urlsplit
 
 
 class WebhookRefused(Exception):
-    """The URL's host resolves to a non-public address and private addresses are not allowed."""
+    """The URL's host resolves to a non-public address and private addresses are not allowed. The message
+    names the host as given, never the address it resolved to."""
 
-    def __init__(self, address: str):
-        super().__init__(address)
-        self.address = address
+    def __init__(self, host: str):
+        super().__init__(f"the webhook's host {host!r} does not resolve to a public address")
+        self.host = host
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix: the IPv4 address is the last 32 bits
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215 local-use translation: never public
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # RFC 4291 (deprecated): ::a.b.c.d, and :: and ::1
+
+
+def _public_ipv4(address: ipaddress.IPv4Address) -> bool:
+    return address.is_global and not (address.is_private or address.is_reserved or address.is_multicast
+                                      or address.is_unspecified or address.is_loopback or address.is_link_local)
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: IPv4-mapped (::ffff:0:0/96), IPv4-compatible (::/96),
+    NAT64 (64:ff9b::/96), 6to4 (2002::/16, the 32 bits after the prefix) and Teredo (2001::/32, its server
+    and its client); empty for any other address."""
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]
+    if address in _IPV4_COMPATIBLE or address in _NAT64:
+        return [ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)]
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    if address.teredo is not None:
+        return list(address.teredo)
+    return []
+
+
+def is_public(address: str) -> bool:
+    """Whether a webhook may connect to ``address``: a global unicast address (not private, reserved,
+    multicast, unspecified, loopback, link-local or site-local), where every IPv4 address an IPv6 one
+    carries (:func:`embedded_ipv4`) is public as well. An IPv4-mapped, IPv4-compatible or NAT64 address is
+    only a wrapper of its IPv4 address, which decides; the local-use NAT64 prefix is never public."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _public_ipv4(ip)
+    if ip in _NAT64_LOCAL:
+        return False
+    embedded = embedded_ipv4(ip)
+    if ip.ipv4_mapped is not None or ip in _IPV4_COMPATIBLE or ip in _NAT64:
+        return all(_public_ipv4(v4) for v4 in embedded)
+    own = ip.is_global and not (ip.is_private or ip.is_reserved or ip.is_multicast or ip.is_unspecified
+                                or ip.is_loopback or ip.is_link_local or ip.is_site_local)
+    return own and all(_public_ipv4(v4) for v4 in embedded)
 
 
 def resolve(host: str, port: int, *, allow_private: bool) -> str:
     """The address to connect to for ``host``: the first one ``getaddrinfo`` gives. Raises
-    :class:`WebhookRefused` when any of them is loopback, private, link-local or otherwise not public
-    (unless ``allow_private``), and ``OSError`` when the name does not resolve."""
+    :class:`WebhookRefused` when any of them is not public (:func:`is_public`; unless ``allow_private``),
+    and ``OSError`` when the name does not resolve."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except UnicodeError as exc:
@@ -37,10 +85,8 @@ def resolve(host: str, port: int, *, allow_private: bool) -> str:
     addresses = [info[4][0].split("%")[0] for info in infos]
     if not addresses:
         raise OSError(f"{host} did not resolve")
-    if not allow_private:
-        for a in addresses:
-            if not ipaddress.ip_address(a).is_global:
-                raise WebhookRefused(a)
+    if not allow_private and not all(is_public(a) for a in addresses):
+        raise WebhookRefused(host)
     return addresses[0]
 
 

@@ -369,6 +369,7 @@ def test_a_drifted_check_alerts_the_webhook_with_retries(api, lead, annotator, s
     settings.LOOPLAB = {**settings.LOOPLAB, "WEBHOOK_ALLOW_PRIVATE": False}
     body = _check(api, lead, project, django_capture_on_commit_callbacks, since=since)
     assert body["alert_status"] == "failed" and body["alert_attempts"] == 1, body
-    assert body["alert_error"].startswith("refused: the webhook's host resolves to 127.0.0.1"), body
+    assert body["alert_error"] == ("refused: the webhook's host '127.0.0.1' does not resolve to a public address "
+                                   "(LOOPLAB_WEBHOOK_ALLOW_PRIVATE=true allows it)"), body
     r = api(lead).patch(url, {"drift_webhook_url": ""}, format="json")
     assert r.json()["drift_webhook_url"] == r.json()["drift_webhook_secret"] == ""

@@ -56,7 +56,7 @@ def test_delivers_and_reports_the_status(receiver):
 def test_refuses_private_addresses_before_connecting(receiver):
     with pytest.raises(webhook.WebhookRefused) as refused:
         webhook.post(receiver.url, BODY, HEADERS, timeout=5, allow_private=False)
-    assert refused.value.address == "127.0.0.1" and receiver.got == []
+    assert refused.value.host == "127.0.0.1" and receiver.got == []
 
 
 def test_connects_to_the_checked_address_with_the_host_name(monkeypatch, receiver):
@@ -90,7 +90,7 @@ def test_any_private_address_among_the_answers_is_refused(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("must not connect"))
     with pytest.raises(webhook.WebhookRefused) as refused:
         webhook.post("https://mixed.example.test/hook", BODY, HEADERS, timeout=5, allow_private=False)
-    assert refused.value.address == "10.1.2.3"
+    assert refused.value.host == "mixed.example.test" and "10.1.2.3" not in str(refused.value)
     for private in ("169.254.169.254", "::1", "fd00::1", "100.64.0.1"):
         _resolver(monkeypatch, {"p.example.test": [[private]]})
         with pytest.raises(webhook.WebhookRefused):
@@ -176,3 +176,60 @@ def test_https_through_a_proxy_opens_a_tunnel(monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+# Each of these reaches the server's own network (or is no unicast address at all) and must be refused.
+INTERNAL = [
+    "127.0.0.1", "10.0.0.7", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
+    "240.0.0.1", "224.0.0.1", "255.255.255.255",
+    "::1", "::", "fd00::1", "fe80::1", "fec0::1", "ff02::1", "2001:db8::1",
+    "::7f00:1",  # IPv4-compatible ::127.0.0.1
+    "::a9fe:a9fe",  # IPv4-compatible ::169.254.169.254
+    "::ffff:127.0.0.1", "::ffff:10.0.0.1",  # IPv4-mapped
+    "64:ff9b::7f00:1", "64:ff9b::a00:1",  # NAT64 of 127.0.0.1 and 10.0.0.1
+    "64:ff9b:1::808:808",  # local-use NAT64 (RFC 8215), whatever it carries
+    "2002:7f00:1::", "2002:a9fe:a9fe::1", "2002:c0a8:101::1",  # 6to4 of 127.0.0.1, 169.254.169.254, 192.168.1.1
+    "2001:0:7f00:1::1",  # Teredo with a loopback server
+    "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo whose client is 127.0.0.1 (obfuscated)
+]
+PUBLIC = ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "2a00:1450:4001:80b::200e",
+          "64:ff9b::808:808", "::ffff:8.8.8.8", "2002:808:808::1"]
+
+
+@pytest.mark.parametrize("address", INTERNAL)
+def test_internal_addresses_in_any_encoding_are_refused(monkeypatch, address):
+    _resolver(monkeypatch, {"inside.example.test": [[address]]})
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("must not connect"))
+    assert not webhook.is_public(address)
+    with pytest.raises(webhook.WebhookRefused) as refused:
+        webhook.post("https://inside.example.test/hook", BODY, HEADERS, timeout=5, allow_private=False)
+    # the lead who set the URL learns that it was refused, not where the name points inside
+    assert str(refused.value) == "the webhook's host 'inside.example.test' does not resolve to a public address"
+    assert address not in str(refused.value) and refused.value.host == "inside.example.test"
+
+
+@pytest.mark.parametrize("literal", ["[::7f00:1]", "[64:ff9b::7f00:1]", "[2002:7f00:1::]", "[::ffff:7f00:1]"])
+def test_ipv6_literals_that_carry_loopback_are_refused(receiver, literal):
+    # the URLs of the finding, with the address written in the URL: refused before any connection
+    with pytest.raises(webhook.WebhookRefused):
+        webhook.post(f"http://{literal}:{receiver.port}/hooks/drift", BODY, HEADERS, timeout=5, allow_private=False)
+    assert receiver.got == []
+
+
+@pytest.mark.parametrize("address", PUBLIC)
+def test_public_addresses_pass_the_check(monkeypatch, address):
+    _resolver(monkeypatch, {"public.example.test": [[address]]})
+    assert webhook.is_public(address)
+    assert webhook.resolve("public.example.test", 443, allow_private=False) == address
+
+
+def test_embedded_ipv4_follows_each_encoding():
+    import ipaddress
+
+    v4 = ipaddress.IPv4Address
+    cases = {"::ffff:7f00:1": [v4("127.0.0.1")], "::7f00:1": [v4("127.0.0.1")], "64:ff9b::a00:1": [v4("10.0.0.1")],
+             "2002:7f00:1::": [v4("127.0.0.1")], "2001:0:4136:e378:8000:63bf:80ff:fffe": [v4("65.54.227.120"),
+                                                                                          v4("127.0.0.1")],
+             "2606:4700:4700::1111": []}
+    for address, expected in cases.items():
+        assert webhook.embedded_ipv4(ipaddress.IPv6Address(address)) == expected, address
