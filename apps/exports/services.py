@@ -111,9 +111,8 @@ def export_run(*, export: Export) -> None:
 
         writer = writers.WRITERS[export.format]
         extra = {"yolo": {"read_content": _read_content}, "ply": {"read_points": _read_points}}.get(export.format, {})
-        ext = writers.EXTENSIONS[export.format]
-        filename = f"{export.project.name or 'project'}-{export.format}-export{export.pk}.{ext}"
-        filename = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in filename)
+        filename = writers.export_filename(project_name=export.project.name, format=export.format,
+                                           export_id=export.pk)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / filename
             counts = writer(items, labels, out, progress, **extra)

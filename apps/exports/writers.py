@@ -21,6 +21,7 @@ import json
 import re
 import zipfile
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Callable
 from xml.etree import ElementTree as ET
 
@@ -39,6 +40,26 @@ EXTENSIONS = {"csv": "csv", "json": "json", "coco": "json", "yolo": "zip", "voc"
               "regions_json": "json", "kitti": "zip", "cuboids_json": "json", "npy": "zip", "ply": "zip"}
 
 
+MAX_STEM_BYTES = 120  # an export's file name before its extension, in UTF-8 bytes (file systems allow 255)
+
+
+def export_filename(*, project_name: str, format: str, export_id: int) -> str:
+    """The export's file name: ``<project name>-<format>-export<id>.<ext>``. Letters and digits of any
+    script are kept, other characters become ``_``; the project name is cut so that the stem fits
+    MAX_STEM_BYTES bytes of UTF-8 (never in the middle of a character), keeping the format, the id and the
+    extension. So any project name gives a name that file systems (255 bytes a name) and
+    ``Export.filename`` hold."""
+    import unicodedata
+
+    def clean(text: str) -> str:
+        return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in unicodedata.normalize("NFC", text))
+
+    tail = clean(f"-{format}-export{export_id}")
+    budget = max(0, MAX_STEM_BYTES - len(tail.encode()))
+    name = clean(project_name or "").encode()[:budget].decode("utf-8", "ignore").strip("_") or "project"
+    return f"{name}{tail}.{EXTENSIONS[format]}"
+
+
 @dataclass
 class Item:
     sample: object  # apps.samples.models.Sample
@@ -53,6 +74,27 @@ class Item:
 
 
 Progress = Callable[[int, int], None]
+
+# A spreadsheet runs a cell that starts with one of these as a formula ("CSV injection"); OWASP's list.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """A CSV cell that no spreadsheet runs: a text cell starting with ``= + - @``, a tab or a carriage return
+    gets a leading single quote (OWASP's advice). Numbers are written as numbers, so -1 stays -1."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+class SafeCsvWriter:
+    """``csv.writer`` whose every text cell goes through :func:`csv_cell`: every CSV export writes with it."""
+
+    def __init__(self, fh):
+        self._writer = csv.writer(fh)
+
+    def writerow(self, row) -> None:
+        self._writer.writerow([csv_cell(value) for value in row])
 
 
 def _size(item: Item) -> tuple[int, int]:
@@ -70,7 +112,7 @@ def _image_ext(item: Item) -> str:
 
 def write_classification_csv(items, labels, out, progress: Progress) -> dict:
     with open(out, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
+        w = SafeCsvWriter(fh)
         w.writerow(["sample_id", "external_id", "label", "label_index", "split"])
         for i, item in enumerate(items):
             w.writerow([item.sample.pk, item.sample.external_id, labels[item.label_index], item.label_index, item.sample.split])
@@ -178,12 +220,14 @@ def write_voc(items, labels, out, progress: Progress) -> dict:
 def write_regions_csv(items, labels, out, progress: Progress) -> dict:
     n = 0
     with open(out, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
+        w = SafeCsvWriter(fh)
         w.writerow(["sample_id", "external_id", "split", "clip_label", "region", "label", "start", "end", "text"])
         for i, item in enumerate(items):
             for k, region in enumerate(item.result.get("regions", [])):
+                # times as numbers (Decimal keeps the 6 places): a number is never mistaken for a formula
                 w.writerow([item.sample.pk, item.sample.external_id, item.sample.split, item.result.get("label", ""), k,
-                            region["label"], f"{region['start']:.6f}", f"{region['end']:.6f}", region.get("text", "")])
+                            region["label"], Decimal(f"{region['start']:.6f}"), Decimal(f"{region['end']:.6f}"),
+                            region.get("text", "")])
                 n += 1
             progress(i + 1, len(items))
     return {"clips": len(items), "regions": n}

@@ -27,19 +27,21 @@ def _wav(seconds: float = 2.0, rate: int = 8000) -> bytes:
     return buf.getvalue()
 
 
-def _annotated_project(lead, *, modality, task_type, labels, contents, results, capture, review=None):
+def _annotated_project(lead, *, modality, task_type, labels, contents, results, capture, review=None,
+                       external_ids=None):
     """A project with one task per content, each annotated through the services with ``results[i]``."""
     from apps.labeling.services import annotation_submit, round_create, task_lease_next
     from apps.projects.services import project_create
     from apps.samples.services import IngestItem, samples_ingest
 
     project = project_create(user=lead, name=f"{task_type} export", modality=modality, task_type=task_type, labels=labels)
-    samples_ingest(project=project, items=[IngestItem(external_id=f"s{i}", content=c) for i, c in enumerate(contents)])
+    external_ids = external_ids or [f"s{i}" for i in range(len(contents))]
+    samples_ingest(project=project, items=[IngestItem(external_id=e, content=c) for e, c in zip(external_ids, contents)])
     with capture(execute=True):
         round_create(project=project, user=lead, budget=len(contents), strategy="random")
     by_sample = {}
     while (task := task_lease_next(project=project, user=lead)) is not None:
-        i = int(task.sample.external_id[1:])
+        i = external_ids.index(task.sample.external_id)
         by_sample[i] = annotation_submit(task=task, user=lead, result=results[i])
     assert len(by_sample) == len(contents)
     return project, by_sample
