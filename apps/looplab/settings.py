@@ -11,6 +11,11 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 from apps.looplab.env import env
@@ -37,6 +42,15 @@ def _embedded_secret_key() -> str:
 
 if PRODUCTION:
     SECRET_KEY = env("SECRET_KEY")
+    # Django's check --deploy rule, enforced at start: a short or guessable key signs sessions and CSRF tokens.
+    if (len(SECRET_KEY) < SECRET_KEY_MIN_LENGTH or len(set(SECRET_KEY)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+            or SECRET_KEY.startswith(SECRET_KEY_INSECURE_PREFIX)):
+        raise ImproperlyConfigured(
+            f"Environment variable SECRET_KEY is too weak for production: it needs at least "
+            f"{SECRET_KEY_MIN_LENGTH} characters, {SECRET_KEY_MIN_UNIQUE_CHARACTERS} of them different, and no "
+            f"{SECRET_KEY_INSECURE_PREFIX!r} prefix (it has {len(SECRET_KEY)} characters). Generate one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+        )
     ALLOWED_HOSTS = env("ALLOWED_HOSTS", cast=list)
     CSRF_TRUSTED_ORIGINS = env("CSRF_TRUSTED_ORIGINS", [], cast=list)
 else:

@@ -55,3 +55,23 @@ def test_debug_is_off_unless_asked(settings):
         assert env("LOOPLAB_TEST_FLAG", False, cast=bool) is True
     finally:
         del os.environ["LOOPLAB_TEST_FLAG"]
+
+
+@pytest.mark.parametrize("weak", [
+    "s3cr3",  # 5 characters: what production started with
+    "x" * 49,  # one short of Django's minimum
+    "ab" * 40,  # long, but 2 distinct characters
+    "django-insecure-" + secrets.token_urlsafe(50),  # startproject's placeholder
+])
+def test_production_refuses_a_weak_secret_key(weak):
+    proc = _manage("check", env_overrides=dict(PRODUCTION, SECRET_KEY=weak))
+    assert proc.returncode != 0
+    assert "ImproperlyConfigured" in proc.stderr and "SECRET_KEY is too weak for production" in proc.stderr
+    assert weak not in proc.stderr  # the key itself is not echoed into logs
+
+
+def test_embedded_accepts_a_short_secret_key():
+    """Only production refuses: the embedded default on a laptop keeps whatever key it was given."""
+    env = {k: v for k, v in PRODUCTION.items() if k != "LOOPLAB_ENV"}
+    proc = _manage("check", env_overrides=dict(env, SECRET_KEY="s3cr3"))
+    assert proc.returncode == 0, proc.stderr
