@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
@@ -59,13 +60,18 @@ def exception_handler(exc, context):
         exc = drf.PermissionDenied()
     if isinstance(exc, drf.APIException):
         code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
+        reason = getattr(exc.detail, "code", None)
+        if isinstance(exc, drf.AuthenticationFailed) and reason and reason != exc.default_code:
+            code = reason  # a specific reason given where it was raised, e.g. token_expired
         if isinstance(exc, drf.ValidationError):
             details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
             message = _first_message(exc.detail) or "Invalid input."
             return Response(error_body(code, message, _plain(details)), status=exc.status_code)
         headers = {}
         if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
+            headers["Retry-After"] = str(math.ceil(exc.wait))
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header  # a 401 names the scheme (RFC 9110)
         if isinstance(exc, drf.ParseError):
             message = f"Malformed request body: {exc.detail}"
         else:

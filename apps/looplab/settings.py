@@ -8,6 +8,7 @@ Two runtimes (see DESIGN.md):
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -66,7 +67,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "apps.core",
@@ -89,6 +90,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "apps.looplab.urls"
@@ -129,6 +131,20 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Sign-in lockout (django-axes), on the sign-in page and the admin's: after LOGIN_FAILURE_LIMIT wrong passwords
+# for one username from one address, that pair is refused (even the right password) for the cool-off, counted
+# from the last attempt. Per pair, so one attacker cannot lock everyone out. `manage.py axes_reset` unlocks.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_ENABLED = env("LOOPLAB_LOGIN_LOCKOUT", True, cast=bool)
+AXES_FAILURE_LIMIT = env("LOOPLAB_LOGIN_FAILURE_LIMIT", 5, cast=int)
+AXES_COOLOFF_TIME = timedelta(minutes=env("LOOPLAB_LOGIN_COOLOFF_MINUTES", 15.0, cast=float))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "apps.accounts.lockout.lockout_response"
+# Behind N reverse proxies (LOOPLAB_NUM_PROXIES=N) the client address is read from X-Forwarded-For, for the
+# lockout and the API throttles alike; with 0 (the default) that header is ignored, so it cannot be forged.
+NUM_PROXIES = env("LOOPLAB_NUM_PROXIES", 0, cast=int)
+AXES_CLIENT_IP_CALLABLE = "apps.accounts.lockout.client_address"
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
@@ -189,9 +205,21 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "apps.accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    # Rates are "N/second|minute|hour|day". Generous for people and scripts (the test suite and the
+    # benchmarks never reach them); token_failure counts wrong or expired API tokens per client address.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "apps.accounts.throttles.AnonRateThrottle",
+        "apps.accounts.throttles.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env("LOOPLAB_THROTTLE_ANON", "120/minute"),
+        "user": env("LOOPLAB_THROTTLE_USER", "10000/minute"),
+        "token_failure": env("LOOPLAB_THROTTLE_TOKEN_FAILURES", "20/minute"),
+    },
+    "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
@@ -235,6 +263,12 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 elif CELERY_BROKER_URL.startswith("redis"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
+# The cache holds the API throttles' counters: in production one Redis shared by every web process
+# (LOOPLAB_CACHE_URL, by default the broker's), otherwise each process's memory.
+_cache_url = env("LOOPLAB_CACHE_URL", CELERY_BROKER_URL if PRODUCTION and CELERY_BROKER_URL.startswith("redis") else "")
+if _cache_url:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url,
+                          "KEY_PREFIX": "looplab"}}
 CELERY_TASK_ALWAYS_EAGER = env("CELERY_TASK_ALWAYS_EAGER", False, cast=bool)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_IGNORE_RESULT = True  # every job records its own state in the database
