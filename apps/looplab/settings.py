@@ -7,6 +7,7 @@ Two runtimes (see DESIGN.md):
 """
 from __future__ import annotations
 
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +28,10 @@ if LOOPLAB_ENV not in ("embedded", "production"):
     raise ImproperlyConfigured(f"LOOPLAB_ENV must be 'embedded' or 'production', not {LOOPLAB_ENV!r}.")
 PRODUCTION = LOOPLAB_ENV == "production"
 DATA_DIR = Path(env("LOOPLAB_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+# What the app writes (the SQLite database, media, models, exports, logs, the broker's messages) is this user's
+# only: files 0600, directories 0700. Set here because every entry point (manage.py, gunicorn, celery) loads
+# the settings before it writes anything, and the processes it starts inherit the mask.
+os.umask(0o077)
 
 DEBUG = env("DEBUG", False, cast=bool)
 
@@ -125,6 +130,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # A database file made before the mask above (SQLite gives its -wal and -shm files the database's mode).
+    for _suffix in ("", "-wal", "-shm"):
+        _sqlite_file = Path(f"{DATABASES['default']['NAME']}{_suffix}")
+        if _sqlite_file.exists() and _sqlite_file.stat().st_mode & 0o077:
+            _sqlite_file.chmod(0o600)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -202,6 +212,8 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 # Request size: a JSON batch of 1,000 base64 images is a few MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env("LOOPLAB_MAX_REQUEST_BYTES", 64 * 1024 * 1024, cast=int)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
+FILE_UPLOAD_PERMISSIONS = 0o600  # stored files, whether written from memory or moved from a temporary file
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
