@@ -8,12 +8,11 @@ import tempfile
 from pathlib import Path
 
 from django.core.files import File
-from django.core.files.storage import default_storage
 from django.db import transaction
 
 from apps.core.errors import ValidationFailed
-from apps.core.models import JobStatus
-from apps.core.services import job_fail, job_progress, job_start, job_succeed
+from apps.core.files import file_put
+from apps.core.jobs import JobContext, job_enqueue
 from apps.exports import writers
 from apps.exports.models import Export
 from apps.labeling.models import Annotation, ReviewStatus, TaskState
@@ -37,7 +36,7 @@ def export_create(*, project: Project, user, format: str, reviewed_only: bool = 
                                        options={"reviewed_only": bool(reviewed_only)})
         from apps.exports.tasks import run_export
 
-        transaction.on_commit(lambda: run_export.delay(export.pk))
+        job_enqueue(export, run_export, export.pk)
     return export
 
 
@@ -94,35 +93,29 @@ def _read_points(sample):
     return sample_points(sample=sample).data[:, :3]
 
 
-def export_run(*, export: Export) -> None:
-    """The export's Celery job. Safe to run twice: a finished export is left alone."""
-    if export.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-        return
-    job_start(export, "collecting labels")
-    try:
-        items = export_items(export=export)
-        labels = list(export.dataset_version.labels if export.dataset_version_id else export.project.labels)
-        job_progress(export, 5, f"writing {len(items)} samples")
-        step = max(1, len(items) // 50)
+def export_run(*, export: Export, job: JobContext) -> None:
+    """The export's job (claimed by the job runner). Safe to run twice: a finished export is left alone, and
+    a rerun after a killed worker writes the same file name again."""
+    job.progress(0, "collecting labels")
+    items = export_items(export=export)
+    labels = list(export.dataset_version.labels if export.dataset_version_id else export.project.labels)
+    job.progress(5, f"writing {len(items)} samples")
+    step = max(1, len(items) // 50)
 
-        def progress(done: int, total: int) -> None:
-            if done == total or done % step == 0:
-                job_progress(export, 5 + 90 * done / max(1, total), f"wrote {done} of {total} samples")
+    def progress(done: int, total: int) -> None:
+        if done == total or done % step == 0:
+            job.progress(5 + 90 * done / max(1, total), f"wrote {done} of {total} samples")
 
-        writer = writers.WRITERS[export.format]
-        extra = {"yolo": {"read_content": _read_content}, "ply": {"read_points": _read_points}}.get(export.format, {})
-        filename = writers.export_filename(project_name=export.project.name, format=export.format,
-                                           export_id=export.pk)
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / filename
-            counts = writer(items, labels, out, progress, **extra)
-            with open(out, "rb") as fh:
-                name = default_storage.save(f"exports/{export.project_id}/{export.pk}/{filename}", File(fh))
-            size = out.stat().st_size
-        source = (f"dataset v{export.dataset_version.number}" if export.dataset_version_id
-                  else f"{len(items)} annotations")
-        job_succeed(export, f"exported {len(items)} samples from {source}", file=name, filename=filename,
-                    size_bytes=size, counts=counts)
-    except Exception as exc:
-        log.exception("export %s failed", export.pk)
-        job_fail(export, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+    writer = writers.WRITERS[export.format]
+    extra = {"yolo": {"read_content": _read_content}, "ply": {"read_points": _read_points}}.get(export.format, {})
+    filename = writers.export_filename(project_name=export.project.name, format=export.format, export_id=export.pk)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / filename
+        counts = writer(items, labels, out, progress, **extra)
+        with open(out, "rb") as fh:
+            name = file_put(name=f"exports/{export.project_id}/{export.pk}/{filename}", content=File(fh))
+        size = out.stat().st_size
+    source = (f"dataset v{export.dataset_version.number}" if export.dataset_version_id
+              else f"{len(items)} annotations")
+    job.succeed(f"exported {len(items)} samples from {source}", file=name, filename=filename,
+                size_bytes=size, counts=counts)

@@ -11,7 +11,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from apps.core.errors import Conflict, ValidationFailed
-from apps.core.services import job_fail, job_progress, job_start, job_succeed
+from apps.core.jobs import JobContext, job_enqueue
 from apps.labeling.models import Annotation, ReviewStatus, Round, Task, TaskSkip, TaskState
 from apps.labeling.selectors import budget_summary
 from apps.projects.models import Project
@@ -237,7 +237,7 @@ def round_create(*, project: Project, user, budget: int, strategy: str = "auto",
                                    constraints=constraints, created_by=user, message="queued")
         from apps.labeling.tasks import run_round
 
-        transaction.on_commit(lambda: run_round.delay(rnd.pk))
+        job_enqueue(rnd, run_round, rnd.pk)
     return rnd
 
 
@@ -329,108 +329,101 @@ def _pool_mc_probs(project: Project, samples: list[Sample], model, progress, *, 
     return np.concatenate(out, axis=1)
 
 
-def round_run(*, rnd: Round) -> None:
-    """The round's Celery job: score the unlabeled pool, select under the budget, create tasks."""
+def round_run(*, rnd: Round, job: JobContext) -> None:
+    """The round's job (claimed by the job runner): score the unlabeled pool, select under the budget, create
+    tasks. The tasks and the round's success are written in one transaction, so a run that was killed or
+    cancelled leaves no task behind and a rerun starts clean."""
     from apps.serving.selectors import current_deployment, model_runner
 
-    if rnd.status in ("succeeded", "failed"):
-        return
     project = rnd.project
-    job_start(rnd, "loading the pool")
+    progress = job.progress
+    progress(0, "loading the pool")
+    from ml.selection import MODEL_FREE_STRATEGIES, select
 
-    def progress(percent, message):
-        job_progress(rnd, percent, message)
+    deployment = current_deployment(project=project)
+    runner = model_runner(model_version=deployment.model_version) if deployment else None
+    candidates = list(Sample.objects.filter(project=project, label__isnull=True, task__isnull=True).order_by("id"))
+    pool, embeddings, probs = _pool_features(project, candidates, runner, progress)
+    available = {s: sum(1 for x in pool if x.split == s) for s in ("train", "val", "test")}
+    alloc = _allocate(rnd.budget, project.split_ratios, available)
+    index = {label: i for i, label in enumerate(project.labels)}
+    labeled = Sample.objects.filter(project=project, label__isnull=False, split="train").values_list("label", flat=True)
+    counts = np.bincount([index[label] for label in labeled if label in index], minlength=len(project.labels))
+    # What is labeled already (a bounded sample of it), so coverage-aware strategies look elsewhere.
+    tasked = Sample.objects.filter(project=project, task__isnull=False)
+    # near-duplicate exclusion compares with every labeled or queued sample; coverage needs only a sample
+    if "exclude_near_duplicates" in (rnd.constraints or {}):
+        covered = list(tasked.order_by("id"))
+        progress(85, f"embedding {len(covered)} labeled or queued samples for the near-duplicate check")
+    else:
+        covered = list(tasked.order_by("?")[:LABELED_FOR_COVERAGE])
+    _, labeled_embeddings, _ = _pool_features(project, covered, runner, lambda *_: None)
+    chosen: list[tuple[int, float, bool]] = []  # (pool position, score, preferred)
+    used = {}
+    constraints_report = None  # what the train split's constraints did
+    for split in ("train", "val", "test"):
+        if alloc[split] == 0:
+            continue
+        positions = np.array([i for i, s in enumerate(pool) if s.split == split])
+        # Train gets the strategy; val/test stay random samples so evaluation is unbiased.
+        strategy = rnd.strategy if split == "train" else "random"
+        if strategy not in MODEL_FREE_STRATEGIES and probs is None:
+            raise ValidationFailed(f"Strategy {strategy!r} needs a deployed model; before the first one use one of "
+                                   f"{', '.join(MODEL_FREE_STRATEGIES)}.", code="model_required")
+        # low-confidence production samples and samples a lead sent back from a drift check go first
+        prefer = np.array([pool[i].low_confidence or pool[i].drift_flagged for i in positions])
+        extra, notes = {}, {}
+        if split == "train" and rnd.constraints:
+            extra, notes = _constraint_options(project, rnd.constraints, [pool[i] for i in positions],
+                                               probs[positions] if probs is not None else None)
+        if strategy == "bald":
+            from apps.training.selectors import model_checkpoint_load
 
-    try:
-        from ml.selection import MODEL_FREE_STRATEGIES, select
-
-        deployment = current_deployment(project=project)
-        runner = model_runner(model_version=deployment.model_version) if deployment else None
-        candidates = list(Sample.objects.filter(project=project, label__isnull=True, task__isnull=True).order_by("id"))
-        pool, embeddings, probs = _pool_features(project, candidates, runner, progress)
-        available = {s: sum(1 for x in pool if x.split == s) for s in ("train", "val", "test")}
-        alloc = _allocate(rnd.budget, project.split_ratios, available)
-        index = {label: i for i, label in enumerate(project.labels)}
-        labeled = Sample.objects.filter(project=project, label__isnull=False, split="train").values_list("label", flat=True)
-        counts = np.bincount([index[label] for label in labeled if label in index], minlength=len(project.labels))
-        # What is labeled already (a bounded sample of it), so coverage-aware strategies look elsewhere.
-        tasked = Sample.objects.filter(project=project, task__isnull=False)
-        # near-duplicate exclusion compares with every labeled or queued sample; coverage needs only a sample
-        if "exclude_near_duplicates" in (rnd.constraints or {}):
-            covered = list(tasked.order_by("id"))
-            progress(85, f"embedding {len(covered)} labeled or queued samples for the near-duplicate check")
-        else:
-            covered = list(tasked.order_by("?")[:LABELED_FOR_COVERAGE])
-        _, labeled_embeddings, _ = _pool_features(project, covered, runner, lambda *_: None)
-        chosen: list[tuple[int, float, bool]] = []  # (pool position, score, preferred)
-        used = {}
-        constraints_report = None  # what the train split's constraints did
-        for split in ("train", "val", "test"):
-            if alloc[split] == 0:
-                continue
-            positions = np.array([i for i, s in enumerate(pool) if s.split == split])
-            # Train gets the strategy; val/test stay random samples so evaluation is unbiased.
-            strategy = rnd.strategy if split == "train" else "random"
-            if strategy not in MODEL_FREE_STRATEGIES and probs is None:
-                raise ValidationFailed(f"Strategy {strategy!r} needs a deployed model; before the first one use one of "
-                                       f"{', '.join(MODEL_FREE_STRATEGIES)}.", code="model_required")
-            # low-confidence production samples and samples a lead sent back from a drift check go first
-            prefer = np.array([pool[i].low_confidence or pool[i].drift_flagged for i in positions])
-            extra, notes = {}, {}
-            if split == "train" and rnd.constraints:
-                extra, notes = _constraint_options(project, rnd.constraints, [pool[i] for i in positions],
-                                                   probs[positions] if probs is not None else None)
-            if strategy == "bald":
-                from apps.training.selectors import model_checkpoint_load
-
-                model = model_checkpoint_load(model_version=deployment.model_version, device="auto")
-                extra["mc_probs"] = _pool_mc_probs(project, [pool[i] for i in positions], model, progress,
-                                                   random_state=rnd.pk)
-            selection = select(strategy, budget=alloc[split], embeddings=embeddings[positions], **extra,
-                               probs=probs[positions] if probs is not None else None,
-                               labeled_counts=counts, n_classes=len(project.labels),
-                               labeled_embeddings=labeled_embeddings if len(covered) else None,
-                               prefer=prefer if prefer.any() else None, random_state=rnd.pk)
-            used[split] = selection.strategy
-            if split == "train" and rnd.constraints:
-                constraints_report = _constraints_report(project, rnd.constraints, selection.info, notes,
-                                                         train_budget=alloc["train"])
-            chosen += [(int(positions[i]), float(score), bool(prefer[i]))
-                       for i, score in zip(selection.indices, selection.scores)]
-        progress(90, f"creating {len(chosen)} tasks")
-        now = timezone.now()
-        # Queue order: preferred (low-confidence production) samples first, then by score rank.
-        order = sorted(range(len(chosen)), key=lambda k: (not chosen[k][2], -chosen[k][1]))
-        with transaction.atomic():
-            Project.objects.select_for_update().filter(pk=project.pk).first()  # one round writes tasks at a time
-            taken = set(Task.objects.filter(sample_id__in=[pool[chosen[k][0]].pk for k in order])
-                        .values_list("sample_id", flat=True))
-            order = [k for k in order if pool[chosen[k][0]].pk not in taken]  # claimed by a concurrent round
-            tasks = []
-            for rank, k in enumerate(order):
-                position, score, preferred = chosen[k]
-                prediction = None
-                if probs is not None:
-                    row = probs[position]
-                    top = int(row.argmax())
-                    prediction = {"label": project.labels[top], "confidence": float(row[top]), "model": runner.model_id}
-                tasks.append(Task(project=project, sample=pool[position], round=rnd, rank=rank, score=score,
-                                  priority=(1.0 if preferred else 0.0) + 1.0 - rank / max(1, len(order)),
-                                  available_at=now, prediction=prediction))
-            Task.objects.bulk_create(tasks, batch_size=1000)
-            Round.objects.filter(pk=rnd.pk).update(
-                selected=len(tasks), model_version=deployment.model_version if deployment else None,
-                strategy_used=used.get("train") or next(iter(used.values()), rnd.strategy),
-                details={"allocation": alloc, "strategies": used, "pool": available,
-                         "preferred": int(sum(1 for c in chosen if c[2])),
-                         "unreadable": len(candidates) - len(pool), "taken_by_other_rounds": len(taken),
-                         **({"constraints": constraints_report or {"not_applied": (
-                             "this round had no train picks to constrain (no unlabeled train samples, or the "
-                             "budget's train share was 0)")}} if rnd.constraints else {})})
-            job_succeed(rnd, f"selected {len(tasks)} samples")
-    except Exception as exc:
-        log.exception("round %s failed", rnd.pk)
-        job_fail(rnd, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+            model = model_checkpoint_load(model_version=deployment.model_version, device="auto")
+            extra["mc_probs"] = _pool_mc_probs(project, [pool[i] for i in positions], model, progress,
+                                               random_state=rnd.pk)
+        selection = select(strategy, budget=alloc[split], embeddings=embeddings[positions], **extra,
+                           probs=probs[positions] if probs is not None else None,
+                           labeled_counts=counts, n_classes=len(project.labels),
+                           labeled_embeddings=labeled_embeddings if len(covered) else None,
+                           prefer=prefer if prefer.any() else None, random_state=rnd.pk)
+        used[split] = selection.strategy
+        if split == "train" and rnd.constraints:
+            constraints_report = _constraints_report(project, rnd.constraints, selection.info, notes,
+                                                     train_budget=alloc["train"])
+        chosen += [(int(positions[i]), float(score), bool(prefer[i]))
+                   for i, score in zip(selection.indices, selection.scores)]
+    progress(90, f"creating {len(chosen)} tasks")
+    now = timezone.now()
+    # Queue order: preferred (low-confidence production) samples first, then by score rank.
+    order = sorted(range(len(chosen)), key=lambda k: (not chosen[k][2], -chosen[k][1]))
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=project.pk).first()  # one round writes tasks at a time
+        taken = set(Task.objects.filter(sample_id__in=[pool[chosen[k][0]].pk for k in order])
+                    .values_list("sample_id", flat=True))
+        order = [k for k in order if pool[chosen[k][0]].pk not in taken]  # claimed by a concurrent round
+        tasks = []
+        for rank, k in enumerate(order):
+            position, score, preferred = chosen[k]
+            prediction = None
+            if probs is not None:
+                row = probs[position]
+                top = int(row.argmax())
+                prediction = {"label": project.labels[top], "confidence": float(row[top]), "model": runner.model_id}
+            tasks.append(Task(project=project, sample=pool[position], round=rnd, rank=rank, score=score,
+                              priority=(1.0 if preferred else 0.0) + 1.0 - rank / max(1, len(order)),
+                              available_at=now, prediction=prediction))
+        Task.objects.bulk_create(tasks, batch_size=1000)
+        Round.objects.filter(pk=rnd.pk).update(
+            selected=len(tasks), model_version=deployment.model_version if deployment else None,
+            strategy_used=used.get("train") or next(iter(used.values()), rnd.strategy),
+            details={"allocation": alloc, "strategies": used, "pool": available,
+                     "preferred": int(sum(1 for c in chosen if c[2])),
+                     "unreadable": len(candidates) - len(pool), "taken_by_other_rounds": len(taken),
+                     **({"constraints": constraints_report or {"not_applied": (
+                         "this round had no train picks to constrain (no unlabeled train samples, or the "
+                         "budget's train share was 0)")}} if rnd.constraints else {})})
+        job.succeed(f"selected {len(tasks)} samples")
 
 
 # -- the task queue -------------------------------------------------------------------------------

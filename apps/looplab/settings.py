@@ -302,6 +302,7 @@ CELERY_TASK_ROUTES = {
     "looplab.training.train": {"queue": LOOPLAB_TRAIN_QUEUE},
     "looplab.training.*": {"queue": "ml_cpu"},
     "looplab.serving.*": {"queue": "default"},
+    "looplab.core.*": {"queue": "default"},
 }
 
 # celery beat (`celery -A apps.looplab beat`; the embedded default runs it inside its worker): the tick that
@@ -311,6 +312,22 @@ CELERY_BEAT_SCHEDULE = {
         "task": "looplab.serving.schedule_drift_checks",
         "schedule": env("LOOPLAB_DRIFT_SCHEDULE_TICK_S", 300.0, cast=float),
     },
+    # the job runner's sweeper (apps.core.jobs.jobs_sweep): re-enqueues jobs whose worker died
+    "looplab-sweep-jobs": {
+        "task": "looplab.core.sweep_jobs",
+        "schedule": env("LOOPLAB_JOB_SWEEP_S", 60.0, cast=float),
+    },
+}
+
+# The job runner (apps.core.jobs): a running job beats every HEARTBEAT_S; one silent for STALE_S belongs to a
+# dead worker and is taken over; a queued job whose message waited QUEUED_STALE_S is sent again; a job is
+# claimed at most MAX_ATTEMPTS times. PROGRESS_DELAY_S (tests only) slows every progress point down.
+LOOPLAB_JOBS = {
+    "HEARTBEAT_S": env("LOOPLAB_JOB_HEARTBEAT_S", 15.0, cast=float),
+    "STALE_S": env("LOOPLAB_JOB_STALE_S", 120.0, cast=float),
+    "QUEUED_STALE_S": env("LOOPLAB_JOB_QUEUED_STALE_S", 1800.0, cast=float),
+    "MAX_ATTEMPTS": env("LOOPLAB_JOB_MAX_ATTEMPTS", 3, cast=int),
+    "PROGRESS_DELAY_S": env("LOOPLAB_JOB_PROGRESS_DELAY_S", 0.0, cast=float),
 }
 
 # Looplab behaviour.

@@ -82,13 +82,20 @@ class ContentUnavailable(DomainError):
     code = "content_unavailable"
 
 
+def uri_scheme(uri: str) -> str:
+    """The URI's scheme in lower case, parsed the way :func:`uri_path` reads it (``FILE:``, ``File:`` and
+    `` file:`` are all ``file``): every check of a URI's scheme goes through here, so what ingest checks
+    is what is read later."""
+    return urlparse(uri).scheme.lower()
+
+
 def uri_path(uri: str) -> Path:
-    """The local path of a file:// URI, if it lies under LOOPLAB_URI_ROOTS; else ContentUnavailable.
+    """The local path of a file:// URI (any case), if it lies under LOOPLAB_URI_ROOTS; else ContentUnavailable.
 
     Other schemes (s3://, https://) are kept as references: this server does not fetch them.
     """
     parsed = urlparse(uri)
-    if parsed.scheme != "file":
+    if uri_scheme(uri) != "file":
         raise ContentUnavailable(f"cannot fetch {parsed.scheme or 'schemeless'} URIs from this server")
     path = Path(parsed.path).resolve()
     roots = [Path(root).resolve() for root in settings.LOOPLAB["URI_ROOTS"]]

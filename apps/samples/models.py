@@ -70,3 +70,15 @@ class LabelCheck(JobFields):
 
     class Meta:
         ordering = ["id"]
+
+
+class EmbeddingJob(JobFields):
+    """A batch of freshly pushed samples to embed (looplab.samples.embed_job), run through the job runner so a
+    killed worker's batch is taken over instead of lost. ``embedded`` counts the samples it embedded."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="embedding_jobs")
+    sample_ids = models.JSONField(default=list)
+    embedded = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]

@@ -14,7 +14,7 @@ import numpy as np
 from django.db import transaction
 
 from apps.core.errors import ValidationFailed
-from apps.core.services import job_claim, job_fail, job_progress, job_succeed
+from apps.core.jobs import JobContext, job_enqueue
 from apps.samples.models import LabelCheck, Sample
 
 MIN_LABELED = 20
@@ -112,25 +112,13 @@ def label_check_create(*, project, user, limit: int = 200) -> LabelCheck:
         check = LabelCheck.objects.create(project=project, created_by=user, limit=int(limit), message="queued")
         from apps.samples.tasks import run_label_check
 
-        transaction.on_commit(lambda: run_label_check.delay(check.pk))
+        job_enqueue(check, run_label_check, check.pk)
     return check
 
 
-def label_check_run(*, check: LabelCheck) -> None:
-    """The check's Celery job: load the embeddings, cross-validate, rank; a second delivery does nothing."""
-    from ml.errors import MLError
-
-    if not job_claim(check, "loading the labeled samples"):
-        return
-    try:
-        result = _findings(check.project, limit=check.limit,
-                           progress=lambda f, m: job_progress(check, 5 + 90 * f, m))
-    except (ValidationFailed, MLError) as exc:
-        job_fail(check, str(getattr(exc, "message", exc)))
-        return
-    except Exception as exc:  # recorded on the row for the lead, then re-raised for the worker's log
-        job_fail(check, f"{type(exc).__name__}: {exc}")
-        raise
+def label_check_run(*, check: LabelCheck, job: JobContext) -> None:
+    """The check's job (claimed by the job runner): load the embeddings, cross-validate, rank."""
+    result = _findings(check.project, limit=check.limit, progress=lambda f, m: job.progress(5 + 90 * f, m))
     n = sum(result["counts"].values())
-    job_succeed(check, f"{n} findings in {result['n_checked']} labeled samples", space=result["space"],
+    job.succeed(f"{n} findings in {result['n_checked']} labeled samples", space=result["space"],
                 n_checked=result["n_checked"], counts=result["counts"], findings=result["findings"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,7 +15,7 @@ from apps.core.errors import PayloadTooLarge, ValidationFailed
 from apps.projects.models import Project
 from apps.projects.selectors import split_for_hash
 from apps.samples import content as content_io
-from apps.samples.models import Sample
+from apps.samples.models import EmbeddingJob, Sample
 from apps.samples.selectors import label_free_space
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,53 @@ class IngestItem:
     metadata: dict = field(default_factory=dict)
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL, and lone surrogates (no UTF-8 for them)
+
+
+def _shown(text: str) -> str:
+    """``text`` with the characters that cannot be stored (or sent back as UTF-8) written as \\uXXXX."""
+    return _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def unstorable_text(value, path: str) -> tuple[str, str] | None:
+    """(field path, problem) for the first text in ``value`` (a string, or the keys and values of nested
+    objects and lists) that PostgreSQL text and jsonb cannot store: a NUL character or an unpaired
+    surrogate. None when all of it can be stored."""
+    if isinstance(value, str):
+        found = _UNSTORABLE.search(value)
+        if found is None:
+            return None
+        what = "a NUL character" if found.group() == "\x00" else "an unpaired surrogate (not valid Unicode)"
+        return path, f"holds {what}, which the database cannot store"
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            key_path = f"{path}.{_shown(str(key))}"
+            if isinstance(key, str) and _UNSTORABLE.search(key):
+                return key_path, "is a key that holds a NUL character or an unpaired surrogate, which the " \
+                                 "database cannot store"
+            found = unstorable_text(inner, key_path)
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, inner in enumerate(value):
+            found = unstorable_text(inner, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
 def _check_items(project: Project, items: list[IngestItem]) -> list[tuple[str, str, dict]]:
-    """Validate every item before anything is written; returns (content_hash, format, info) per item."""
+    """Validate every item before anything is written; returns (content_hash, format, info) per item.
+    Text the database cannot store (NUL, unpaired surrogates) in external_id, uri or metadata (keys and
+    values, at any depth) is refused with the field's path, the same for a JSON batch and a multipart push."""
     errors, out = [], []
     for index, item in enumerate(items):
         try:
+            for name in ("external_id", "uri", "metadata"):
+                found = unstorable_text(getattr(item, name), f"samples[{index}].{name}")
+                if found:
+                    field, problem = found
+                    raise ValidationFailed(f"{field} {problem}.", code="invalid_text", details={"field": field})
             if (item.content is None) == (not item.uri):
                 raise ValidationFailed("Give exactly one of content (base64) or uri.", code="content_or_uri")
             if len(item.external_id) > MAX_EXTERNAL_ID:
@@ -49,14 +92,15 @@ def _check_items(project: Project, items: list[IngestItem]) -> list[tuple[str, s
             else:
                 if len(item.uri) > MAX_URI or "://" not in item.uri:
                     raise ValidationFailed("uri must be an absolute URI of at most 2000 characters.", code="invalid_uri")
-                if item.uri.startswith("file:"):
+                if content_io.uri_scheme(item.uri) == "file":  # any case: FILE:/// is read as file:///
                     try:
                         content_io.uri_path(item.uri)
                     except content_io.ContentUnavailable as exc:
                         raise ValidationFailed(f"{exc}; file:// URIs must lie under LOOPLAB_URI_ROOTS.", code="uri_not_allowed")
                 out.append((hashlib.sha256(b"uri:" + item.uri.encode()).hexdigest(), "", {}))
         except ValidationFailed as exc:
-            errors.append({"index": index, "code": exc.code, "message": exc.message})
+            errors.append({"index": index, "code": exc.code, "message": exc.message,
+                           **({"field": exc.details["field"]} if "field" in exc.details else {})})
         except Exception as exc:  # ml.errors.InvalidInput and friends
             from ml.errors import MLError
 
@@ -93,11 +137,7 @@ def samples_ingest(*, project: Project, items: list[IngestItem], predict: bool =
     if predict:
         _attach_predictions(project, items, results)
     if created_ids:
-        from apps.samples.tasks import embed_samples
-
-        batch = settings.LOOPLAB["EMBED_BATCH"]
-        chunks = [created_ids[i:i + batch] for i in range(0, len(created_ids), batch)]
-        transaction.on_commit(lambda: [embed_samples.delay(project.id, chunk) for chunk in chunks])
+        embedding_jobs_create(project=project, sample_ids=created_ids)
     return results
 
 
@@ -237,6 +277,29 @@ def samples_features(*, project: Project, samples: list[Sample], runner=None) ->
         return [], np.zeros((0, 1), np.float32), None
     probs = np.asarray(runner.predict_proba(X), dtype=np.float32) if runner is not None else None
     return ok, np.asarray(embed_arrays(project=project, X=X, runner=runner), dtype=np.float32), probs
+
+
+def embedding_jobs_create(*, project: Project, sample_ids: list[int]) -> list[EmbeddingJob]:
+    """Queue the embedding of these samples as jobs of at most LOOPLAB_EMBED_BATCH samples each."""
+    from apps.core.jobs import job_enqueue
+    from apps.samples.tasks import embed_job
+
+    batch = settings.LOOPLAB["EMBED_BATCH"]
+    jobs = []
+    with transaction.atomic():
+        for i in range(0, len(sample_ids), batch):
+            job = EmbeddingJob.objects.create(project=project, sample_ids=list(sample_ids[i:i + batch]),
+                                              message="queued")
+            job_enqueue(job, embed_job, job.pk)
+            jobs.append(job)
+    return jobs
+
+
+def embedding_job_run(*, job_row: EmbeddingJob, job) -> None:
+    """An embedding job (claimed by the job runner): embed what is not embedded yet; safe to run twice."""
+    job.progress(0, f"embedding {len(job_row.sample_ids)} samples")
+    n = samples_embed(project=job_row.project, sample_ids=list(job_row.sample_ids))
+    job.succeed(f"embedded {n} samples", embedded=n)
 
 
 def samples_embed(*, project: Project, sample_ids: list[int], space: str | None = None) -> int:

@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.errors import Conflict, ValidationFailed
-from apps.core.services import job_claim, job_fail, job_progress, job_succeed
+from apps.core.jobs import JobContext, job_enqueue
 from apps.samples.models import Sample
 from apps.samples.selectors import metadata_slices
 from apps.serving.models import DriftCheck
@@ -66,7 +66,7 @@ def _queue(*, project, deployment, start, end, user, trigger: str) -> DriftCheck
                                           trigger=trigger, window_start=start, window_end=end, message="queued")
         from apps.serving.tasks import run_drift_check
 
-        transaction.on_commit(lambda: run_drift_check.delay(check.pk))
+        job_enqueue(check, run_drift_check, check.pk)
     return check
 
 
@@ -142,57 +142,45 @@ def _score(project, runner, ids: list[int], progress, lo: float, hi: float, what
     return ok, np.concatenate(E), np.concatenate(P)
 
 
-def drift_check_run(*, check: DriftCheck) -> None:
-    """The check's Celery job; a second delivery of the message does nothing."""
+def drift_check_run(*, check: DriftCheck, job: JobContext) -> None:
+    """The check's job (claimed by the job runner). Its result, the samples it flags and the alert it queues
+    are written in one transaction."""
     from ml.drift import detect_drift
-    from ml.errors import MLError
 
     from apps.serving.selectors import model_runner
 
-    if not job_claim(check, "loading the serving model"):
-        return
-
-    def progress(percent, message):
-        job_progress(check, percent, message)
-
-    try:
-        project, mv = check.project, check.model_version
-        runner = model_runner(model_version=mv)
-        reference = _reference_ids(mv)
-        rng = np.random.default_rng(check.pk)
-        if len(reference) > MAX_WINDOW:
-            reference = sorted(rng.choice(reference, size=MAX_WINDOW, replace=False).tolist())
-        production = _production_ids(project, start=check.window_start, end=check.window_end, exclude=set(reference))
-        ref, E_ref, P_ref = _score(project, runner, reference, progress, 5, 45, "reference")
-        prod, E_prod, P_prod = _score(project, runner, production, progress, 45, 85, "production")
-        if len(ref) < MIN_WINDOW or len(prod) < MIN_WINDOW:
-            job_fail(check, f"Too few readable samples to compare: {len(ref)} reference, {len(prod)} production "
-                            f"(at least {MIN_WINDOW} each).")
-            return
-        progress(88, "testing for drift (MMD and novelty permutation test, PSI)")
-        report = detect_drift(E_ref, E_prod, ref_probs=P_ref, prod_probs=P_prod,
-                              slices=metadata_slices([s.metadata for s in ref], [s.metadata for s in prod]), top_k=WITNESSES, random_state=check.pk)
-    except MLError as exc:
-        job_fail(check, exc.message)
-        return
-    except Exception as exc:  # recorded on the row for the lead, then re-raised for the worker's log
-        job_fail(check, f"{type(exc).__name__}: {exc}")
-        raise
+    progress = job.progress
+    project, mv = check.project, check.model_version
+    runner = model_runner(model_version=mv)
+    reference = _reference_ids(mv)
+    rng = np.random.default_rng(check.pk)
+    if len(reference) > MAX_WINDOW:
+        reference = sorted(rng.choice(reference, size=MAX_WINDOW, replace=False).tolist())
+    production = _production_ids(project, start=check.window_start, end=check.window_end, exclude=set(reference))
+    ref, E_ref, P_ref = _score(project, runner, reference, progress, 5, 45, "reference")
+    prod, E_prod, P_prod = _score(project, runner, production, progress, 45, 85, "production")
+    if len(ref) < MIN_WINDOW or len(prod) < MIN_WINDOW:
+        raise ValidationFailed(f"Too few readable samples to compare: {len(ref)} reference, {len(prod)} "
+                               f"production (at least {MIN_WINDOW} each).", code="window_too_small")
+    progress(88, "testing for drift (MMD and novelty permutation test, PSI)")
+    report = detect_drift(E_ref, E_prod, ref_probs=P_ref, prod_probs=P_prod,
+                          slices=metadata_slices([s.metadata for s in ref], [s.metadata for s in prod]), top_k=WITNESSES, random_state=check.pk)
     witnesses = [{"sample": prod[i].pk, "score": score}
                  for i, score in zip(report.top_drift_indices, report.top_drift_scores) if score > 0]
     verdict = "drift" if report.drifted else "no drift"
     conf = f", confidence PSI {report.confidence_psi:.3f} ({report.confidence_level})" \
         if report.confidence_psi is not None else ""
-    job_succeed(check, f"{verdict}: p = {report.p_value:.3f} ({_led_by(report)}) on {report.n_prod} production vs "
-                       f"{report.n_ref} reference samples{conf}", report=report.to_dict(), witnesses=witnesses)
-    if report.drifted and project.drift_auto_flag and witnesses:
-        check.refresh_from_db()
-        drift_check_flag(check=check)
-    if report.drifted and project.drift_webhook_url:
-        from apps.serving.tasks import send_drift_alert
+    with transaction.atomic():
+        job.succeed(f"{verdict}: p = {report.p_value:.3f} ({_led_by(report)}) on {report.n_prod} production vs "
+                    f"{report.n_ref} reference samples{conf}", report=report.to_dict(), witnesses=witnesses)
+        if report.drifted and project.drift_auto_flag and witnesses:
+            check.refresh_from_db()
+            drift_check_flag(check=check)
+        if report.drifted and project.drift_webhook_url:
+            from apps.serving.tasks import send_drift_alert
 
-        DriftCheck.objects.filter(pk=check.pk).update(alert_status="sending")
-        transaction.on_commit(lambda: send_drift_alert.delay(check.pk))
+            DriftCheck.objects.filter(pk=check.pk).update(alert_status="sending")
+            transaction.on_commit(lambda: send_drift_alert.delay(check.pk))
 
 
 def _led_by(report) -> str:

@@ -1,16 +1,16 @@
-"""Thin Celery tasks: load by id (or nothing, for beat's tick), call one service."""
+"""Thin Celery tasks: the job runner claims a check by id (or nothing, for beat's tick), one service runs it."""
 from celery import shared_task
 
+from apps.core.jobs import job_enqueue, job_kind_register, job_task_execute
+from apps.serving.models import DriftCheck
 
-@shared_task(name="looplab.drift.check", acks_late=True, reject_on_worker_lost=True)
-def run_drift_check(check_id: int) -> None:
+
+@shared_task(bind=True, name="looplab.drift.check", acks_late=True, reject_on_worker_lost=True)
+def run_drift_check(self, check_id: int) -> None:
     from apps.serving.drift import drift_check_run
-    from apps.serving.models import DriftCheck
 
-    check = DriftCheck.objects.select_related("project", "model_version__training_run__dataset_version").filter(
-        pk=check_id).first()
-    if check is not None:
-        drift_check_run(check=check)
+    job_task_execute(self, DriftCheck, check_id, start_message="loading the serving model",
+                     body=lambda job: drift_check_run(check=job.job, job=job))
 
 
 @shared_task(name="looplab.serving.schedule_drift_checks", acks_late=True, reject_on_worker_lost=True)
@@ -25,8 +25,10 @@ def schedule_drift_checks() -> int:
 def send_drift_alert(check_id: int, attempt: int = 1) -> None:
     """POST a drifted check's alert to the project's webhook (one attempt; the service queues retries)."""
     from apps.serving.drift import drift_alert_deliver
-    from apps.serving.models import DriftCheck
 
     check = DriftCheck.objects.select_related("project").filter(pk=check_id).first()
     if check is not None:
         drift_alert_deliver(check=check, attempt=attempt)
+
+
+job_kind_register(DriftCheck, enqueue=lambda check: job_enqueue(check, run_drift_check, check.pk))

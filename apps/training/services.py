@@ -1,6 +1,8 @@
 """Train → evaluate → export → gate, each step a Celery task that records itself in a PipelineStep row.
 
-Steps are safe to run twice: a step that already succeeded is skipped and the next one is enqueued.
+Each step runs through the job runner (apps.core.jobs): claimed with its task id and a heartbeat, taken
+over when its worker dies, cancellable at its progress points. Steps are safe to run twice: a step that
+already succeeded is skipped and the next one is enqueued; the files a step writes keep their names.
 """
 from __future__ import annotations
 
@@ -8,21 +10,19 @@ import hashlib
 import json
 import logging
 import tempfile
-import traceback
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Max
 from django.utils import timezone
 
 from apps.core.errors import ValidationFailed
+from apps.core.files import file_put
+from apps.core.jobs import JobContext, job_cancel, job_enqueue, job_execute
 from apps.core.models import JobStatus
-from apps.core.services import job_fail, job_progress, job_start, job_succeed
 from apps.labeling.models import Annotation
 from apps.projects.models import Project
 from apps.samples import content as content_io
@@ -88,12 +88,38 @@ def training_run_create(*, project: Project, user, epochs: int | None = None, se
     return run
 
 
-def _enqueue(run: TrainingRun, kind: str) -> None:
+def _step_task(kind: str):
     from apps.training import tasks
 
-    task = {StepKind.TRAIN: tasks.train, StepKind.EVALUATE: tasks.evaluate,
+    return {StepKind.TRAIN: tasks.train, StepKind.EVALUATE: tasks.evaluate,
             StepKind.EXPORT: tasks.export, StepKind.DEPLOY: tasks.gate}[kind]
-    transaction.on_commit(lambda: task.delay(run.pk))
+
+
+def _enqueue(run: TrainingRun, kind: str) -> None:
+    job_enqueue(PipelineStep.objects.get(training_run=run, kind=kind), _step_task(kind), run.pk)
+
+
+def pipeline_step_enqueue(*, step: PipelineStep) -> None:
+    """Send a step's message again (the job runner's sweeper, for a step whose worker died)."""
+    job_enqueue(step, _step_task(step.kind), step.training_run_id)
+
+
+def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
+    """Cancel a training run: queued steps end at once, a running step stops at its next progress point
+    (its model version, if the train step already wrote one, stays as it is). False-free: a finished run
+    raises Conflict."""
+    from apps.core.errors import Conflict
+
+    if not job_cancel(run):
+        raise Conflict(f"Training run {run.pk} has already ended ({run.status}).", code="job_finished",
+                       details={"status": run.status})
+    for step in PipelineStep.objects.filter(training_run=run).exclude(status__in=(JobStatus.SUCCEEDED, JobStatus.FAILED)):
+        job_cancel(step)
+    if not PipelineStep.objects.filter(training_run=run, status=JobStatus.RUNNING).exists():
+        TrainingRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING).update(
+            status=JobStatus.CANCELLED, message="cancelled", finished_at=timezone.now())
+    run.refresh_from_db()
+    return run
 
 
 def _load_split(run: TrainingRun, splits: tuple[str, ...], limit: int | None = None,
@@ -114,48 +140,48 @@ def _load_split(run: TrainingRun, splits: tuple[str, ...], limit: int | None = N
     return X, np.asarray(labels, dtype=np.int64), ids
 
 
-def _step(run: TrainingRun, kind: str) -> PipelineStep:
-    return PipelineStep.objects.get(training_run=run, kind=kind)
+def pipeline_step_ended(step: PipelineStep, status: str | None) -> None:
+    """After a step ended (in its own delivery, or failed by the sweeper): move the run on, or end it."""
+    run = TrainingRun.objects.select_related("project", "dataset_version").get(pk=step.training_run_id)
+    kind = step.kind
+    if status == JobStatus.SUCCEEDED:
+        if kind != StepKind.DEPLOY:  # the gate writes its own decision as the run's message
+            TrainingRun.objects.filter(pk=run.pk).update(progress=STAGES[kind][1], message=f"{kind} done")
+        _after(run, kind)
+    elif status == JobStatus.FAILED:
+        TrainingRun.objects.filter(pk=run.pk).exclude(status__in=(JobStatus.SUCCEEDED, JobStatus.CANCELLED)).update(
+            status=JobStatus.FAILED, error=f"{kind} failed: {step.error}"[:20000],
+            message=f"{kind} failed: {step.message}"[:500], finished_at=timezone.now())
+    elif status == JobStatus.CANCELLED:
+        TrainingRun.objects.filter(pk=run.pk).exclude(status__in=(JobStatus.SUCCEEDED, JobStatus.FAILED)).update(
+            status=JobStatus.CANCELLED, message=f"cancelled during {kind}", finished_at=timezone.now())
 
 
-def _run_step(run: TrainingRun, kind: str, body) -> None:
-    """Run one pipeline step with its bookkeeping; failure fails the run with the error recorded."""
-    step = _step(run, kind)
+def training_step_run(*, run_id: int, kind: str, task_id: str | None = None, eager: bool = True) -> str | None:
+    """Run one pipeline step of run ``run_id`` through the job runner; failure fails the run with the error
+    recorded. Returns the step's final status, or None when this delivery had nothing to do."""
+    step = PipelineStep.objects.select_related("training_run").filter(training_run_id=run_id, kind=kind).first()
+    if step is None:
+        return None
+    run = TrainingRun.objects.select_related("project", "dataset_version").get(pk=run_id)
     if step.status == JobStatus.SUCCEEDED:  # delivered twice: just make sure the next step is queued
         _after(run, kind)
-        return
-    if run.status == JobStatus.FAILED:
-        return
-    # Claim the step, so two deliveries never run it side by side. A step left "running" longer than
-    # Celery's hard time limit belongs to a worker that died: it may be claimed again.
-    stale = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
-    claimed = (PipelineStep.objects.filter(pk=step.pk)
-               .filter(Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, started_at__lt=stale))
-               .update(status=JobStatus.RUNNING, started_at=timezone.now()))
-    if not claimed:
-        return
-    lo, hi = STAGES[kind]
-    job_start(step, f"{kind} started")
-    if run.status == JobStatus.QUEUED:
-        job_start(run, f"{kind} started")
+        return None
+    if run.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        return None
+    TrainingRun.objects.filter(pk=run.pk, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, started_at=timezone.now(), message=f"{kind} started")
     TrainingRun.objects.filter(pk=run.pk).update(stage=kind)
+    body = {StepKind.TRAIN: _train, StepKind.EVALUATE: _evaluate, StepKind.EXPORT: _export,
+            StepKind.DEPLOY: _gate}[kind]
 
-    def progress(percent: float, message: str) -> None:
-        job_progress(step, percent, message)
-        job_progress(run, lo + (hi - lo) * percent / 100.0, f"{kind}: {message}")
+    def run_body(job: JobContext):
+        result = body(run, job.progress) or {}
+        return f"{kind} done", {"result": result}
 
-    try:
-        result = body(step, progress) or {}
-    except Exception as exc:  # recorded, not swallowed: the run shows the error
-        log.exception("training run %s step %s failed", run.pk, kind)
-        detail = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        job_fail(step, f"{detail}\n\n{traceback.format_exc()}")
-        job_fail(run, f"{kind} failed: {detail}")
-        return
-    job_succeed(step, f"{kind} done", result=result)
-    if kind != StepKind.DEPLOY:  # the gate writes its own decision as the run's message
-        job_progress(run, hi, f"{kind} done")
-    _after(run, kind)
+    return job_execute(PipelineStep, step.pk, task_id=task_id, eager=eager, body=run_body,
+                       start_message=f"{kind} started", parent=run, parent_span=STAGES[kind],
+                       parent_prefix=f"{kind}: ", on_end=pipeline_step_ended)
 
 
 def _after(run: TrainingRun, kind: str) -> None:
@@ -165,45 +191,44 @@ def _after(run: TrainingRun, kind: str) -> None:
         _enqueue(run, order[position + 1])
     else:
         run.refresh_from_db()
-        job_succeed(run, run.message or "done")
+        TrainingRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING).update(
+            status=JobStatus.SUCCEEDED, progress=100.0, message=(run.message or "done")[:500],
+            finished_at=timezone.now())
 
 
-def training_run_train(*, run: TrainingRun) -> None:
-    def body(step, progress):
-        from ml.training import TrainConfig, train_classifier
+def _train(run: TrainingRun, progress) -> dict:
+    from ml.training import TrainConfig, train_classifier
 
-        project = run.project
-        progress(1, "loading the dataset")
-        X_train, y_train, _ = _load_split(run, ("train",))
-        X_val, y_val, _ = _load_split(run, ("val",))
-        if len(y_val) < 5:
-            # Too few validation labels for early stopping: hold out every 7th training sample instead.
-            hold = np.arange(len(y_train)) % 7 == 0
-            X_val, y_val = X_train[hold], y_train[hold]
-            X_train, y_train = X_train[~hold], y_train[~hold]
-        config = TrainConfig(epochs=run.config["epochs"], seed=run.config["seed"])
-        progress(3, f"training on {len(y_train)} samples, validating on {len(y_val)}")
-        model = train_classifier(project.modality, X_train, y_train, X_val, y_val, n_classes=len(project.labels),
-                                 config=config, progress=lambda p, m: progress(3 + 0.95 * p, m))
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "model.pt"
-            model.save(path)
-            name = default_storage.save(f"models/{project.pk}/run{run.pk}/model.pt", ContentFile(path.read_bytes()))
-        with transaction.atomic():
-            Project.objects.select_for_update().filter(pk=project.pk).first()  # serialise version numbers
-            mv = ModelVersion.objects.filter(training_run=run).first()
-            if mv is None:
-                version = (ModelVersion.objects.filter(project=project).aggregate(n=Max("version"))["n"] or 0) + 1
-                mv = ModelVersion(project=project, training_run=run, version=version)
-            mv.modality, mv.labels, mv.checkpoint, mv.history = project.modality, list(run.dataset_version.labels), name, model.history
-            mv.save()
-            TrainingRun.objects.filter(pk=run.pk).update(model=mv)
-        version = mv.version
-        best = min(model.history, key=lambda h: h.get("val_loss", float("inf"))) if model.history else {}
-        return {"model": mv.pk, "version": version, "n_train": int(len(y_train)), "n_val": int(len(y_val)),
-                "epochs_run": len(model.history), "best_val_acc": best.get("val_acc")}
-
-    _run_step(run, StepKind.TRAIN, body)
+    project = run.project
+    progress(1, "loading the dataset")
+    X_train, y_train, _ = _load_split(run, ("train",))
+    X_val, y_val, _ = _load_split(run, ("val",))
+    if len(y_val) < 5:
+        # Too few validation labels for early stopping: hold out every 7th training sample instead.
+        hold = np.arange(len(y_train)) % 7 == 0
+        X_val, y_val = X_train[hold], y_train[hold]
+        X_train, y_train = X_train[~hold], y_train[~hold]
+    config = TrainConfig(epochs=run.config["epochs"], seed=run.config["seed"])
+    progress(3, f"training on {len(y_train)} samples, validating on {len(y_val)}")
+    model = train_classifier(project.modality, X_train, y_train, X_val, y_val, n_classes=len(project.labels),
+                             config=config, progress=lambda p, m: progress(3 + 0.95 * p, m))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.pt"
+        model.save(path)
+        name = file_put(name=f"models/{project.pk}/run{run.pk}/model.pt", content=ContentFile(path.read_bytes()))
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=project.pk).first()  # serialise version numbers
+        mv = ModelVersion.objects.filter(training_run=run).first()
+        if mv is None:
+            version = (ModelVersion.objects.filter(project=project).aggregate(n=Max("version"))["n"] or 0) + 1
+            mv = ModelVersion(project=project, training_run=run, version=version)
+        mv.modality, mv.labels, mv.checkpoint, mv.history = project.modality, list(run.dataset_version.labels), name, model.history
+        mv.save()
+        TrainingRun.objects.filter(pk=run.pk).update(model=mv)
+    version = mv.version
+    best = min(model.history, key=lambda h: h.get("val_loss", float("inf"))) if model.history else {}
+    return {"model": mv.pk, "version": version, "n_train": int(len(y_train)), "n_val": int(len(y_val)),
+            "epochs_run": len(model.history), "best_val_acc": best.get("val_acc")}
 
 
 def _metadata_slices(sample_ids: list[int]) -> dict[str, np.ndarray]:
@@ -237,42 +262,39 @@ def _learning_curve(mv: ModelVersion, X, y, report) -> dict:
     return {"n_test": int(len(y)), "points": sorted(points, key=lambda p: p["version"])}
 
 
-def training_run_evaluate(*, run: TrainingRun) -> None:
-    def body(step, progress):
-        from ml.evaluation import compare_models, confusion_png, evaluate
+def _evaluate(run: TrainingRun, progress) -> dict:
+    from ml.evaluation import compare_models, confusion_png, evaluate
 
-        from apps.serving.selectors import current_deployment, model_runner
+    from apps.serving.selectors import current_deployment, model_runner
 
-        mv = ModelVersion.objects.get(pk=run.model_id)
-        progress(5, "loading the test split")
-        X, y, ids = _load_split(run, ("test",))
-        if len(y) == 0:
-            return {"skipped": "no labeled test samples: label some test-split samples to evaluate"}
-        labels = list(mv.labels)
-        model = model_checkpoint_load(model_version=mv)
-        progress(30, f"evaluating on {len(y)} test samples")
-        probs = model.predict_proba(X)
-        slices = _metadata_slices(ids)
-        report = evaluate(y, probs, labels, slices=slices)
-        png = confusion_png(report, title=f"model v{mv.version} on {len(y)} test samples")
-        png_name = default_storage.save(f"models/{mv.project_id}/run{run.pk}/confusion.png", ContentFile(png))
-        mv.eval_report, mv.confusion_png = report.to_dict(), png_name
-        deployment = current_deployment(project=run.project)
-        if deployment is not None and deployment.model_version_id != mv.pk:
-            progress(70, "evaluating the deployed model on the same test set")
-            old = deployment.model_version
-            old_probs = model_runner(model_version=old).predict_proba(X)
-            mv.baseline_model = old
-            mv.baseline_report = evaluate(y, old_probs, labels, slices=slices).to_dict()
-            mv.comparison = compare_models(y, probs, old_probs, labels, slices=slices).to_dict()
-        progress(85, "scoring earlier versions on this test set (learning curve)")
-        mv.curve = _learning_curve(mv, X, y, report)
-        mv.save(update_fields=["eval_report", "confusion_png", "baseline_model", "baseline_report", "comparison",
-                               "curve"])
-        return {"accuracy": report.accuracy, "macro_f1": report.macro_f1, "n_test": int(len(y)),
-                "baseline_accuracy": (mv.baseline_report or {}).get("accuracy")}
-
-    _run_step(run, StepKind.EVALUATE, body)
+    mv = ModelVersion.objects.get(pk=run.model_id)
+    progress(5, "loading the test split")
+    X, y, ids = _load_split(run, ("test",))
+    if len(y) == 0:
+        return {"skipped": "no labeled test samples: label some test-split samples to evaluate"}
+    labels = list(mv.labels)
+    model = model_checkpoint_load(model_version=mv)
+    progress(30, f"evaluating on {len(y)} test samples")
+    probs = model.predict_proba(X)
+    slices = _metadata_slices(ids)
+    report = evaluate(y, probs, labels, slices=slices)
+    png = confusion_png(report, title=f"model v{mv.version} on {len(y)} test samples")
+    png_name = file_put(name=f"models/{mv.project_id}/run{run.pk}/confusion.png", content=ContentFile(png))
+    mv.eval_report, mv.confusion_png = report.to_dict(), png_name
+    deployment = current_deployment(project=run.project)
+    if deployment is not None and deployment.model_version_id != mv.pk:
+        progress(70, "evaluating the deployed model on the same test set")
+        old = deployment.model_version
+        old_probs = model_runner(model_version=old).predict_proba(X)
+        mv.baseline_model = old
+        mv.baseline_report = evaluate(y, old_probs, labels, slices=slices).to_dict()
+        mv.comparison = compare_models(y, probs, old_probs, labels, slices=slices).to_dict()
+    progress(85, "scoring earlier versions on this test set (learning curve)")
+    mv.curve = _learning_curve(mv, X, y, report)
+    mv.save(update_fields=["eval_report", "confusion_png", "baseline_model", "baseline_report", "comparison",
+                           "curve"])
+    return {"accuracy": report.accuracy, "macro_f1": report.macro_f1, "n_test": int(len(y)),
+            "baseline_accuracy": (mv.baseline_report or {}).get("accuracy")}
 
 
 INT8_CALIBRATION = 256  # training samples that calibrate static int8
@@ -318,71 +340,65 @@ def _int8_choice(run: TrainingRun, model, fp32_path: Path, X, y, split: str, pro
     }
 
 
-def training_run_export(*, run: TrainingRun) -> None:
-    def body(step, progress):
-        from ml.export import export_onnx, parity_report
+def _export(run: TrainingRun, progress) -> dict:
+    from ml.export import export_onnx, parity_report
 
-        mv = ModelVersion.objects.get(pk=run.model_id)
-        model = model_checkpoint_load(model_version=mv)
-        progress(10, "exporting to ONNX")
-        split = "test"
-        X, y, _ = _load_split(run, ("test",))
-        if len(X) == 0:
-            split = "val"
-            X, y, _ = _load_split(run, ("val", "train"))
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "model.onnx"
-            export_onnx(model, path)
-            progress(50, "checking ONNX against torch")
-            parity = parity_report(model, path, X[:256])
-            if not parity.passed:
-                raise RuntimeError(f"ONNX export disagrees with torch: {parity.to_dict()}")
-            report = (_int8_choice(run, model, path, X, y, split, progress) if settings.LOOPLAB["EXPORT_INT8"]
-                      else {"decision": {"runtime": "fp32", "reason": "int8 export is off (LOOPLAB_EXPORT_INT8)"}})
-            folder = f"models/{mv.project_id}/run{run.pk}"
-            name = default_storage.save(f"{folder}/model.onnx", ContentFile(path.read_bytes()))
-            int8_name = ""
-            if path.with_name("int8.onnx").exists():
-                int8_name = default_storage.save(f"{folder}/model.int8.onnx",
-                                                 ContentFile(path.with_name("int8.onnx").read_bytes()))
-        mv.onnx, mv.parity, mv.onnx_int8, mv.runtime_report = name, parity.to_dict(), int8_name, report
-        mv.runtime = report["decision"]["runtime"]
-        mv.save(update_fields=["onnx", "parity", "onnx_int8", "runtime", "runtime_report"])
-        return {"parity": parity.to_dict(), "runtime": mv.runtime, "reason": report["decision"]["reason"]}
-
-    _run_step(run, StepKind.EXPORT, body)
+    mv = ModelVersion.objects.get(pk=run.model_id)
+    model = model_checkpoint_load(model_version=mv)
+    progress(10, "exporting to ONNX")
+    split = "test"
+    X, y, _ = _load_split(run, ("test",))
+    if len(X) == 0:
+        split = "val"
+        X, y, _ = _load_split(run, ("val", "train"))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_onnx(model, path)
+        progress(50, "checking ONNX against torch")
+        parity = parity_report(model, path, X[:256])
+        if not parity.passed:
+            raise RuntimeError(f"ONNX export disagrees with torch: {parity.to_dict()}")
+        report = (_int8_choice(run, model, path, X, y, split, progress) if settings.LOOPLAB["EXPORT_INT8"]
+                  else {"decision": {"runtime": "fp32", "reason": "int8 export is off (LOOPLAB_EXPORT_INT8)"}})
+        folder = f"models/{mv.project_id}/run{run.pk}"
+        name = file_put(name=f"{folder}/model.onnx", content=ContentFile(path.read_bytes()))
+        int8_name = ""
+        if path.with_name("int8.onnx").exists():
+            int8_name = file_put(name=f"{folder}/model.int8.onnx", content=ContentFile(path.with_name("int8.onnx").read_bytes()))
+    mv.onnx, mv.parity, mv.onnx_int8, mv.runtime_report = name, parity.to_dict(), int8_name, report
+    mv.runtime = report["decision"]["runtime"]
+    mv.save(update_fields=["onnx", "parity", "onnx_int8", "runtime", "runtime_report"])
+    return {"parity": parity.to_dict(), "runtime": mv.runtime, "reason": report["decision"]["reason"]}
 
 
-def training_run_gate(*, run: TrainingRun) -> None:
+def _gate(run: TrainingRun, progress) -> dict:
     """Deploy automatically when the project's gate is on and the new model does not regress."""
-    def body(step, progress):
-        from apps.serving.selectors import current_deployment
-        from apps.serving.services import deployment_create
+    from apps.serving.selectors import current_deployment
+    from apps.serving.services import deployment_create
 
-        project = run.project
-        mv = ModelVersion.objects.get(pk=run.model_id)
-        if not project.auto_deploy:
-            decision = {"deployed": False, "reason": "the project's deploy gate is off: a lead deploys by hand"}
-        elif mv.eval_report is None:
-            decision = {"deployed": False, "reason": "no evaluation on a test split, so no evidence it does not regress"}
-        elif mv.comparison and mv.comparison.get("regressed"):
-            decision = {"deployed": False, "reason": "regression against the deployed model", "comparison": mv.comparison}
-        else:
-            with transaction.atomic():
-                Project.objects.select_for_update().filter(pk=project.pk).first()
-                current = current_deployment(project=project)
-                if (current.model_version_id if current else None) != mv.baseline_model_id:
-                    # Compared against a model that is no longer the one serving: no evidence either way.
-                    decision = {"deployed": False, "reason": "the deployed model changed after this one was evaluated; "
-                                                             "deploy it by hand or train again"}
-                else:
-                    deployment = deployment_create(project=project, model_version=mv, reason="gate")
-                    decision = {"deployed": True, "deployment": deployment.pk,
-                                "reason": "no deployed model yet" if mv.baseline_model_id is None
-                                else "no regression against the deployed model",
-                                "label_to_serving_s": deployment.label_to_serving_s}
-        TrainingRun.objects.filter(pk=run.pk).update(
-            message=("deployed by the gate" if decision["deployed"] else f"not deployed: {decision['reason']}"))
-        return decision
+    project = run.project
+    mv = ModelVersion.objects.get(pk=run.model_id)
+    if not project.auto_deploy:
+        decision = {"deployed": False, "reason": "the project's deploy gate is off: a lead deploys by hand"}
+    elif mv.eval_report is None:
+        decision = {"deployed": False, "reason": "no evaluation on a test split, so no evidence it does not regress"}
+    elif mv.comparison and mv.comparison.get("regressed"):
+        decision = {"deployed": False, "reason": "regression against the deployed model", "comparison": mv.comparison}
+    else:
+        with transaction.atomic():
+            Project.objects.select_for_update().filter(pk=project.pk).first()
+            current = current_deployment(project=project)
+            if (current.model_version_id if current else None) != mv.baseline_model_id:
+                # Compared against a model that is no longer the one serving: no evidence either way.
+                decision = {"deployed": False, "reason": "the deployed model changed after this one was evaluated; "
+                                                         "deploy it by hand or train again"}
+            else:
+                deployment = deployment_create(project=project, model_version=mv, reason="gate")
+                decision = {"deployed": True, "deployment": deployment.pk,
+                            "reason": "no deployed model yet" if mv.baseline_model_id is None
+                            else "no regression against the deployed model",
+                            "label_to_serving_s": deployment.label_to_serving_s}
+    TrainingRun.objects.filter(pk=run.pk).update(
+        message=("deployed by the gate" if decision["deployed"] else f"not deployed: {decision['reason']}"))
+    return decision
 
-    _run_step(run, StepKind.DEPLOY, body)

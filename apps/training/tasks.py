@@ -1,44 +1,47 @@
-"""Thin Celery tasks: load by id, call one service."""
+"""Thin Celery tasks: one per pipeline step; the job runner claims the step by its run's id, one service runs it."""
 from celery import shared_task
 
-from apps.training.models import TrainingRun
+from apps.core.jobs import job_kind_register
+from apps.training.models import PipelineStep, StepKind
 
 
-def _run(run_id: int):
-    return TrainingRun.objects.select_related("project", "dataset_version").filter(pk=run_id).first()
+def _step(task, run_id: int, kind: str) -> None:
+    from apps.training.services import training_step_run
+
+    training_step_run(run_id=run_id, kind=kind, task_id=task.request.id,
+                      eager=bool(getattr(task.request, "is_eager", False)))
 
 
-@shared_task(name="looplab.training.train", acks_late=True, reject_on_worker_lost=True)
-def train(run_id: int) -> None:
-    from apps.training.services import training_run_train
-
-    run = _run(run_id)
-    if run is not None:
-        training_run_train(run=run)
+@shared_task(bind=True, name="looplab.training.train", acks_late=True, reject_on_worker_lost=True)
+def train(self, run_id: int) -> None:
+    _step(self, run_id, StepKind.TRAIN)
 
 
-@shared_task(name="looplab.training.evaluate", acks_late=True, reject_on_worker_lost=True)
-def evaluate(run_id: int) -> None:
-    from apps.training.services import training_run_evaluate
-
-    run = _run(run_id)
-    if run is not None:
-        training_run_evaluate(run=run)
+@shared_task(bind=True, name="looplab.training.evaluate", acks_late=True, reject_on_worker_lost=True)
+def evaluate(self, run_id: int) -> None:
+    _step(self, run_id, StepKind.EVALUATE)
 
 
-@shared_task(name="looplab.training.export", acks_late=True, reject_on_worker_lost=True)
-def export(run_id: int) -> None:
-    from apps.training.services import training_run_export
-
-    run = _run(run_id)
-    if run is not None:
-        training_run_export(run=run)
+@shared_task(bind=True, name="looplab.training.export", acks_late=True, reject_on_worker_lost=True)
+def export(self, run_id: int) -> None:
+    _step(self, run_id, StepKind.EXPORT)
 
 
-@shared_task(name="looplab.training.gate", acks_late=True, reject_on_worker_lost=True)
-def gate(run_id: int) -> None:
-    from apps.training.services import training_run_gate
+@shared_task(bind=True, name="looplab.training.gate", acks_late=True, reject_on_worker_lost=True)
+def gate(self, run_id: int) -> None:
+    _step(self, run_id, StepKind.DEPLOY)
 
-    run = _run(run_id)
-    if run is not None:
-        training_run_gate(run=run)
+
+def _enqueue(step: PipelineStep) -> None:
+    from apps.training.services import pipeline_step_enqueue
+
+    pipeline_step_enqueue(step=step)
+
+
+def _ended(step: PipelineStep, status: str) -> None:
+    from apps.training.services import pipeline_step_ended
+
+    pipeline_step_ended(step, status)
+
+
+job_kind_register(PipelineStep, enqueue=_enqueue, on_end=_ended)

@@ -55,11 +55,11 @@ def test_pipeline_step_delivered_twice_does_not_run_twice(lead, project, digits,
     """A redelivered Celery message for a finished step only re-queues the next step; a second training
     of the same run never creates a second model."""
     from apps.training.models import ModelVersion
-    from apps.training.services import training_run_train
+    from apps.training.services import training_step_run
     from tests.apps.helpers import train_digits
 
     run = train_digits(project, lead, annotator, digits, django_capture_on_commit_callbacks, n=60, epochs=2)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        training_run_train(run=run)  # the same message again
+        training_step_run(run_id=run.pk, kind="train")  # the same message again
     assert ModelVersion.objects.filter(training_run=run).count() == 1
     assert len(callbacks) == 1  # only the next step was re-enqueued
