@@ -158,7 +158,7 @@ class Supervisor:
 
     def _stop_all(self) -> None:
         if self.received:
-            self.log.info("received %s: stopping", self.received)
+            self.log.info("received %s: stopping (a second Ctrl-C kills at once)", self.received)
         running = [c for c in self.children if c.proc is not None and c.proc.poll() is None]
         for child in running:
             self.log.info("stopping %s (pid %d): SIGTERM", child.name, child.proc.pid)
