@@ -26,7 +26,7 @@ class TokenFailureThrottle(_RatesFromSettings, throttling.SimpleRateThrottle):
     """Wrong API tokens, per client address (scope ``token_failure``).
 
     A wrong token is refused during authentication, before DRF's throttles run, so the authentication
-    class counts failures here itself: ``wait()`` says how long a client that has used up its failures
+    class counts failures here itself: ``blocked_for()`` says how long a client that has used up its failures
     must wait (None: go ahead), ``record_failure()`` counts one more.
     """
 

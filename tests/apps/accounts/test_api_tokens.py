@@ -97,12 +97,16 @@ def test_wrong_tokens_from_one_address_are_throttled(client, lead, settings):
     assert r.status_code == 429
     assert r.json()["error"]["code"] == "throttled"
     assert 1 <= int(r["Retry-After"]) <= 60
-    # While blocked, even a right token from that address is refused (guesses cannot be told apart) ...
-    assert _get(client, good).status_code == 429
-    # ... while another address is not affected.
-    assert _get(client, good, REMOTE_ADDR="10.1.2.3").status_code == 200
-    # A forged X-Forwarded-For does not get around it (no proxy is trusted by default).
-    assert _get(client, good, HTTP_X_FORWARDED_FOR="10.9.9.9").status_code == 429
+    # An expired token counts as wrong too.
+    expired = token_create(user=lead, expires_at=timezone.now() + timedelta(hours=1))
+    ApiToken.objects.filter(prefix=expired[:8]).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert _get(client, expired).status_code == 429
+    # A forged X-Forwarded-For does not get around it (no proxy is trusted by default) ...
+    assert _get(client, "f" * 40, HTTP_X_FORWARDED_FOR="10.9.9.9").status_code == 429
+    # ... another address is not affected ...
+    assert _get(client, "f" * 40, REMOTE_ADDR="10.1.2.3").status_code == 401
+    # ... and a right token still works from the blocked address (clients sharing a NAT are not locked out).
+    assert _get(client, good).status_code == 200
 
 
 def test_user_rate_answers_429_in_the_error_shape(client, lead, settings):

@@ -48,5 +48,5 @@ class Command(BaseCommand):
         key = token_create(user=user, expires_at=expires_at)
         until = f"until {expires_at.isoformat(timespec='seconds')}" if expires_at else "without expiry"
         others = f"{revoked} earlier token(s) revoked" if revoke_others else "earlier tokens keep working"
-        self.stdout.write(f"new API token {key[:8]}… for {username}, valid {until}; {others}")
+        self.stdout.write(f"new API token {key[:8]}... for {username}, valid {until}; {others}")
         self.stdout.write(key)
