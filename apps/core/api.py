@@ -1,7 +1,9 @@
 """Shared API plumbing: base view and helpers for the error shape and content endpoints."""
 from __future__ import annotations
 
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import serializers, status
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.models import Role
@@ -46,3 +48,53 @@ class JobOut(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     duration_s = serializers.FloatField(allow_null=True)
+    attempts = serializers.IntegerField(help_text="how often a worker claimed the job (more than 1: it was taken "
+                                                  "over after a worker stopped)")
+    cancel_requested = serializers.BooleanField()
+
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    description="same key + same body replays the first response (no second job); another body → 409")
+
+
+def idempotent_response(request, *, scope: str, call) -> Response:
+    """Run ``call`` (-> (status, body)) once per caller, ``scope`` and Idempotency-Key; a repeat replays the
+    first response with ``Idempotent-Replayed: true`` (apps.core.services.idempotent_call)."""
+    from apps.core.services import idempotent_call, request_fingerprint
+
+    code, body, replayed = idempotent_call(user=request.user, scope=scope, key=request.headers.get("Idempotency-Key"),
+                                           fingerprint=request_fingerprint(request.body), call=call)
+    response = Response(body, status=code)
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response
+
+
+class JobCancelView(ProjectScopedView):
+    """``POST <job>/{id}/cancel/`` (leads): a queued job ends ``cancelled`` now (200); a running one is asked
+    to stop and ends ``cancelled`` at its next progress point (202, ``cancel_requested`` true); a job that
+    has ended already is a 409 ``job_finished``. Subclasses set ``load(pk)``, ``cancel(job)`` and ``out``."""
+
+    min_role = Role.LEAD
+    out: type[serializers.Serializer]
+
+    def load(self, pk):  # pragma: no cover - each subclass loads its own kind
+        raise NotImplementedError
+
+    def cancel(self, job):
+        from apps.core.errors import Conflict
+        from apps.core.jobs import job_cancel
+
+        if not job_cancel(job):
+            raise Conflict(f"This job has already ended ({job.status}); there is nothing to cancel.",
+                           code="job_finished", details={"status": job.status})
+        return job
+
+    def post(self, request, pk):
+        job = self.load(pk)
+        self.check_object_project(request, job)
+        job = self.cancel(job)
+        job = self.load(pk)
+        return Response(self.out(job).data,
+                        status=status.HTTP_202_ACCEPTED if job.status == "running" else status.HTTP_200_OK)

@@ -8,7 +8,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import JobOut, ProjectScopedView
+from apps.core.api import IDEMPOTENCY_KEY, JobCancelView, JobOut, ProjectScopedView, idempotent_response
 from apps.core.errors import Conflict
 from apps.exports.selectors import export_get, exports_for_project
 from apps.exports.services import export_create
@@ -53,15 +53,19 @@ class ExportListCreate(ProjectScopedView):
         data = ExportOut(exports_for_project(project=project)[:50], many=True).data
         return Response(data, headers={"X-Export-Formats": ",".join(FORMATS_BY_TASK_TYPE.get(project.task_type, ()))})
 
-    @extend_schema(request=ExportIn, responses={202: ExportOut},
+    @extend_schema(request=ExportIn, responses={202: ExportOut}, parameters=[IDEMPOTENCY_KEY],
                    summary="Export the project's labels in a format (a job; names its dataset version or annotations)")
     def post(self, request, project_id):
         project = self.project(request, project_id)
-        payload = ExportIn(data=request.data)
-        payload.is_valid(raise_exception=True)
-        export = export_create(project=project, user=request.user, **payload.validated_data)
-        export.refresh_from_db()
-        return Response(ExportOut(export).data, status=status.HTTP_202_ACCEPTED)
+
+        def call():
+            payload = ExportIn(data=request.data)
+            payload.is_valid(raise_exception=True)
+            export = export_create(project=project, user=request.user, **payload.validated_data)
+            export.refresh_from_db()
+            return status.HTTP_202_ACCEPTED, ExportOut(export).data
+
+        return idempotent_response(request, scope=f"exports:{project.pk}", call=call)
 
 
 class ExportDetail(ProjectScopedView):
@@ -72,6 +76,18 @@ class ExportDetail(ProjectScopedView):
         export = export_get(export_id=export_id)
         self.check_object_project(request, export)
         return Response(ExportOut(export).data)
+
+
+class ExportCancel(JobCancelView):
+    out = ExportOut
+
+    def load(self, pk):
+        return export_get(export_id=pk)
+
+    @extend_schema(request=None, responses={200: ExportOut, 202: ExportOut},
+                   summary="Cancel an export (leads): queued ends now, running stops at its next progress point")
+    def post(self, request, export_id):
+        return super().post(request, export_id)
 
 
 class ExportDownload(ProjectScopedView):

@@ -5,7 +5,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import JobOut, ProjectScopedView
+from apps.core.api import IDEMPOTENCY_KEY, JobCancelView, JobOut, ProjectScopedView, idempotent_response
 from apps.labeling.selectors import round_get, rounds_for_project, task_get
 from apps.labeling.services import annotation_submit, round_create, task_lease_next, task_skip
 from apps.samples.api import content_url
@@ -77,14 +77,18 @@ class RoundListCreate(ProjectScopedView):
         project = self.project(request, project_id)
         return Response(RoundOut(rounds_for_project(project=project), many=True).data)
 
-    @extend_schema(request=RoundIn, responses={202: RoundOut},
+    @extend_schema(request=RoundIn, responses={202: RoundOut}, parameters=[IDEMPOTENCY_KEY],
                    summary="Start a selection round under a budget (leads); runs as a job")
     def post(self, request, project_id):
         project = self.project(request, project_id, Role.LEAD)
-        payload = RoundIn(data=request.data)
-        payload.is_valid(raise_exception=True)
-        rnd = round_create(project=project, user=request.user, **payload.to_service())
-        return Response(RoundOut(rnd).data, status=status.HTTP_202_ACCEPTED)
+
+        def call():
+            payload = RoundIn(data=request.data)
+            payload.is_valid(raise_exception=True)
+            rnd = round_create(project=project, user=request.user, **payload.to_service())
+            return status.HTTP_202_ACCEPTED, RoundOut(rnd).data
+
+        return idempotent_response(request, scope=f"rounds:{project.pk}", call=call)
 
 
 class RoundDetail(ProjectScopedView):
@@ -95,6 +99,18 @@ class RoundDetail(ProjectScopedView):
         data = RoundOut(rnd).data
         data["items"] = RoundItemOut(rnd.tasks.select_related("sample").order_by("rank"), many=True).data
         return Response(data)
+
+
+class RoundCancel(JobCancelView):
+    out = RoundOut
+
+    def load(self, pk):
+        return round_get(round_id=pk)
+
+    @extend_schema(request=None, responses={200: RoundOut, 202: RoundOut},
+                   summary="Cancel a round (leads): queued ends now, running stops at its next progress point")
+    def post(self, request, round_id):
+        return super().post(request, round_id)
 
 
 class TaskSampleOut(serializers.Serializer):

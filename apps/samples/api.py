@@ -13,7 +13,7 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import JobOut, ProjectScopedView, query_bool
+from apps.core.api import IDEMPOTENCY_KEY, JobCancelView, JobOut, ProjectScopedView, idempotent_response, query_bool
 from apps.core.errors import ValidationFailed
 from apps.core.pagination import Pagination
 from apps.core.services import idempotent_call, request_fingerprint
@@ -334,18 +334,36 @@ class LabelCheckListCreate(ProjectScopedView):
         project = self.project(request, project_id)
         return Response(LabelCheckOut(label_checks_for_project(project=project)[:50], many=True).data)
 
-    @extend_schema(request=LabelCheckIn, responses={202: LabelCheckOut},
+    @extend_schema(request=LabelCheckIn, responses={202: LabelCheckOut}, parameters=[IDEMPOTENCY_KEY],
                    summary="Check the project's labels in the background (a job with progress): likely wrong labels, "
                            "outliers, near-duplicates")
     def post(self, request, project_id):
         from apps.samples.quality import label_check_create
 
         project = self.project(request, project_id)
-        payload = LabelCheckIn(data=request.data)
-        payload.is_valid(raise_exception=True)
-        check = label_check_create(project=project, user=request.user, **payload.validated_data)
-        check.refresh_from_db()
-        return Response(LabelCheckOut(check).data, status=status.HTTP_202_ACCEPTED)
+
+        def call():
+            payload = LabelCheckIn(data=request.data)
+            payload.is_valid(raise_exception=True)
+            check = label_check_create(project=project, user=request.user, **payload.validated_data)
+            check.refresh_from_db()
+            return status.HTTP_202_ACCEPTED, LabelCheckOut(check).data
+
+        return idempotent_response(request, scope=f"label-checks:{project.pk}", call=call)
+
+
+class LabelCheckCancel(JobCancelView):
+    out = LabelCheckOut
+
+    def load(self, pk):
+        from apps.samples.selectors import label_check_get
+
+        return label_check_get(check_id=pk)
+
+    @extend_schema(request=None, responses={200: LabelCheckOut, 202: LabelCheckOut},
+                   summary="Cancel a label check (leads): queued ends now, running stops at its next progress point")
+    def post(self, request, check_id):
+        return super().post(request, check_id)
 
 
 class LabelCheckDetail(ProjectScopedView):

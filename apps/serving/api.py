@@ -9,7 +9,7 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import JobOut, ProjectScopedView
+from apps.core.api import IDEMPOTENCY_KEY, JobCancelView, JobOut, ProjectScopedView, idempotent_response
 from apps.core.errors import NotFound, ValidationFailed
 from apps.serving.selectors import current_deployment
 from apps.serving.services import deployment_create, predict_one
@@ -145,17 +145,21 @@ class DriftCheckListCreate(ProjectScopedView):
         project = self.project(request, project_id)
         return Response(DriftCheckOut(drift_checks_for_project(project=project)[:50], many=True).data)
 
-    @extend_schema(request=DriftCheckIn, responses={202: DriftCheckOut},
+    @extend_schema(request=DriftCheckIn, responses={202: DriftCheckOut}, parameters=[IDEMPOTENCY_KEY],
                    summary="Compare the last hours of production with the serving model's training data (a job)")
     def post(self, request, project_id):
         from apps.serving.drift import drift_check_create
 
         project = self.project(request, project_id)
-        payload = DriftCheckIn(data=request.data)
-        payload.is_valid(raise_exception=True)
-        check = drift_check_create(project=project, user=request.user, **payload.validated_data)
-        check.refresh_from_db()
-        return Response(DriftCheckOut(check).data, status=status.HTTP_202_ACCEPTED)
+
+        def call():
+            payload = DriftCheckIn(data=request.data)
+            payload.is_valid(raise_exception=True)
+            check = drift_check_create(project=project, user=request.user, **payload.validated_data)
+            check.refresh_from_db()
+            return status.HTTP_202_ACCEPTED, DriftCheckOut(check).data
+
+        return idempotent_response(request, scope=f"drift-checks:{project.pk}", call=call)
 
 
 class DriftCheckDetail(ProjectScopedView):
@@ -169,6 +173,20 @@ class DriftCheckDetail(ProjectScopedView):
         self.check_object_project(request, check)
         check.witnesses = drift_check_witnesses(check=check)
         return Response(DriftCheckDetailOut(check).data)
+
+
+class DriftCheckCancel(JobCancelView):
+    out = DriftCheckOut
+
+    def load(self, pk):
+        from apps.serving.selectors import drift_check_get
+
+        return drift_check_get(check_id=pk)
+
+    @extend_schema(request=None, responses={200: DriftCheckOut, 202: DriftCheckOut},
+                   summary="Cancel a drift check (leads): queued ends now, running stops at its next progress point")
+    def post(self, request, check_id):
+        return super().post(request, check_id)
 
 
 class DriftCheckFlagOut(serializers.Serializer):

@@ -7,11 +7,11 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import JobOut, ProjectScopedView
+from apps.core.api import IDEMPOTENCY_KEY, JobCancelView, JobOut, ProjectScopedView, idempotent_response
 from apps.core.errors import NotFound
 from apps.core.ids import get_by_id
 from apps.training.models import ModelVersion, TrainingRun
-from apps.training.services import training_run_create
+from apps.training.services import training_run_cancel, training_run_create
 
 
 class TrainingRunIn(serializers.Serializer):
@@ -76,14 +76,18 @@ class TrainingRunListCreate(ProjectScopedView):
         project = self.project(request, project_id)
         return Response(TrainingRunOut(_runs(TrainingRun.objects.filter(project=project).order_by("-id"))[:50], many=True).data)
 
-    @extend_schema(request=TrainingRunIn, responses={202: TrainingRunOut},
+    @extend_schema(request=TrainingRunIn, responses={202: TrainingRunOut}, parameters=[IDEMPOTENCY_KEY],
                    summary="Freeze a dataset version and train → evaluate → export (→ deploy if the gate is on)")
     def post(self, request, project_id):
         project = self.project(request, project_id, Role.LEAD)
-        payload = TrainingRunIn(data=request.data)
-        payload.is_valid(raise_exception=True)
-        run = training_run_create(project=project, user=request.user, **payload.validated_data)
-        return Response(TrainingRunOut(_runs(TrainingRun.objects.filter(pk=run.pk)).get()).data, status=status.HTTP_202_ACCEPTED)
+
+        def call():
+            payload = TrainingRunIn(data=request.data)
+            payload.is_valid(raise_exception=True)
+            run = training_run_create(project=project, user=request.user, **payload.validated_data)
+            return status.HTTP_202_ACCEPTED, TrainingRunOut(_runs(TrainingRun.objects.filter(pk=run.pk)).get()).data
+
+        return idempotent_response(request, scope=f"training-runs:{project.pk}", call=call)
 
 
 class TrainingRunDetail(ProjectScopedView):
@@ -92,6 +96,21 @@ class TrainingRunDetail(ProjectScopedView):
         run = get_by_id(_runs(TrainingRun.objects), run_id, "Training run")
         self.check_object_project(request, run)
         return Response(TrainingRunOut(run).data)
+
+
+class TrainingRunCancel(JobCancelView):
+    out = TrainingRunOut
+
+    def load(self, pk):
+        return get_by_id(_runs(TrainingRun.objects), pk, "Training run")
+
+    def cancel(self, job):
+        return training_run_cancel(run=job)
+
+    @extend_schema(request=None, responses={200: TrainingRunOut, 202: TrainingRunOut},
+                   summary="Cancel a training run (leads): the running step stops at its next progress point")
+    def post(self, request, run_id):
+        return super().post(request, run_id)
 
 
 def _model(model_id) -> ModelVersion:

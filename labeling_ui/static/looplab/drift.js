@@ -31,7 +31,8 @@ if (section) {
   function render() {
     const c = state.check;
     $("drift-job").hidden = !c;
-    if (c) $("drift-job").replaceChildren(jobProgress(c, { label: "Drift check progress", message: `Check #${c.id}: ${c.message}` }));
+    if (c) $("drift-job").replaceChildren(jobProgress(c, { label: "Drift check progress", message: `Check #${c.id}: ${c.message}`,
+      cancelUrl: `/api/v1/drift-checks/${c.id}/cancel/` }));
     renderSchedule();
     const d = state.detail;
     $("drift-result").hidden = !d;

@@ -39,7 +39,7 @@ if (section) {
       th.textContent = `#${e.id}`;
       const data = e.dataset_version ? `dataset v${e.dataset_version.number}` : `${e.annotations} annotations`;
       const progress = document.createElement("td");
-      progress.append(jobProgress(e, { label: "Export progress" }));
+      progress.append(jobProgress(e, { label: "Export progress", cancelUrl: `/api/v1/exports/${e.id}/cancel/` }));
       const file = document.createElement("td");
       if (e.download_url) {
         const button = document.createElement("button");

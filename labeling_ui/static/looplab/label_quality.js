@@ -24,7 +24,8 @@ if (section) {
     const c = state.check;
     jobBox.hidden = !c;
     if (!c) return;
-    jobBox.replaceChildren(jobProgress(c, { label: "Label check progress", message: `Check #${c.id}: ${c.message}` }));
+    jobBox.replaceChildren(jobProgress(c, { label: "Label check progress", message: `Check #${c.id}: ${c.message}`,
+      cancelUrl: `/api/v1/label-checks/${c.id}/cancel/` }));
   }
 
   function renderFindings() {

@@ -50,6 +50,8 @@ function updateRow(row, job) {
   const set = (selector, text) => { const el = row.querySelector(selector); if (el) el.textContent = text; };
   set(".job-pct", pct + "%");
   set(".job-msg", status === "failed" && job.error ? job.error.slice(0, 200) : job.message || "");
+  const cancel = row.querySelector(".job-cancel");
+  if (cancel && !cancel.disabled) cancel.hidden = !ACTIVE.has(status) || Boolean(job.cancel_requested);
   const badge = row.querySelector(".job-status");
   if (badge) { badge.textContent = status; badge.className = `badge badge-${status} job-status`; }
   if (job.stage !== undefined) set(".job-stage", job.stage);
