@@ -13,6 +13,7 @@ urlpatterns = [
     path("projects/", projects.ProjectListCreate.as_view()),
     path("projects/<int:project_id>/", projects.ProjectDetail.as_view()),
     path("projects/<int:project_id>/members/", projects.ProjectMembers.as_view()),
+    path("projects/<int:project_id>/members/<str:username>/", projects.ProjectMember.as_view()),
     path("projects/<int:project_id>/drift-webhook-secret/rotate/", projects.ProjectWebhookSecretRotate.as_view()),
     path("projects/<int:project_id>/samples/", samples.SampleListPush.as_view()),
     path("projects/<int:project_id>/label-issues/", samples.LabelIssues.as_view()),

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -9,7 +9,8 @@ from apps.accounts.models import Role
 from apps.core.api import ProjectScopedView
 from apps.projects.models import Modality, TaskType
 from apps.projects.selectors import project_role, projects_for_user
-from apps.projects.services import membership_set_by_username, project_create, project_update
+from apps.projects.services import (membership_remove_by_username, membership_set_by_username, project_create,
+                                    project_update)
 
 
 class ProjectIn(serializers.Serializer):
@@ -148,10 +149,25 @@ class ProjectMembers(ProjectScopedView):
         project = self.project(request, project_id)
         return Response(MemberOut(project.memberships.select_related("user").order_by("id"), many=True).data)
 
-    @extend_schema(request=MemberIn, responses={201: MemberOut}, summary="Add a member or change a role (admins)")
+    @extend_schema(request=MemberIn, responses={201: MemberOut, 409: OpenApiResponse(description="last_admin")},
+                   summary="Add a member or change a role (admins); the last admin cannot be demoted")
     def post(self, request, project_id):
         project = self.project(request, project_id, Role.ADMIN)
         payload = MemberIn(data=request.data)
         payload.is_valid(raise_exception=True)
         membership = membership_set_by_username(project=project, **payload.validated_data)
         return Response(MemberOut(membership).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectMember(ProjectScopedView):
+    """One member of a project: an admin removes them, or they leave. The project's last admin can do neither
+    (409 last_admin): make another member admin first."""
+
+    @extend_schema(request=None, responses={204: None, 409: OpenApiResponse(description="last_admin")},
+                   summary="Remove a member (admins), or leave the project (your own username); "
+                           "the last admin cannot leave")
+    def delete(self, request, project_id, username):
+        own = username == request.user.username
+        project = self.project(request, project_id, Role.ANNOTATOR if own else Role.ADMIN)
+        membership_remove_by_username(project=project, username=username)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -123,17 +123,66 @@ def project_webhook_secret_rotate(*, project: Project) -> Project:
     return project
 
 
+class LastAdmin(Conflict):
+    """The change would leave the project without an admin: nobody could manage its members any more."""
+
+    code = "last_admin"
+
+
+def _lock_memberships(project: Project) -> None:
+    """Serialise membership changes of one project (two admins demoting each other at once must not both
+    succeed): lock the project's row until the transaction ends."""
+    Project.objects.select_for_update().filter(pk=project.pk).values_list("pk", flat=True).first()
+
+
+def _refuse_last_admin(*, project: Project, user, change: str) -> None:
+    """LastAdmin when ``user`` is the project's only active admin (the role that manages members)."""
+    others = (Membership.objects.filter(project=project, role=Role.ADMIN, user__is_active=True)
+              .exclude(user=user).exists())
+    if not others:
+        raise LastAdmin(f"{user.username} is the project's last admin and cannot {change}: make another member "
+                        "admin first.", details={"username": user.username})
+
+
 def membership_set(*, project: Project, user, role: str) -> Membership:
+    """Add ``user`` to the project with ``role``, or change their role. A project always keeps an admin:
+    demoting its last admin is refused (LastAdmin, 409)."""
     if role not in Role.values:
         raise ValidationFailed(f"role must be one of {Role.values}.", code="invalid_role")
-    membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
+    with transaction.atomic():
+        _lock_memberships(project)
+        current = Membership.objects.filter(project=project, user=user).first()
+        if current is not None and current.role == Role.ADMIN and role != Role.ADMIN:
+            _refuse_last_admin(project=project, user=user, change=f"become {role}")
+        membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
     return membership
 
 
-def membership_set_by_username(*, project: Project, username: str, role: str) -> Membership:
+def membership_remove(*, project: Project, user) -> None:
+    """Take ``user`` out of the project (an admin removing a member, or a member leaving). A project always
+    keeps an admin: its last admin cannot leave or be removed (LastAdmin, 409)."""
+    with transaction.atomic():
+        _lock_memberships(project)
+        current = Membership.objects.filter(project=project, user=user).first()
+        if current is None:
+            raise NotFound(f"{user.username} is not a member of this project.", code="member_not_found")
+        if current.role == Role.ADMIN:
+            _refuse_last_admin(project=project, user=user, change="leave")
+        current.delete()
+
+
+def _user_by_username(username: str):
     from django.contrib.auth import get_user_model
 
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise NotFound(f"No user {username!r}.", code="user_not_found")
-    return membership_set(project=project, user=user, role=role)
+    return user
+
+
+def membership_set_by_username(*, project: Project, username: str, role: str) -> Membership:
+    return membership_set(project=project, user=_user_by_username(username), role=role)
+
+
+def membership_remove_by_username(*, project: Project, username: str) -> None:
+    membership_remove(project=project, user=_user_by_username(username))
