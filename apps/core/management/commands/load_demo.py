@@ -73,7 +73,8 @@ class Command(BaseCommand):
                 self.stdout.write(f"created project {project.pk}: {project.name} with {project.samples.count()} samples")
             else:
                 self.stdout.write(f"project {project.pk}: {project.name} exists; left as it is")
-            membership_set(project=project, user=users["lead"], role="lead")
+            # the lead made the project and stays its admin (a project always keeps one)
+            membership_set(project=project, user=users["lead"], role="admin")
             membership_set(project=project, user=users["annotator"], role="annotator")
         self.stdout.write("")
         self.stdout.write("Log in at http://127.0.0.1:8000/ as:")
