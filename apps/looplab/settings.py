@@ -87,6 +87,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apps.core.uploads.RequestSizeLimitMiddleware",  # first: a too-large body is refused before anything reads it
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -209,8 +210,10 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = not PRODUCTION
 
-# Request size: a JSON batch of 1,000 base64 images is a few MB.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env("LOOPLAB_MAX_REQUEST_BYTES", 64 * 1024 * 1024, cast=int)
+# Request size: a JSON batch of 1,000 base64 images is a few MB. Every request body (JSON, a multipart
+# file, chunked) larger than this is a 413 before it is read (apps.core.uploads).
+LOOPLAB_MAX_REQUEST_BYTES = env("LOOPLAB_MAX_REQUEST_BYTES", 64 * 1024 * 1024, cast=int)
+DATA_UPLOAD_MAX_MEMORY_SIZE = LOOPLAB_MAX_REQUEST_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
 FILE_UPLOAD_PERMISSIONS = 0o600  # stored files, whether written from memory or moved from a temporary file
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
@@ -336,6 +339,11 @@ LOOPLAB = {
     "MAX_IMAGE_PIXELS": env("LOOPLAB_MAX_IMAGE_PIXELS", 40_000_000, cast=int),
     "MAX_AUDIO_SECONDS": env("LOOPLAB_MAX_AUDIO_SECONDS", 30.0, cast=float),
     "MAX_LONG_AUDIO_SECONDS": env("LOOPLAB_MAX_LONG_AUDIO_SECONDS", 7200.0, cast=float),
+    # decoded-size caps, checked from the file's header before decoding (decompression bombs are a 413):
+    # audio frames x channels (57.6 M: 10 min of 48 kHz stereo, 1 h of 16 kHz mono), points, points x fields
+    "MAX_AUDIO_SAMPLES": env("LOOPLAB_MAX_AUDIO_SAMPLES", 57_600_000, cast=int),
+    "MAX_POINTS": env("LOOPLAB_MAX_POINTS", 5_000_000, cast=int),
+    "MAX_POINT_VALUES": env("LOOPLAB_MAX_POINT_VALUES", 30_000_000, cast=int),
     "LEASE_SECONDS": env("LOOPLAB_LEASE_SECONDS", 600, cast=int),
     "TRAIN_EPOCHS": env("LOOPLAB_TRAIN_EPOCHS", 40, cast=int),
     "TORCH_THREADS": env("LOOPLAB_TORCH_THREADS", 1, cast=int),  # per worker process; 0 = torch's default

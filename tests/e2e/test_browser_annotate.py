@@ -19,14 +19,14 @@ NEXT_TASK = """prev => {
 
 
 def key_for(label: str, labels: list[str]) -> str:
-    """The hotkey of a label: 1..9 for the first nine, 0 for the tenth."""
-    index = labels.index(label)
-    assert index < 10
-    return str((index + 1) % 10)
+    """The hotkey of a label on this digit-named project: its own digit (hotkeys.js)."""
+    assert label in labels and len(label) == 1 and label.isdigit()
+    return label
 
 
 def label_for(key: str, labels: list[str]) -> str:
-    return labels[(int(key) + 9) % 10]
+    assert key in labels
+    return key
 
 
 def _project(people, **kwargs):
@@ -66,9 +66,9 @@ def test_annotate_with_the_keyboard(live_server, people, digits, new_page, artif
     page.wait_for_function("() => window.__looplab && window.__looplab.status === 'ready'")
     page.evaluate("() => { window.__noReload = true; }")
 
-    # The hotkey is shown on each label button.
-    assert page.inner_text(".label-btn[data-index='0'] kbd") == "1"
-    assert page.inner_text(".label-btn[data-index='9'] kbd") == "0"
+    # The hotkey is shown on each label button: a digit-named label answers to its digit.
+    assert page.inner_text(".label-btn[data-index='0'] kbd") == "0"
+    assert page.inner_text(".label-btn[data-index='9'] kbd") == "9"
 
     # "?" toggles the help overlay.
     page.keyboard.press("?")

@@ -98,7 +98,7 @@ def test_review_page_correct_with_digits_and_annotators_are_refused(live_server,
     page.wait_for_function("() => window.__looplab && window.__looplab.status === 'ready'")
     first = page.evaluate("() => window.__looplab.selected")
     page.keyboard.press("c")
-    page.keyboard.press("8")  # label "7"
+    page.keyboard.press("7")  # label "7": a digit-named label answers to its digit
     page.wait_for_function("id => window.__looplab.lastAction && window.__looplab.lastAction.id === id", arg=first)
     ann = Annotation.objects.get(pk=first)
     assert ann.review_status == "corrected" and ann.corrected_result == {"label": "7"}

@@ -37,7 +37,7 @@ const loop = createToolLoop({
   },
   canSubmit: (state) => state.selected !== null,
   collect(state) {
-    if (state.selected === null) throw new Error("Choose a label first (keys 1–9 and 0).");
+    if (state.selected === null) throw new Error("Choose a label first: press its key (shown on its button) or click it.");
     return { label: state.selected };
   },
   onSubmitted(last) { last.label = last.result.label; },

@@ -1,8 +1,10 @@
 // The review page: a lead walks submitted annotations with the keyboard (J/K), accepts (A), rejects with a
 // comment (R, Enter) or corrects (C), all through the public API; agreement is shown below.
 import { api } from "./api.js";
+import { labelHotkeys, labelIndexForKey } from "./hotkeys.js";
 
 const config = JSON.parse(document.getElementById("review-config").textContent);
+const HOTKEYS = labelHotkeys(config.labels);  // the same keys as the annotation tools: "7" picks label "7"
 const $ = (id) => document.getElementById(id);
 const root = $("review");
 const rowsEl = $("review-rows");
@@ -200,8 +202,9 @@ function setMode(mode) {
     labels.hidden = !isClass;
     if (isClass) {
       config.labels.slice(0, 36).forEach((label, i) => {
-        const b = el("button", { type: "button", class: "label-btn", "data-label": label },
-          el("kbd", { text: i < 9 ? String(i + 1) : i === 9 ? "0" : "" }), ` ${label}`);
+        const key = HOTKEYS[i];
+        const b = el("button", { type: "button", class: "label-btn", "data-label": label, ...(key ? { "aria-keyshortcuts": key } : {}) },
+          el("kbd", { class: key ? "hotkey" : "hotkey hotkey-none", text: key || "" }), ` ${label}`);
         b.addEventListener("click", () => review("correct", { label }));
         labels.append(b);
       });
@@ -345,8 +348,8 @@ document.addEventListener("keydown", (event) => {
   else if (key === "r") { setMode("reject"); event.preventDefault(); }
   else if (key === "c") { setMode(state.mode === "correct" ? "browse" : "correct"); event.preventDefault(); }
   else if (state.mode === "correct" && state.taskType === "classification" && /^[0-9]$/.test(event.key)) {
-    const i = event.key === "0" ? 9 : Number(event.key) - 1;
-    if (config.labels[i] !== undefined) review("correct", { label: config.labels[i] });
+    const i = labelIndexForKey(HOTKEYS, event.key);
+    if (i >= 0 && i < 36) review("correct", { label: config.labels[i] });
     event.preventDefault();
   }
 });

@@ -9,20 +9,26 @@
 //     collect: (state) => result,        // the result to submit; throw new Error("message") to refuse
 //     canSubmit: (state) => bool,        // enables the Submit button (default true)
 //     onKey: (event, state) => bool,     // tool keys, asked before the loop's own (digits, Enter, S); true = handled
-//     onLabel: (label, index, state) => {}, // after a digit / label button picked `label` (state.selected is set)
+//     onLabel: (label, index, state) => {}, // after a label key / label button picked `label` (state.selected is set)
 //     snapshot: (state) => any,          // for loop.checkpoint(): a deep copy of what undo restores...
 //     restore: (snap, state) => {},      // ...and how to put it back
 //     onHistory: (state) => {},          // after undo/redo (redraw)
 //     render: (state) => {},             // called at the end of every panel render
 //     describePrediction: (p, task) => string|null, // the #prediction line (default: "Model suggests <label>")
-//     hotkeys: [["B", "draw boxes"], ...], // rows for the "?" overlay, shown before the common ones
+//     hotkeys: [["B", "draw boxes"], ...], // rows for the "?" overlay, shown before the common ones; LABEL_KEY as
+//                                        // the keys of a row reads "a label's key" (what the label keys do in the tool)
 //     onSubmitted: (last, state) => {},  // after a stored annotation (last = {task, result, active_seconds})
 //   });
 //   loop.start();
 //
-// State: ONE object, window.__looplab = loop.state. Common fields: project, labels, task, selected, submitted,
-// skipped, status ("loading"|"ready"|"submitting"|"empty"|"error"), error, errorCode, errorDetails,
-// activeSeconds, helpOpen, undoDepth, redoDepth, last, note. Tools add theirs through `state`.
+// State: ONE object, window.__looplab = loop.state. Common fields: project, labels, hotkeys (one key or null per
+// label, from hotkeys.js: a digit-named label answers to its digit), task, selected, submitted, skipped,
+// status ("loading"|"ready"|"submitting"|"empty"|"error"), error, errorCode, errorDetails, activeSeconds,
+// helpOpen, undoDepth, redoDepth, last, note. Tools add theirs through `state`.
+//
+// Every new item starts with no label chosen: the loop sets state.selected = null before it asks for the next
+// task; onTask may then pre-select the model's prediction (or a tool default such as the brush label).
+// Nothing else carries over from one item to the next but tool preferences (mode, zoom, colours).
 //
 // Undo/redo (Ctrl+Z, Ctrl+Shift+Z, Ctrl+Y): two kinds of entry, mixable.
 //   loop.checkpoint()               BEFORE an edit: stores snapshot(state) (simple; fine for hundreds of shapes)
@@ -32,15 +38,20 @@
 // DOM (all optional; found by id inside the page): #annotator (data-status), .stage, .panel, #stage-note,
 // #item-meta, #prediction, #annotate-error, #submit-button, #skip-button, #count-submitted, #count-skipped,
 // #active-time, #empty, #check-again, #help, #help-button, #help-close, #help-keys (a <tbody> filled from
-// hotkeys), .label-btn[data-index][data-label] (the label picker). templates/web/tools/_panel.html and
-// _help.html give the standard markup.
+// hotkeys), .label-btn[data-index][data-label] (the label picker; the loop writes each label's key into its
+// .hotkey element and aria-keyshortcuts). templates/web/tools/_panel.html and _help.html give the standard markup.
 import { api } from "./api.js";
+import { labelHotkeys, labelIndexForKey } from "./hotkeys.js";
 
+// Refusals after which the item is no longer the annotator's: show why and load the next one.
+const TASK_GONE = new Set(["task_done", "task_taken", "not_leased"]);
 const IDLE_MS = 30_000;   // activity older than this does not count as working on the item
 const TICK_MS = 250;
 
+// A help row whose keys are LABEL_KEY reads "a label's key": the key shown on each label button.
+export const LABEL_KEY = "label key";
+
 export const COMMON_HOTKEYS = [
-  ["1 … 9, 0", "choose label 1–9, and the 10th label"],
   ["Enter", "submit and load the next item"],
   ["S", "skip this item (it goes back to the queue for others)"],
   ["Ctrl+Z", "undo"],
@@ -53,16 +64,43 @@ export function isTyping(target) {
   return Boolean(target && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName)));
 }
 
+// The label picker's key, on the button: its .hotkey element (made if missing) and aria-keyshortcuts.
+export function showHotkey(button, key) {
+  let badge = button.querySelector(".hotkey");
+  if (!badge) { badge = document.createElement("kbd"); button.prepend(badge); }
+  badge.className = key ? "hotkey" : "hotkey hotkey-none";
+  badge.textContent = key || "";
+  if (key) {
+    badge.removeAttribute("aria-hidden");
+    button.setAttribute("aria-keyshortcuts", key);
+    button.title = `Key ${key}`;
+  } else {
+    badge.setAttribute("aria-hidden", "true");
+    button.removeAttribute("aria-keyshortcuts");
+    button.title = "No key: click to choose";
+  }
+}
+
+// The "?" overlay's row for the label keys: which key picks which label.
+export function labelKeysRow(labels, keys) {
+  const keyed = labels.map((label, i) => [keys[i], label]).filter(([k]) => k);
+  const list = keyed.map(([k, label]) => `<kbd>${esc(k)}</kbd>&nbsp;${esc(label)}`).join(" · ");
+  const rest = labels.length - keyed.length;
+  const tail = rest ? ` (${rest} more label${rest === 1 ? "" : "s"} without a key: click them)` : "";
+  return `<tr class="label-keys"><th scope="row">label keys</th><td>choose a label: ${list}${tail}</td></tr>`;
+}
+
 export function readConfig(id = "annotate-config") {
   return JSON.parse(document.getElementById(id).textContent);
 }
 
+const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
+
 function kbdHtml(keys) {
-  const esc = (s) => s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
   // "Ctrl+Shift+Z / Ctrl+Y" → <kbd>Ctrl</kbd>+<kbd>Shift</kbd>+<kbd>Z</kbd> / ...; "1 … 9" keeps the ellipsis
   return keys.split(" / ").map((alt) => alt.split(/(\s*…\s*|,\s*)/).map((part) => {
     if (/^\s*…\s*$/.test(part) || /^,\s*$/.test(part)) return esc(part);
-    return part.split("+").map((k) => `<kbd>${esc(k)}</kbd>`).join("+");
+    return part.split("+").map((k) => (k === LABEL_KEY ? "a label’s key" : `<kbd>${esc(k)}</kbd>`)).join("+");
   }).join("")).join(" / ");
 }
 
@@ -82,6 +120,7 @@ export function createToolLoop(options) {
   const state = Object.assign({
     project: o.projectId,
     labels: o.labels,
+    hotkeys: labelHotkeys(o.labels),
     task: null,
     selected: null,
     submitted: 0,
@@ -225,8 +264,9 @@ export function createToolLoop(options) {
   function clearError() { state.error = null; state.errorCode = null; state.errorDetails = null; }
 
   // -- help overlay --------------------------------------------------------------------------------
+  for (const button of labelButtons) showHotkey(button, state.hotkeys[Number(button.dataset.index)]);
   if (el.helpKeys) {
-    el.helpKeys.innerHTML = [...(o.hotkeys || []), ...COMMON_HOTKEYS]
+    el.helpKeys.innerHTML = labelKeysRow(state.labels, state.hotkeys) + [...(o.hotkeys || []), ...COMMON_HOTKEYS]
       .map(([keys, what]) => `<tr><th scope="row">${kbdHtml(keys)}</th><td>${what}</td></tr>`).join("");
   }
   let focusBeforeHelp = null;
@@ -248,6 +288,7 @@ export function createToolLoop(options) {
   // -- the loop --------------------------------------------------------------------------------------
   async function loadNext() {
     state.status = "loading";
+    state.selected = null;  // a choice belongs to one item: the next starts with none (onTask may pre-select)
     render();
     let response;
     try {
@@ -307,7 +348,7 @@ export function createToolLoop(options) {
       if (o.onSubmitted) o.onSubmitted(state.last, state);
     } catch (err) {
       showError(err);
-      if (err.code !== "task_done" && err.code !== "not_leased") {
+      if (!TASK_GONE.has(err.code)) {
         state.status = "ready";  // keep the item: the user can fix it, retry or skip
         render();
         return;
@@ -328,7 +369,7 @@ export function createToolLoop(options) {
       state.skipped += 1;
     } catch (err) {
       showError(err);
-      if (err.code !== "task_done" && err.code !== "not_leased") {
+      if (!TASK_GONE.has(err.code)) {
         state.status = "ready";
         render();
         return;
@@ -363,7 +404,7 @@ export function createToolLoop(options) {
     if (mod || event.altKey) return;
     if (/^[0-9]$/.test(key)) {
       event.preventDefault();
-      choose(key === "0" ? 9 : Number(key) - 1);
+      choose(labelIndexForKey(state.hotkeys, key));  // -1 (a digit no label has): nothing
     } else if (key === "Enter") {
       if (state.status === "empty") return;  // let Enter activate the focused button there
       if (state.status === "error") { event.preventDefault(); clearError(); loadNext(); return; }

@@ -13,7 +13,8 @@
 //   of the task: ms since navigation for the first task), lastZoomMs, lastRegionMs}, redraws.
 import WaveSurfer from "wavesurfer";
 import RegionsPlugin from "wavesurfer/regions";
-import { createToolLoop, readConfig } from "../tool_common.js";
+import { labelIndexForKey } from "../hotkeys.js";
+import { createToolLoop, LABEL_KEY, readConfig } from "../tool_common.js";
 
 const config = readConfig();
 const REGIONS = config.taskType === "audio_regions";
@@ -628,14 +629,14 @@ function onEmpty(s) {
 
 function collect(s) {
   if (!REGIONS) {
-    if (!s.selected) throw new Error("Choose the clip's label first (keys 1–9 and 0).");
+    if (!s.selected) throw new Error("Choose the clip's label first: press its key (shown on its button) or click it.");
     return { label: s.selected };
   }
   const ordered = sortedIds.map(findRegion).filter(Boolean);
   const missing = ordered.findIndex((r) => !r.label);
   if (missing >= 0) {
     selectRegion(ordered[missing].id, { reveal: true });
-    throw new Error(`Region ${missing + 1} has no label: it is selected now, press a digit to label it.`);
+    throw new Error(`Region ${missing + 1} has no label: it is selected now, press a label key to label it.`);
   }
   const regions = ordered.map((r) => {
     const out = { label: r.label, start: round3(Math.max(0, r.start)), end: round3(Math.min(s.duration || r.end, r.end)) };
@@ -680,8 +681,7 @@ function onKey(event, s) {
   }
   if (!REGIONS) return false;
   if (event.shiftKey && /^Digit[0-9]$/.test(event.code)) {
-    const d = Number(event.code.slice(5));
-    const label = config.labels[d === 0 ? 9 : d - 1];
+    const label = config.labels[labelIndexForKey(s.hotkeys, event.code.slice(5))];  // Shift+7: the label keyed 7
     if (label) setClipLabel(s.clipLabel === label ? null : label);
     return true;
   }
@@ -706,13 +706,13 @@ loop = createToolLoop({
     ["Space", "play / pause"],
     ...(REGIONS ? [
       ["drag", "on the waveform: create a region (drag its edges to resize, its body to move)"],
-      ["1 … 9, 0", "label the selected region (and new regions)"],
-      ["Shift+1 … 9", "set or clear the clip label"],
+      [LABEL_KEY, "label the selected region (and new regions)"],
+      [`Shift+${LABEL_KEY}`, "set or clear the clip label"],
       ["T", "edit the selected region's transcript (Enter saves, Shift+Enter new line, Esc leaves)"],
       ["Delete / Backspace", "delete the selected region"],
       ["[ / ]", "previous / next region"],
       ["Esc", "deselect the region"],
-    ] : [["1 … 9, 0", "choose the clip's label"]]),
+    ] : [[LABEL_KEY, "choose the clip's label"]]),
     ["+ / −", "zoom in / out"],
     ["F", "fit the whole clip"],
     ["← / →", "seek 1 s (Shift: 5 s)"],

@@ -10,7 +10,7 @@
 //   selection ({kind:"box"|"polygon", index} | null), vertex (selected polygon vertex index | null),
 //   draft (polygon being drawn: [[x,y],...] | null), view {scale, tx, ty}, image {width, height},
 //   drawMs (last frame's draw time), frames (frames drawn).
-import { createToolLoop, readConfig } from "../tool_common.js";
+import { createToolLoop, LABEL_KEY, readConfig } from "../tool_common.js";
 
 const config = readConfig();
 const PALETTE = ["#3b82f6", "#f97316", "#22c55e", "#e11d48", "#a855f7", "#eab308", "#06b6d4", "#ec4899",
@@ -55,7 +55,7 @@ const loop = createToolLoop({
     ["V", "select and edit shapes"],
     ["B", "draw boxes (or drag on an empty spot in select mode)"],
     ["P", "draw a polygon: click vertices; click the first one, Enter or double-click closes it"],
-    ["1 … 9, 0", "with a shape selected: change its label (and the label for new shapes)"],
+    [LABEL_KEY, "with a shape selected: change its label (and the label for new shapes)"],
     ["Delete / Backspace", "delete the selected vertex or shape (while drawing: the last vertex)"],
     ["Alt+click", "on a polygon edge: insert a vertex; on a vertex: delete it"],
     ["Arrows", "move the selected shape by 1 px (Shift: 10 px)"],
@@ -71,7 +71,9 @@ const loop = createToolLoop({
     state.selection = null;
     state.vertex = null;
     state.draft = null;
-    if (state.selected === null) state.selected = state.labels[0] ?? null;
+    drag = null;  // a gesture begun on the last item must not edit this one
+    hover = null;
+    state.selected = state.labels[0] ?? null;  // the loop cleared the last item's choice: new shapes get the first label
     loadPrediction(task.prediction, state);
     imgReady = false;
     img.src = task.sample.content_url;
@@ -524,7 +526,7 @@ function renderPanel(s) {
     const text = document.createElement("span");
     text.innerHTML = `<b></b> ${sel.kind} ${sel.index + 1}${shape.predicted ? " · from the model" : ""}<br><span class="small muted"></span>`;
     text.querySelector("b").textContent = shape.label;
-    text.querySelector(".small").textContent = `${geometry} · digits relabel · Delete removes`;
+    text.querySelector(".small").textContent = `${geometry} · label keys relabel · Delete removes`;
     box.append(sw, text);
   }
   renderZoom();

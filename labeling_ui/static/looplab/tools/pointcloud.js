@@ -164,8 +164,11 @@ async function onTask(task, s) {
   const t0 = performance.now();
   disposeCloud();
   Object.assign(s, { cloudReady: false, cuboids: [], activeCuboid: -1, lastSelection: null, eraser: false, pointLabels: null });
+  drag = null;  // a gesture begun on the last cloud must not land on this one
+  controls.enabled = true;
   rebuildCuboids();
-  if (SEG && s.selected === null) s.selected = s.labels[0] ?? null;
+  // The loop cleared the last cloud's choice (classification: none until a key, a click or the model's label).
+  if (SEG) s.selected = s.labels[0] ?? null;  // the brush label starts at the first label
   const cloud = await fetchPoints(task.sample.id);
   const tFetch = performance.now();
   positions = cloud.data;
@@ -214,7 +217,7 @@ async function onTask(task, s) {
     s.activeCuboid = s.cuboids.length ? 0 : -1;
   }
   if (TASK === "classification" && p && p.label && s.labels.includes(p.label)) s.selected = p.label;
-  if (CUB && s.selected === null) s.selected = s.labels[0] ?? null;
+  if (CUB) s.selected = s.labels[0] ?? null;  // new cuboids get the first label until a key picks another
 
   recolor();
   placeGrid();
@@ -248,7 +251,7 @@ function onEmpty(s) {
 
 function collect(s) {
   if (TASK === "classification") {
-    if (s.selected === null) throw new Error("Choose a label first (keys 1–9 and 0).");
+    if (s.selected === null) throw new Error("Choose a label first: press its key (shown on its button) or click it.");
     return { label: s.selected };
   }
   if (!s.cloudReady) throw new Error("The cloud is not loaded; skip this item (S).");
@@ -515,7 +518,7 @@ canvas.addEventListener("pointerdown", (event) => {
   if (state.status !== "ready" || !state.cloudReady || event.button !== 0) return;
   const xy = localXY(event);
   if (SEG && state.tool !== "orbit") {
-    if (currentLabelIndex() < 0 && !state.eraser) { state.error = "Choose a label first (keys 1–9 and 0)."; loop.render(); return; }
+    if (currentLabelIndex() < 0 && !state.eraser) { state.error = "Choose a label first: press its key (shown on its button) or click it."; loop.render(); return; }
     canvas.setPointerCapture(event.pointerId);
     if (state.tool === "lasso") drag = { kind: "lasso", poly: [...xy] };
     else if (state.tool === "box") drag = { kind: "box", start: xy, end: xy };
