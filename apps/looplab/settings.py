@@ -339,7 +339,7 @@ LOOPLAB = {
     "MAX_IMAGE_PIXELS": env("LOOPLAB_MAX_IMAGE_PIXELS", 40_000_000, cast=int),
     "MAX_AUDIO_SECONDS": env("LOOPLAB_MAX_AUDIO_SECONDS", 30.0, cast=float),
     "MAX_LONG_AUDIO_SECONDS": env("LOOPLAB_MAX_LONG_AUDIO_SECONDS", 7200.0, cast=float),
-    # decoded-size caps, checked from the file's header before decoding (decompression bombs are a 413):
+    # decoded-size caps, checked from the header before decoding (a decompression bomb is refused, code too_large):
     # audio frames x channels (57.6 M: 10 min of 48 kHz stereo, 1 h of 16 kHz mono), points, points x fields
     "MAX_AUDIO_SAMPLES": env("LOOPLAB_MAX_AUDIO_SAMPLES", 57_600_000, cast=int),
     "MAX_POINTS": env("LOOPLAB_MAX_POINTS", 5_000_000, cast=int),

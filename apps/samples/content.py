@@ -26,7 +26,10 @@ def validate_content(modality: str, data: bytes, *, long_audio: bool = False) ->
     know about it (image width/height, audio duration, number of points). Raises ml.errors.InvalidInput.
 
     Audio clips for classification may be at most LOOPLAB_MAX_AUDIO_SECONDS long; recordings for
-    region annotation (``long_audio``) up to LOOPLAB_MAX_LONG_AUDIO_SECONDS."""
+    region annotation (``long_audio``) up to LOOPLAB_MAX_LONG_AUDIO_SECONDS. Every decoded size is
+    capped and checked from the header before decoding (ml.errors.TooLarge: at ingest a 422 whose item code is too_large):
+    LOOPLAB_MAX_IMAGE_PIXELS, LOOPLAB_MAX_AUDIO_SAMPLES (frames x channels), LOOPLAB_MAX_POINTS and
+    LOOPLAB_MAX_POINT_VALUES (points x fields)."""
     if modality == "image":
         from ml.modalities.image import validate_image
 
@@ -36,23 +39,30 @@ def validate_content(modality: str, data: bytes, *, long_audio: bool = False) ->
         from ml.modalities.audio import validate_audio
 
         limit = settings.LOOPLAB["MAX_LONG_AUDIO_SECONDS" if long_audio else "MAX_AUDIO_SECONDS"]
-        info = validate_audio(data, max_duration_s=limit)
+        info = validate_audio(data, max_duration_s=limit, max_samples=settings.LOOPLAB["MAX_AUDIO_SAMPLES"])
         return info.format, {"duration_s": info.duration_s, "sample_rate": info.sample_rate, "channels": info.channels}
     if modality == "pointcloud":
         from ml.modalities.pointcloud import validate_points
 
-        info = validate_points(data)
+        info = validate_points(data, **point_limits())
         return info.format, {"n_points": info.n_points}
     raise ValidationFailed(f"Unknown modality {modality!r}.", code="invalid_modality")
 
 
+def point_limits() -> dict:
+    """The point-cloud caps of this server, as keyword arguments of ml.modalities.pointcloud's readers."""
+    return {"max_points": settings.LOOPLAB["MAX_POINTS"], "max_values": settings.LOOPLAB["MAX_POINT_VALUES"]}
+
+
 def load_batch(modality: str, blobs: list[bytes]) -> np.ndarray:
-    """Model input for a batch of validated contents (shapes per ml/ contract)."""
+    """Model input for a batch of validated contents (shapes per ml/ contract). The same caps as at
+    ingest apply (a file:// sample was never validated); long audio is read in blocks."""
     module, fn, options = {
-        "image": ("ml.modalities.image", "load_images", {}),
+        "image": ("ml.modalities.image", "load_images", {"max_pixels": settings.LOOPLAB["MAX_IMAGE_PIXELS"]}),
         # Long recordings (region projects) are cut to their loudest window for the model.
-        "audio": ("ml.modalities.audio", "load_audio_batch", {"max_duration_s": settings.LOOPLAB["MAX_LONG_AUDIO_SECONDS"]}),
-        "pointcloud": ("ml.modalities.pointcloud", "load_points_batch", {}),
+        "audio": ("ml.modalities.audio", "load_audio_batch", {"max_duration_s": settings.LOOPLAB["MAX_LONG_AUDIO_SECONDS"],
+                                                              "max_samples": settings.LOOPLAB["MAX_AUDIO_SAMPLES"]}),
+        "pointcloud": ("ml.modalities.pointcloud", "load_points_batch", point_limits()),
     }[modality]
     return getattr(importlib.import_module(module), fn)(blobs, **options)
 
@@ -129,8 +139,14 @@ def open_content(sample):
 
 
 def read_content(sample) -> bytes:
+    """The sample's bytes, at most LOOPLAB_MAX_REQUEST_BYTES of them (what a push can carry): a larger
+    file (a file:// reference, never validated) is ContentUnavailable, found without reading it all."""
+    limit = settings.LOOPLAB_MAX_REQUEST_BYTES
     with open_content(sample) as fh:
         try:
-            return fh.read()
+            data = fh.read(limit + 1)
         except OSError as exc:
             raise ContentUnavailable(f"cannot read the content: {exc}") from exc
+    if len(data) > limit:
+        raise ContentUnavailable(f"the content is larger than LOOPLAB_MAX_REQUEST_BYTES ({limit} bytes)")
+    return data

@@ -6,7 +6,8 @@ content, keyed by the content hash (content-addressed, so a cache entry never go
 
 Decoding follows ml.modalities.audio's conventions (libsndfile through ``soundfile``, float32,
 ``always_2d``) but streams the file in blocks: an hour of 16 kHz audio is read ~1 M frames at a time,
-never as one float64 (or float32) array.
+never as one float64 (or float32) array. The header is checked against the caps of ingest first
+(LOOPLAB_MAX_AUDIO_SAMPLES, LOOPLAB_MAX_LONG_AUDIO_SECONDS) and decoded frames are counted against them.
 
 Peaks (a multi-resolution set): a request for ``buckets`` picks ``samples_per_bucket`` as the smallest
 power of two with ``ceil(frames / samples_per_bucket) <= buckets``; bucket ``i`` covers frames
@@ -31,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
@@ -126,13 +128,39 @@ def open_sound(sample):
             if sound.samplerate <= 0 or sound.channels <= 0:
                 raise ValidationFailed("The audio header has no sample rate or channels.", code="audio_unreadable",
                                        status_code=409)
+            _check_limits(sound)
             yield sound
 
 
-def _blocks(sound, block_frames: int, dtype: str = "float32"):
-    """(frames, channels) blocks; a damaged body ends in a 409, not a 500."""
+def _check_limits(sound) -> None:
+    """The caps of ingest (LOOPLAB_MAX_AUDIO_SAMPLES, LOOPLAB_MAX_LONG_AUDIO_SECONDS), from the header: a
+    file:// sample was never validated, and a decompression bomb is refused before it is decoded."""
+    from ml.errors import MLError
+    from ml.modalities.audio import check_header
+
     try:
-        yield from sound.blocks(blocksize=block_frames, dtype=dtype, always_2d=True)
+        check_header(sound, max_duration_s=settings.LOOPLAB["MAX_LONG_AUDIO_SECONDS"],
+                     max_samples=settings.LOOPLAB["MAX_AUDIO_SAMPLES"])
+    except MLError as exc:
+        raise ValidationFailed(f"The audio cannot be drawn: {exc.message}", code=exc.code, details=exc.details,
+                               status_code=409) from exc
+
+
+def _blocks(sound, block_frames: int, dtype: str = "float32"):
+    """(frames, channels) blocks; a damaged body ends in a 409, not a 500, and so does a body that decodes to
+    more than LOOPLAB_MAX_AUDIO_SAMPLES (counted as it is read: some containers do not announce a length)."""
+    limit = settings.LOOPLAB["MAX_AUDIO_SAMPLES"] // max(1, int(sound.channels))
+    read = 0
+    try:
+        for y in sound.blocks(blocksize=block_frames, dtype=dtype, always_2d=True):
+            read += y.shape[0]
+            if read > limit:
+                raise ValidationFailed(f"The audio decodes to more than {settings.LOOPLAB['MAX_AUDIO_SAMPLES']} samples.",
+                                       code="too_large", details={"max_samples": settings.LOOPLAB["MAX_AUDIO_SAMPLES"]},
+                                       status_code=409)
+            yield y
+    except ValidationFailed:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise ValidationFailed(f"The audio data is truncated or corrupt: {exc}", code="audio_unreadable",
                                status_code=409) from exc

@@ -123,7 +123,7 @@ def points_decode(data: bytes) -> PointArrays:
     """Decode point-cloud bytes to float32 arrays (every point, file order). Raises ml.errors.MLError."""
     from ml.modalities.pointcloud import read_points, sniff_format
 
-    xyz = read_points(data)
+    xyz = read_points(data, **content_io.point_limits())  # the caps of ingest, checked from the header
     fmt = sniff_format(data) or ""
     intensity = _intensity(data, fmt, xyz.shape[0])
     if intensity is None:

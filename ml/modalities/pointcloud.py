@@ -6,7 +6,10 @@ Pipeline for untrusted bytes (:func:`load_points`):
    magic), PCD (``# .PCD`` / ``VERSION`` / ``FIELDS`` header), XYZ (text lines of
    at least three numbers);
 2. the point count is read from the header (PLY ``element vertex``, PCD
-   ``POINTS``, XYZ line count) and checked against ``max_points`` before parsing;
+   ``POINTS``, XYZ line count) and checked against ``max_points``, and points x
+   fields (PLY vertex properties, PCD ``COUNT``s) against ``max_values``, before
+   parsing; a PCD ``binary_compressed`` body must announce exactly that many
+   bytes uncompressed (so a small file cannot inflate past the caps);
 3. open3d parses the data from a temporary file (open3d reads only files).
    open3d returns an *empty* cloud on a bad file instead of raising, so an empty
    result is :class:`~ml.errors.CorruptData` when the header promised points and
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import tempfile
 from dataclasses import dataclass
 from typing import Sequence
@@ -35,6 +39,7 @@ __all__ = [
     "ALLOWED_FORMATS",
     "DEFAULT_N_POINTS",
     "DEFAULT_MAX_POINTS",
+    "DEFAULT_MAX_VALUES",
     "PointCloudInfo",
     "sniff_format",
     "read_points",
@@ -52,6 +57,9 @@ __all__ = [
 ALLOWED_FORMATS: tuple[str, ...] = ("PLY", "PCD", "XYZ")
 DEFAULT_N_POINTS = 1024
 DEFAULT_MAX_POINTS = 5_000_000
+# Points x fields (the scalar values a reader decodes: x, y, z, colour, normal, intensity...), checked
+# from the header before parsing: a PCD binary_compressed body inflates to exactly this many values.
+DEFAULT_MAX_VALUES = 30_000_000
 _FPS_PREPOOL = 8  # FPS runs on at most n_points * _FPS_PREPOOL points (seeded subsample first)
 
 
@@ -131,6 +139,34 @@ def _header_count(data: bytes, fmt: str) -> int | None:
         return int(w.group(1)) * int(h.group(1)) if (w and h) else None
     if fmt == "XYZ":
         return sum(1 for ln in data.splitlines() if ln.strip() and not ln.lstrip().startswith(b"#"))
+    return None
+
+
+def _header_fields(data: bytes, fmt: str) -> int | None:
+    """Scalar values per point announced by the header (PLY vertex properties, PCD sum of COUNT), or None."""
+    if fmt == "PLY":
+        end = data.find(b"end_header")
+        header = data[: end if end >= 0 else 65536].decode("ascii", errors="replace").splitlines()
+        n, in_vertex = 0, False
+        for ln in header:
+            parts = ln.split()
+            if parts and parts[0] == "element":
+                if in_vertex:
+                    break
+                in_vertex = len(parts) > 1 and parts[1] == "vertex"
+            elif parts and parts[0] == "property" and in_vertex:
+                n += 1
+        return n or None
+    if fmt == "PCD":
+        header = data[:65536]
+        f = re.search(rb"^FIELDS\s+(.+)$", header, re.MULTILINE)
+        c = re.search(rb"^COUNT\s+(.+)$", header, re.MULTILINE)
+        try:
+            if c:
+                return sum(int(v) for v in c.group(1).split()) or None
+        except ValueError:
+            return None
+        return len(f.group(1).split()) if f else None
     return None
 
 
@@ -243,14 +279,24 @@ def _pcd_shortfall(data: bytes) -> str | None:
         if len(lines) < count:
             return f"PCD body has {len(lines)} rows, the header announces {count} points"
         return _check_ascii_rows(lines[:count], "PCD", min_tokens=1)
-    elif kind == "binary":
+    elif kind in ("binary", "binary_compressed"):
         sizes, counts = ints("SIZE"), ints("COUNT")
         if sizes is None:
             return "PCD header has no SIZE line"
         counts = counts or [1] * len(sizes)
         row = sum(a * b for a, b in zip(sizes, counts))
-        if len(body) < row * count:
+        if kind == "binary" and len(body) < row * count:
             return f"PCD body has {len(body)} bytes, the header needs {row * count}"
+        if kind == "binary_compressed":
+            # two uint32 (compressed, uncompressed size), then the LZF data: the reader allocates the
+            # uncompressed size, so it must be exactly what the header's points and fields make
+            if len(body) < 8:
+                return "PCD binary_compressed body has no size words"
+            compressed, uncompressed = struct.unpack("<II", body[:8])
+            if uncompressed != row * count:
+                return f"PCD binary_compressed body inflates to {uncompressed} bytes, the header needs {row * count}"
+            if len(body) - 8 < compressed:
+                return f"PCD binary_compressed body has {len(body) - 8} bytes, it announces {compressed}"
     return None
 
 
@@ -260,6 +306,7 @@ def _read(
     fmt: str | None,
     max_points: int,
     allowed_formats: Sequence[str],
+    max_values: int = DEFAULT_MAX_VALUES,
 ):
     data = _as_bytes(data)
     if not data:
@@ -292,6 +339,14 @@ def _read(
         raise TooLarge(
             f"point cloud has {announced} points, more than the limit of {max_points}",
             details={"format": fmt, "n_points": announced, "max_points": max_points},
+        )
+    fields = _header_fields(data, fmt)
+    if announced is not None and fields is not None and announced * fields > max_values:
+        raise TooLarge(
+            f"point cloud has {announced} points x {fields} fields = {announced * fields} values, "
+            f"more than the limit of {max_values}",
+            details={"format": fmt, "n_points": announced, "fields": fields, "values": announced * fields,
+                     "max_values": max_values},
         )
 
     if fmt in ("PLY", "PCD"):
@@ -361,9 +416,10 @@ def read_points(
     fmt: str | None = None,
     max_points: int = DEFAULT_MAX_POINTS,
     allowed_formats: Sequence[str] = ALLOWED_FORMATS,
+    max_values: int = DEFAULT_MAX_VALUES,
 ) -> np.ndarray:
     """Validate and parse to raw ``(P, 3)`` float64 coordinates in the file's own units."""
-    pts, _ = _read(data, fmt=fmt, max_points=max_points, allowed_formats=allowed_formats)
+    pts, _ = _read(data, fmt=fmt, max_points=max_points, allowed_formats=allowed_formats, max_values=max_values)
     return pts
 
 
@@ -373,9 +429,10 @@ def validate_points(
     *,
     max_points: int = DEFAULT_MAX_POINTS,
     allowed_formats: Sequence[str] = ALLOWED_FORMATS,
+    max_values: int = DEFAULT_MAX_VALUES,
 ) -> PointCloudInfo:
     """Check ``data`` is a readable, non-empty, finite point cloud of an accepted format and size."""
-    pts, info = _read(data, fmt=fmt, max_points=max_points, allowed_formats=allowed_formats)
+    pts, info = _read(data, fmt=fmt, max_points=max_points, allowed_formats=allowed_formats, max_values=max_values)
     _check_extent(pts, info.format)
     return info
 
@@ -481,9 +538,10 @@ def load_points(
     fmt: str | None = None,
     max_points: int = DEFAULT_MAX_POINTS,
     allowed_formats: Sequence[str] = ALLOWED_FORMATS,
+    max_values: int = DEFAULT_MAX_VALUES,
 ) -> np.ndarray:
     """Validate, parse, normalise to the unit sphere and resample: ``(n_points, 3)`` float32."""
-    pts, info = _read(data, fmt=fmt, max_points=max_points, allowed_formats=allowed_formats)
+    pts, info = _read(data, fmt=fmt, max_points=max_points, allowed_formats=allowed_formats, max_values=max_values)
     try:
         norm = normalize_points(pts)
     except MLError as e:
@@ -500,12 +558,15 @@ def load_points_batch(
     fmt: str | None = None,
     max_points: int = DEFAULT_MAX_POINTS,
     allowed_formats: Sequence[str] = ALLOWED_FORMATS,
+    max_values: int = DEFAULT_MAX_VALUES,
 ) -> np.ndarray:
     """:func:`load_points` over a sequence -> ``(N, n_points, 3)`` float32 (errors carry ``details["index"]``)."""
     out = np.empty((len(blobs), int(n_points), 3), dtype=np.float32)
     for i, blob in enumerate(blobs):
         try:
-            out[i] = load_points(blob, n_points=n_points, fmt=fmt, max_points=max_points, allowed_formats=allowed_formats)
+            out[i] = load_points(
+                blob, n_points=n_points, fmt=fmt, max_points=max_points, allowed_formats=allowed_formats, max_values=max_values
+            )
         except MLError as e:
             e.details.setdefault("index", i)
             raise
