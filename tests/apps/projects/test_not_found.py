@@ -61,6 +61,21 @@ def test_an_outsider_gets_the_same_404_for_a_real_id_and_a_missing_one(api, outs
         assert error["code"] == "not_found" and error["message"] == f"{kind.capitalize()} not found.", (kind, error)
         # and a member asking for a missing id gets that body too
         assert getattr(member, method)(path.format(MISSING), body, format="json").json() == hidden.json(), kind
+    # the other routes of those objects answer the same (nothing is cancelled, flagged or stored by an outsider)
+    ids = {kind: real_id for kind, (_, _, real_id) in one_of_each.items()}
+    more = [("Task", "post", "/api/v1/tasks/{}/annotations/", ids["task"]),
+            ("Model", "get", "/api/v1/models/{}/confusion.png", ids["model"]),
+            ("Export", "get", "/api/v1/exports/{}/download", ids["export"]),
+            ("Drift check", "post", "/api/v1/drift-checks/{}/flag/", ids["drift check"])]
+    for kind, prefix in (("Round", "rounds"), ("Training run", "training-runs"), ("Export", "exports"),
+                         ("Label check", "label-checks"), ("Drift check", "drift-checks")):
+        more.append((kind, "post", f"/api/v1/{prefix}/{{}}/cancel/", ids[kind.lower()]))
+    for kind, method, path, real_id in more:
+        hidden = getattr(outside, method)(path.format(real_id), {"result": {"label": "1"}}, format="json")
+        missing = getattr(outside, method)(path.format(MISSING), {"result": {"label": "1"}}, format="json")
+        assert hidden.status_code == missing.status_code == 404, (path, hidden.content, missing.content)
+        assert hidden.json() == missing.json() == {"error": {"code": "not_found", "message": f"{kind} not found.",
+                                                             "details": {}}}, path
 
 
 @pytest.mark.parametrize("path", ["/api/v1/samples/{}/content/", "/api/v1/samples/{}/similar/",
