@@ -179,8 +179,13 @@ def test_draw_box_and_polygon_undo_redo_submit(live_server, detection_project, n
     page.keyboard.press("Enter")
     page.wait_for_function("id => { const s = window.__looplab; return s.submitted === 1 && (!s.task || s.task.id !== id); }",
                            arg=task_id)
+    page.wait_for_function("() => window.__looplab.status === 'ready'")
     s = _state(page)
     assert s["boxes"] == [] and s["polygons"] == [] and s["undoDepth"] == 0
+    # Nothing of the last item's choice carries over: no shape selected, new shapes get the first label again
+    # (the last item ended with "blob" chosen).
+    assert s["task"]["id"] != task_id and s["selection"] is None and s["draft"] is None
+    assert s["selected"] == LABELS[0]
 
     annotation = Annotation.objects.get(task_id=task_id)
     result = annotation.result
