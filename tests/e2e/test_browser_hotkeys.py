@@ -6,6 +6,8 @@
 - Every new item starts with no label chosen: the image classifier and the 3D (point cloud) classifier
   open the next item with nothing selected and Submit disabled.
 - hotkeys.js (the one rule every tool uses) answers the same table in the browser as under Node.
+- A submit after the lease ran out and another annotator claimed the task: the page says why, stores
+  nothing and moves on to the next item.
 State is built through services; checked: window.__looplab, the page, and the stored Annotation rows.
 """
 from __future__ import annotations
@@ -151,3 +153,28 @@ def test_the_key_rule_in_the_browser(live_server, people, new_page):
               m.labelHotkeys(['a','b','c','d','e','f','g','h','i','j','k']), m.labelHotkeys(['x','7','10'])];
     }""")
     assert table == [DIGITS, ["2", "1", "3"], ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0", None], ["1", "7", "2"]]
+
+
+def test_a_late_submit_on_a_taken_task_says_why_and_moves_on(live_server, people, digits, new_page):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.labeling.models import Annotation, Task
+    from apps.labeling.services import task_lease_next
+
+    project = _image_project(people, DIGITS, digits, n_tasks=2)
+    page = _open(new_page, live_server, project)
+    task = page.evaluate("() => window.__looplab.task")
+    past = timezone.now() - timedelta(hours=2)  # the annotator went for lunch; the lease ran out
+    Task.objects.filter(pk=task["id"]).update(lease_expires_at=past, available_at=past)
+    assert task_lease_next(project=project, user=people["lead"]).pk == task["id"]  # someone else took it
+    page.keyboard.press("4")
+    page.keyboard.press("Enter")
+    page.wait_for_function(READY_NEXT, arg=task["id"])
+    state = page.evaluate("() => window.__looplab")
+    assert state["errorCode"] == "task_taken" and state["submitted"] == 0
+    assert "Another annotator holds this task" in page.inner_text("#annotate-error")
+    assert state["task"]["id"] != task["id"] and state["selected"] is None
+    assert not Annotation.objects.exists()
+    assert Task.objects.get(pk=task["id"]).leased_by_id == people["lead"].pk
