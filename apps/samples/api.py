@@ -18,7 +18,7 @@ from apps.core.errors import ValidationFailed
 from apps.core.pagination import Pagination
 from apps.core.services import idempotent_call, request_fingerprint
 from apps.samples import content as content_io
-from apps.samples.selectors import sample_get, samples_filter
+from apps.samples.selectors import MAX_METADATA_FILTERS, METADATA_OPERATORS, sample_get, samples_filter
 from apps.samples.services import IngestItem, samples_ingest
 
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "BMP": "image/bmp", "WAV": "audio/wav",
@@ -150,6 +150,27 @@ def _push_fingerprint(request) -> str:
     return request_fingerprint(digest.hexdigest().encode() + fields.encode())
 
 
+_METADATA_FILTER_HELP = (
+    "Metadata filters, one query parameter each, all of them must hold: `metadata.<key>=<value>` keeps the samples "
+    "whose metadata has `<key>` equal to the value (a value that reads as a JSON number, true, false or null is "
+    "compared as one, anything else as text), and `metadata.<key>:<op>=<value>` applies an operator: "
+    + "; ".join(f"`{op}` {text}" for op, text in METADATA_OPERATORS.items())
+    + ". Range operators compare numbers (and numeric text) only. The key is always a JSON key, never a query "
+    "operator: `metadata.regex=x` is the key `regex`. The operator follows the last `:`, so a key containing `:` "
+    "needs an explicit `:eq`. An unknown operator answers 400 `unknown_filter_operator`; a bad key or value 422 "
+    f"`invalid_filter`. At most {MAX_METADATA_FILTERS} filters. Examples: `metadata.time_of_day=night`, "
+    "`metadata.speed:gte=50&metadata.speed:lt=80`, `metadata.camera:in=front,rear`."
+)
+# Described as one exploded object whose property names are the query parameters, so that a client generated
+# from the schema (or a fuzzer) can send any metadata filter.
+_METADATA_FILTER_SCHEMA = {
+    "type": "object",
+    "patternProperties": {r"^metadata\.[^:\x00-\x1f]{1,40}(:(eq|gt|gte|lt|lte|in|[a-z_]{1,12}))?$": {
+        "anyOf": [{"type": "number"}, {"type": "string"}]}},
+    "additionalProperties": False,
+}
+
+
 class SampleListPush(ProjectScopedView):
     parser_classes = [JSONParser, MultiPartParser]
 
@@ -180,10 +201,11 @@ class SampleListPush(ProjectScopedView):
         return response
 
     @extend_schema(
-        parameters=[OpenApiParameter("split", str), OpenApiParameter("labeled", bool),
+        parameters=[OpenApiParameter("split", str, enum=["train", "val", "test"]), OpenApiParameter("labeled", bool),
                     OpenApiParameter("low_confidence", bool), OpenApiParameter("external_id", str),
-                    OpenApiParameter("metadata.<key>", str, description="filter on a metadata field, e.g. metadata.time_of_day=night")],
-        responses=SampleOut(many=True), summary="List samples with filters")
+                    OpenApiParameter("metadata", _METADATA_FILTER_SCHEMA, style="form", explode=True,
+                                     description="`metadata.<key>[:<op>]=<value>` filters, described above")],
+        responses=SampleOut(many=True), summary="List samples with filters", description=_METADATA_FILTER_HELP)
     def get(self, request, project_id):
         project = self.project(request, project_id)
         params = request.query_params

@@ -2,9 +2,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
+from dataclasses import dataclass
 
-from apps.core.errors import ValidationFailed
+from django.db.models import Case, FloatField, Q, When
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
+from django.db.models.functions import Cast
+
+from apps.core.errors import DomainError, ValidationFailed
 from apps.core.ids import get_by_id
 from apps.samples.models import Sample
 
@@ -33,22 +37,108 @@ def samples_filter(*, project, split: str | None = None, labeled: bool | None = 
         if "\x00" in external_id:
             raise ValidationFailed("external_id cannot contain NUL characters.", code="invalid_filter")
         qs = qs.filter(external_id=external_id)
-    for key, value in (metadata or {}).items():
-        # Plain keys only: "__" would let a caller reach ORM lookups (metadata.n__regex=...).
-        if not _METADATA_KEY.fullmatch(key):
-            raise ValidationFailed(f"Bad metadata key {key!r}: letters, digits, '-' and single '_' only.",
-                                   code="invalid_filter")
-        qs = qs.filter(**{f"metadata__{key}": _json_scalar(value)})
+    if metadata:
+        qs = metadata_filter_apply(qs, metadata_filters_parse(metadata))
     return qs.order_by("id")
 
 
-_METADATA_KEY = re.compile(r"[A-Za-z0-9-]+(?:_[A-Za-z0-9-]+)*")
+# Metadata filters. The query parameter ``metadata.<key>`` (equality) or ``metadata.<key>:<op>`` names a JSON
+# key and an operator that this module parses itself: the key only ever reaches the database as a bound
+# parameter of a JSON key transform, never as part of an ORM lookup path, so ``metadata.regex=`` is the key
+# "regex" compared by equality. The operator follows the last ':'; a key that itself contains ':' is reachable
+# with an explicit ``:eq``.
+METADATA_OPERATORS = {
+    "eq": "equal to the value (JSON number, true, false or null if it reads as one, else the text)",
+    "gt": "a number greater than the value", "gte": "a number greater than or equal to the value",
+    "lt": "a number less than the value", "lte": "a number less than or equal to the value",
+    "in": "equal to one of the comma-separated values (each read as for eq)",
+}
+_RANGE = {"gt": "gt", "gte": "gte", "lt": "lt", "lte": "lte"}  # operator -> our ORM lookup
+MAX_METADATA_FILTERS = 20
+MAX_IN_VALUES = 100
+MAX_KEY_CHARS = 200
+# What a stored value must look like to be compared as a number: JSON numbers (and numeric strings) whose
+# magnitude fits a double (at most 200 digits each side of the point and a two-digit exponent).
+_NUMERIC_TEXT = r"^-?[0-9]{1,200}(\.[0-9]{1,200})?([eE][+-]?[0-9]{1,2})?$"
+
+
+@dataclass(frozen=True)
+class MetadataFilter:
+    key: str
+    op: str
+    value: object  # eq: a JSON scalar; gt/gte/lt/lte: a float; in: a tuple of JSON scalars
+
+
+def metadata_filters_parse(params: dict[str, str]) -> list[MetadataFilter]:
+    """{"<key>[:<op>]": raw value} (the query parameters without their ``metadata.`` prefix) -> filters.
+    Unknown operators are a 400 (``unknown_filter_operator``); bad keys or values a 422 (``invalid_filter``)."""
+    if len(params) > MAX_METADATA_FILTERS:
+        raise ValidationFailed(f"At most {MAX_METADATA_FILTERS} metadata filters per request.", code="invalid_filter")
+    return [_metadata_filter_parse(name, raw) for name, raw in params.items()]
+
+
+def _metadata_filter_parse(name: str, raw: str) -> MetadataFilter:
+    key, sep, op = name.rpartition(":")
+    if not sep:
+        key, op = name, "eq"
+    if op not in METADATA_OPERATORS:
+        raise DomainError(f"Unknown metadata filter operator {op[:40]!r}: use one of {', '.join(METADATA_OPERATORS)} "
+                          "(metadata.<key>:<op>=<value>; a key containing ':' needs an explicit ':eq').",
+                          code="unknown_filter_operator", details={"parameter": f"metadata.{name}"[:300]})
+    _check_key(key)
+    if "\x00" in raw:
+        raise ValidationFailed("Filter values cannot contain NUL characters.", code="invalid_filter")
+    if op == "eq":
+        return MetadataFilter(key, op, _json_scalar(raw))
+    if op == "in":
+        values = raw.split(",")
+        if len(values) > MAX_IN_VALUES:
+            raise ValidationFailed(f"At most {MAX_IN_VALUES} values for ':in'.", code="invalid_filter")
+        return MetadataFilter(key, op, tuple(_json_scalar(v) for v in values))
+    try:
+        number = float(raw)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValidationFailed(f"metadata.{key[:40]}:{op} takes a finite number; got {raw[:40]!r}.",
+                               code="invalid_filter")
+    return MetadataFilter(key, op, number)
+
+
+def _check_key(key: str) -> None:
+    if not key or len(key) > MAX_KEY_CHARS or any(ord(c) < 32 for c in key):
+        raise ValidationFailed(f"A metadata key has 1 to {MAX_KEY_CHARS} characters and no control characters.",
+                               code="invalid_filter")
+    try:
+        int(key)  # Django's JSON key transforms read such a key as an array index
+    except ValueError:
+        return
+    raise ValidationFailed(f"Metadata key {key[:40]!r} reads as a number; keys that are numbers cannot be filtered on.",
+                           code="invalid_filter")
+
+
+def metadata_filter_apply(qs, filters: list[MetadataFilter]):
+    """AND of the filters. The ORM names used are this function's own aliases (_meta0, _meta1...)."""
+    for i, f in enumerate(filters):
+        alias = f"_meta{i}"
+        qs = qs.alias(**{alias: KeyTransform(f.key, "metadata")})
+        if f.op in _RANGE:
+            # The value as a number where its text reads as one; true/false are excluded by their JSON type
+            # (SQLite's ->> gives 1 and 0 for them).
+            qs = qs.alias(**{f"{alias}_text": KeyTextTransform(f.key, "metadata")})
+            numeric = Q(**{f"{alias}_text__regex": _NUMERIC_TEXT}) & ~Q(**{alias: True}) & ~Q(**{alias: False})
+            qs = qs.alias(**{f"{alias}_number": Case(When(numeric, then=Cast(f"{alias}_text", FloatField())),
+                                                     default=None, output_field=FloatField())})
+            qs = qs.filter(**{f"{alias}_number__{_RANGE[f.op]}": f.value})
+        elif f.op == "in":
+            qs = qs.filter(**{f"{alias}__in": list(f.value)})
+        else:
+            qs = qs.filter(**{alias: f.value})
+    return qs
 
 
 def _json_scalar(raw: str):
     """?metadata.speed=3 matches the number 3; other text matches as a string."""
-    if "\x00" in raw:
-        raise ValidationFailed("Filter values cannot contain NUL characters.", code="invalid_filter")
     try:
         value = json.loads(raw)
     except ValueError:
