@@ -6,12 +6,18 @@ import math
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, JsonResponse
+from django.db import DatabaseError
+from django.http import Http404, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 from apps.core.errors import DomainError
+
+try:
+    from psycopg.errors import QueryCanceled
+except ImportError:  # pragma: no cover - a SQLite-only install
+    QueryCanceled = None
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,8 @@ def exception_handler(exc, context):
         MLError = ()
     if MLError and isinstance(exc, MLError):
         return Response(error_body(exc.code, exc.message, exc.details), status=_ml_error_status(exc))
+    if is_query_timeout(exc):
+        return Response(_QUERY_TIMEOUT_BODY, status=503)
     if isinstance(exc, RequestDataTooBig):
         return Response(error_body("payload_too_large", "The request body is larger than the server accepts."), status=413)
     if isinstance(exc, Http404):
@@ -78,6 +86,22 @@ def exception_handler(exc, context):
             message = str(exc.detail)
         return Response(error_body(code, message), status=exc.status_code, headers=headers)
     return None  # a real bug: Django's 500 handler takes it
+
+
+_QUERY_TIMEOUT_BODY = error_body(
+    "query_timeout", "The request's database query ran past the server's time limit and was cancelled; "
+    "narrow it (fewer or simpler filters, a smaller page) or try again later.")
+
+
+def is_query_timeout(exc) -> bool:
+    """A statement cancelled by PostgreSQL's statement_timeout (apps.core.middleware sets it for web requests)."""
+    return QueryCanceled is not None and isinstance(exc, DatabaseError) and isinstance(exc.__cause__, QueryCanceled)
+
+
+def query_timeout_response(request):
+    if _is_api(request):
+        return JsonResponse(_QUERY_TIMEOUT_BODY, status=503)
+    return HttpResponse(_QUERY_TIMEOUT_BODY["error"]["message"], status=503, content_type="text/plain")
 
 
 def _plain(value):

@@ -90,6 +90,7 @@ MIDDLEWARE = [
     "apps.core.uploads.RequestSizeLimitMiddleware",  # first: a too-large body is refused before anything reads it
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "apps.core.middleware.StatementTimeoutMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -118,6 +119,9 @@ TEMPLATES = [
 ]
 
 # Database: PostgreSQL from DATABASE_URL, or SQLite in the data dir.
+# On PostgreSQL every statement of a web request is cancelled after this long (503 query_timeout); 0 = off.
+# Celery workers are not bound by it (apps.core.middleware).
+LOOPLAB_STATEMENT_TIMEOUT_MS = env("LOOPLAB_STATEMENT_TIMEOUT_MS", 10000, cast=int)
 if PRODUCTION:
     _database_url = env("DATABASE_URL")
 else:
