@@ -60,7 +60,9 @@ class RequestSizeLimitMiddleware:
                 declared = None  # Django reads such a body as empty
             limit = max_request_bytes()
             if declared is not None and declared > limit:
-                return JsonResponse(_body(limit, declared=declared), status=413)
+                response = JsonResponse(_body(limit, declared=declared), status=413)
+                response["Content-Length"] = str(len(response.content))  # answered before CommonMiddleware
+                return response
         return self.get_response(request)
 
 
