@@ -348,6 +348,9 @@ LOOPLAB = {
     "MAX_AUDIO_SAMPLES": env("LOOPLAB_MAX_AUDIO_SAMPLES", 57_600_000, cast=int),
     "MAX_POINTS": env("LOOPLAB_MAX_POINTS", 5_000_000, cast=int),
     "MAX_POINT_VALUES": env("LOOPLAB_MAX_POINT_VALUES", 30_000_000, cast=int),
+    # the largest sample file read into memory (file:// references; pushes are capped by LOOPLAB_MAX_REQUEST_BYTES):
+    # 57.6 M samples as a float64 WAV fit
+    "MAX_CONTENT_BYTES": env("LOOPLAB_MAX_CONTENT_BYTES", 512 * 1024 * 1024, cast=int),
     "LEASE_SECONDS": env("LOOPLAB_LEASE_SECONDS", 600, cast=int),
     "TRAIN_EPOCHS": env("LOOPLAB_TRAIN_EPOCHS", 40, cast=int),
     "TORCH_THREADS": env("LOOPLAB_TORCH_THREADS", 1, cast=int),  # per worker process; 0 = torch's default

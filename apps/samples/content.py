@@ -139,14 +139,19 @@ def open_content(sample):
 
 
 def read_content(sample) -> bytes:
-    """The sample's bytes, at most LOOPLAB_MAX_REQUEST_BYTES of them (what a push can carry): a larger
-    file (a file:// reference, never validated) is ContentUnavailable, found without reading it all."""
-    limit = settings.LOOPLAB_MAX_REQUEST_BYTES
+    """The sample's bytes, at most LOOPLAB_MAX_CONTENT_BYTES of them: a larger file (a file:// reference,
+    never validated; a push is capped by LOOPLAB_MAX_REQUEST_BYTES) is ContentUnavailable, found without
+    reading it all."""
+    limit = settings.LOOPLAB["MAX_CONTENT_BYTES"]
     with open_content(sample) as fh:
         try:
-            data = fh.read(limit + 1)
+            size = fh.seek(0, 2)  # open_content's files are seekable
+            fh.seek(0)
+            if size > limit:
+                raise ContentUnavailable(f"the content ({size} bytes) is larger than LOOPLAB_MAX_CONTENT_BYTES ({limit} bytes)")
+            data = fh.read(limit + 1) if size == 0 else fh.read()
         except OSError as exc:
             raise ContentUnavailable(f"cannot read the content: {exc}") from exc
-    if len(data) > limit:
-        raise ContentUnavailable(f"the content is larger than LOOPLAB_MAX_REQUEST_BYTES ({limit} bytes)")
+    if len(data) > limit:  # grew while read
+        raise ContentUnavailable(f"the content is larger than LOOPLAB_MAX_CONTENT_BYTES ({limit} bytes)")
     return data
