@@ -4,7 +4,7 @@
 - A project with other names keeps positions (1 … 9, then 0; an 11th label has no key and is clicked),
   and the keys are on the buttons and in the "?" overlay.
 - Every new item starts with no label chosen: the image classifier and the 3D (point cloud) classifier
-  open the next item with nothing selected and Submit disabled.
+  open the next item with nothing selected and Submit disabled; a model's suggestion is still pre-selected.
 - hotkeys.js (the one rule every tool uses) answers the same table in the browser as under Node.
 - A submit after the lease ran out and another annotator claimed the task: the page says why, stores
   nothing and moves on to the next item.
@@ -92,8 +92,14 @@ def test_each_digit_stores_that_digit(live_server, people, digits, new_page, art
 def test_other_names_keep_positions_and_show_their_keys(live_server, people, digits, new_page, artifacts):
     from apps.labeling.models import Annotation
 
+    from apps.labeling.models import Task
+
     labels = ["ant", "bee", "cat", "dog", "eel", "fox", "gnu", "hen", "ibis", "jay", "kiwi"]  # 11: the last has no key
     project = _image_project(people, labels, digits, n_tasks=3)
+    # The third item carries a model's suggestion (what a round with a deployed model writes; training one
+    # here would cost a minute): it is pre-selected, the reset between items notwithstanding.
+    queue = list(Task.objects.filter(project=project).order_by("-priority", "id").values_list("id", flat=True))
+    Task.objects.filter(pk=queue[2]).update(prediction={"label": "bee", "confidence": 0.9})
     page = _open(new_page, live_server, project)
     keys = [page.inner_text(f".label-btn[data-index='{i}'] .hotkey") for i in range(len(labels))]
     assert keys == ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0", ""]
@@ -107,7 +113,12 @@ def test_other_names_keep_positions_and_show_their_keys(live_server, people, dig
     chosen: dict[int, str] = {}
     for action, label in [("3", "cat"), ("0", "jay"), ("click", "kiwi")]:
         task = page.evaluate("() => window.__looplab.task")
-        _nothing_chosen(page)
+        if task["id"] == queue[2]:
+            assert page.evaluate("() => window.__looplab.selected") == "bee"
+            assert page.get_attribute(".label-btn[data-label='bee']", "aria-pressed") == "true"
+            assert page.is_enabled("#submit-button")
+        else:
+            _nothing_chosen(page)
         if action == "click":
             page.click(".label-btn[data-label='kiwi']")
         else:
@@ -116,6 +127,7 @@ def test_other_names_keep_positions_and_show_their_keys(live_server, people, dig
         page.keyboard.press("Enter")
         chosen[task["id"]] = label
         page.wait_for_function(READY_NEXT, arg=task["id"])
+    assert list(chosen) == queue  # the items came in queue order, the suggested one last
     assert {a.task_id: a.result["label"] for a in Annotation.objects.filter(task__project=project)} == chosen
     assert not new_page.errors, new_page.errors
 
