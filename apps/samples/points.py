@@ -54,7 +54,7 @@ def _ply_intensity(data: bytes, n: int) -> np.ndarray | None:
     if end < 0:
         return None
     header = data[:end].decode("ascii", errors="replace").splitlines()
-    body = data[data.find(b"\n", end) + 1:]
+    body = memoryview(data)[data.find(b"\n", end) + 1:]  # a view: slicing bytes would copy the body
     fmt = next((ln.split()[1] for ln in header if ln.startswith("format") and len(ln.split()) > 1), "")
     element, props = None, []
     for ln in header:
@@ -83,12 +83,18 @@ def _ply_intensity(data: bytes, n: int) -> np.ndarray | None:
             return None
         return np.frombuffer(body, dtype=dtype, count=n)[name].astype(np.float64)
     if fmt == "ascii":
-        rows = body.split(b"\n", n)[:n]
-        try:
-            return np.array([float(r.split()[col]) for r in rows], dtype=np.float64)
-        except (IndexError, ValueError):
-            return None
+        return _column(body, col, n)
     return None
+
+
+def _column(body: memoryview, col: int, n: int) -> np.ndarray | None:
+    """Column ``col`` of the first ``n`` non-blank text rows, read row by row (no list of rows)."""
+    from ml.modalities.pointcloud import _text_rows
+
+    try:
+        return np.fromiter((float(r.split()[col]) for r in _text_rows(body)), dtype=np.float64, count=n)
+    except (IndexError, ValueError):  # a short row, a bad number, fewer than n rows
+        return None
 
 
 def _pcd_intensity(data: bytes, n: int) -> np.ndarray | None:
@@ -100,12 +106,7 @@ def _pcd_intensity(data: bytes, n: int) -> np.ndarray | None:
     name = next((c for c in _INTENSITY_NAMES if c in fields), None)
     if name is None:
         return None
-    col = fields.index(name)
-    rows = [r for r in data[m.end():].splitlines() if r.strip()][:n]
-    try:
-        return np.array([float(r.split()[col]) for r in rows], dtype=np.float64)
-    except (IndexError, ValueError):
-        return None
+    return _column(memoryview(data)[m.end():], fields.index(name), n)
 
 
 def _intensity(data: bytes, fmt: str, n: int) -> np.ndarray | None:

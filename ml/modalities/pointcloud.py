@@ -24,6 +24,8 @@ open3d is imported only inside functions.
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 import re
 import struct
@@ -138,7 +140,7 @@ def _header_count(data: bytes, fmt: str) -> int | None:
         h = re.search(rb"^HEIGHT\s+(\d+)\s*$", header, re.MULTILINE)
         return int(w.group(1)) * int(h.group(1)) if (w and h) else None
     if fmt == "XYZ":
-        return sum(1 for ln in data.splitlines() if ln.strip() and not ln.lstrip().startswith(b"#"))
+        return sum(1 for _ in _text_rows(data, comments=True))
     return None
 
 
@@ -170,11 +172,48 @@ def _header_fields(data: bytes, fmt: str) -> int | None:
     return None
 
 
-def _check_ascii_rows(lines: Sequence[bytes], fmt: str, *, min_tokens: int = 3) -> str | None:
+def _text_rows(data, *, comments: bool = False):
+    """The non-blank lines of ``data`` (bytes or a memoryview of them) one at a time (never a list of
+    them all: a 64 MB text cloud would be millions of objects), optionally without ``#`` comments."""
+    if isinstance(data, memoryview):  # BytesIO would copy a view; seek into the whole bytes instead
+        stream = io.BytesIO(data.obj)
+        stream.seek(len(data.obj) - data.nbytes)
+    else:
+        stream = io.BytesIO(data)
+    for ln in stream:
+        if ln.strip() and not (comments and ln.lstrip().startswith(b"#")):
+            yield ln
+
+
+@functools.lru_cache(maxsize=8)
+def _row_re(min_tokens: int):
+    """One whole row of at least ``min_tokens`` finite numbers (separated by blanks or commas)."""
+    num = _FINITE_TOKEN.pattern
+    return re.compile(rb"[ \t,]*(?:%s)(?:[ \t,]+(?:%s)){%d,}[ \t,\r\n]*" % (num, num, max(0, min_tokens - 1)))
+
+
+def _scan_rows(rows, fmt: str, *, check: int, stop: int, min_tokens: int) -> tuple[int, str | None]:
+    """Walk text rows once: the first ``check`` are checked like :func:`_check_ascii_rows` (a
+    whole-row regex first, the token-by-token check only for a row it rejects); counting stops
+    at ``stop`` rows.  Returns ``(rows counted, reason or None)``."""
+    row_re = _row_re(min_tokens)
+    n = 0
+    for ln in rows:
+        if n < check and not row_re.fullmatch(ln):
+            reason = _check_ascii_rows([ln], fmt, min_tokens=min_tokens, start=n)
+            if reason is not None:
+                return n, reason
+        n += 1
+        if n >= stop and n >= check:
+            break
+    return n, None
+
+
+def _check_ascii_rows(lines: Sequence[bytes], fmt: str, *, min_tokens: int = 3, start: int = 0) -> str | None:
     """Token-by-token check of text rows: open3d's text readers turn junk into 0 and
     silently zero-fill after a bad token.  Raises EmptyData on NaN/inf; returns the
     reason text for a non-numeric token, else None."""
-    for row, ln in enumerate(lines):
+    for row, ln in enumerate(lines, start):
         toks = ln.replace(b",", b" ").split()
         if len(toks) < min_tokens:
             return f"{fmt} row {row} has {len(toks)} values, expected at least {min_tokens}"
@@ -210,7 +249,7 @@ def _ply_shortfall(data: bytes) -> str | None:
     if nl < 0:
         return "PLY header is not terminated"
     header = data[:end].decode("ascii", errors="replace").splitlines()
-    body = data[nl + 1 :]
+    body = memoryview(data)[nl + 1 :]  # a view: a slice of bytes would copy the body
     fmt_line = next((ln.split() for ln in header if ln.startswith("format")), None)
     if not fmt_line or len(fmt_line) < 2:
         return "PLY header has no format line"
@@ -247,13 +286,14 @@ def _ply_shortfall(data: bytes) -> str | None:
     if binary and len(body) < need_bytes:
         return f"PLY body has {len(body)} bytes, the header needs at least {need_bytes}"
     if not binary:
-        lines = [ln for ln in body.splitlines() if ln.strip()]
-        if len(lines) < need_rows:
-            return f"PLY body has {len(lines)} rows, the header needs at least {need_rows}"
-        if elements[0][0] == "vertex":
-            # rply zero-fills the rest of the cloud after a token it cannot parse
-            # (including "nan"/"inf"), so the vertex rows are checked token by token
-            return _check_ascii_rows(lines[: elements[0][1]], "PLY", min_tokens=1)
+        # rply zero-fills the rest of the cloud after a token it cannot parse (including
+        # "nan"/"inf"), so the vertex rows are checked token by token when they come first
+        check = elements[0][1] if elements[0][0] == "vertex" else 0
+        n, reason = _scan_rows(_text_rows(body), "PLY", check=check, stop=need_rows, min_tokens=1)
+        if reason is not None:
+            return reason
+        if n < need_rows:
+            return f"PLY body has {n} rows, the header needs at least {need_rows}"
     return None
 
 
@@ -264,7 +304,7 @@ def _pcd_shortfall(data: bytes) -> str | None:
         return "PCD header has no DATA line"
     kind = m.group(1).decode("ascii", errors="replace").lower()
     header = data[: m.start()].decode("ascii", errors="replace")
-    body = data[m.end() :]
+    body = memoryview(data)[m.end() :]  # a view: a slice of bytes would copy the body
     count = _header_count(data, "PCD") or 0
 
     def ints(key):
@@ -275,10 +315,10 @@ def _pcd_shortfall(data: bytes) -> str | None:
             return None
 
     if kind == "ascii":
-        lines = [ln for ln in body.splitlines() if ln.strip()]
-        if len(lines) < count:
-            return f"PCD body has {len(lines)} rows, the header announces {count} points"
-        return _check_ascii_rows(lines[:count], "PCD", min_tokens=1)
+        n, reason = _scan_rows(_text_rows(body), "PCD", check=count, stop=count, min_tokens=1)
+        if reason is None and n < count:
+            return f"PCD body has {n} rows, the header announces {count} points"
+        return reason
     elif kind in ("binary", "binary_compressed"):
         sizes, counts = ints("SIZE"), ints("COUNT")
         if sizes is None:
@@ -292,7 +332,7 @@ def _pcd_shortfall(data: bytes) -> str | None:
             # uncompressed size, so it must be exactly what the header's points and fields make
             if len(body) < 8:
                 return "PCD binary_compressed body has no size words"
-            compressed, uncompressed = struct.unpack("<II", body[:8])
+            compressed, uncompressed = struct.unpack("<II", body[:8].tobytes())
             if uncompressed != row * count:
                 return f"PCD binary_compressed body inflates to {uncompressed} bytes, the header needs {row * count}"
             if len(body) - 8 < compressed:
@@ -356,9 +396,7 @@ def _read(
             raise EmptyData("point cloud has no points", details={"format": fmt, "announced": 0})
         short = _ply_shortfall(data) if fmt == "PLY" else _pcd_shortfall(data)
     else:  # XYZ
-        short = _check_ascii_rows(
-            [ln for ln in data.splitlines() if ln.strip() and not ln.lstrip().startswith(b"#")], "XYZ"
-        )
+        _, short = _scan_rows(_text_rows(data, comments=True), "XYZ", check=announced or 0, stop=0, min_tokens=3)
     if short is not None:
         raise CorruptData(f"{fmt} point cloud is truncated or corrupt: {short}", details={"format": fmt, "reason": short})
 
@@ -438,7 +476,11 @@ def validate_points(
 
 
 def _check_extent(pts: np.ndarray, fmt: str = "") -> float:
-    radius = float(np.linalg.norm(pts - pts.mean(axis=0), axis=1).max()) if len(pts) else 0.0
+    radius = 0.0
+    if len(pts):
+        centre = pts.mean(axis=0)
+        step = 1 << 18  # in slices: a temporary copy of a 5 M point cloud would be 120 MB
+        radius = max(float(np.linalg.norm(pts[i : i + step] - centre, axis=1).max()) for i in range(0, len(pts), step))
     if not radius > 0.0:
         raise EmptyData(
             "point cloud has no extent (all points coincide)",

@@ -71,3 +71,24 @@ def test_oversized_file_uri_is_not_read_whole(lead, region_project, tmp_path, se
     settings.LOOPLAB = {**settings.LOOPLAB, "MAX_CONTENT_BYTES": 4096}
     with pytest.raises(content_io.ContentUnavailable, match="LOOPLAB_MAX_CONTENT_BYTES"):
         content_io.read_content(sample)
+
+
+@pytest.mark.parametrize("fmt", ["ply", "pcd"])
+def test_ascii_intensity_is_read_row_by_row(fmt):
+    from apps.samples.points import points_decode
+
+    rng = np.random.default_rng(4)
+    xyz = rng.normal(size=(500, 3))
+    intensity = rng.uniform(10, 20, size=500)
+    rows = "".join(f"{x:.6f} {y:.6f} {z:.6f} {i:.4f}\n" for (x, y, z), i in zip(xyz, intensity))
+    if fmt == "ply":
+        head = ("ply\nformat ascii 1.0\nelement vertex 500\nproperty float x\nproperty float y\nproperty float z\n"
+                "property float intensity\nend_header\n")
+    else:
+        head = ("# .PCD v0.7\nVERSION 0.7\nFIELDS x y z intensity\nSIZE 4 4 4 4\nTYPE F F F F\nCOUNT 1 1 1 1\n"
+                "WIDTH 500\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS 500\nDATA ascii\n")
+    arrays = points_decode((head + rows).encode())
+    assert arrays.channels == "xyzi" and arrays.n_points == 500
+    expected = (intensity - intensity.min()) / (intensity.max() - intensity.min())
+    assert np.allclose(arrays.data[:, 3], expected, atol=1e-4)
+    assert np.allclose(arrays.data[:, :3], xyz, atol=1e-5)
