@@ -13,13 +13,16 @@ from apps.projects.services import (membership_remove_by_username, membership_se
                                     project_update)
 
 
+MAX_LABEL_BUDGET = 2**31 - 1  # Project.label_budget is a 32-bit integer column on PostgreSQL
+
+
 class ProjectIn(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     modality = serializers.ChoiceField(choices=Modality.choices)
     task_type = serializers.ChoiceField(choices=TaskType.choices, default=TaskType.CLASSIFICATION)
     labels = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1, max_length=1000)
     split_ratios = serializers.DictField(child=serializers.FloatField(), required=False)
-    label_budget = serializers.IntegerField(min_value=0, default=1000)
+    label_budget = serializers.IntegerField(min_value=0, max_value=MAX_LABEL_BUDGET, default=1000)
     confidence_threshold = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.6)
     auto_deploy = serializers.BooleanField(default=False)
     annotations_per_task = serializers.IntegerField(min_value=1, max_value=10, default=1)
@@ -27,7 +30,7 @@ class ProjectIn(serializers.Serializer):
 
 class ProjectPatchIn(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
-    label_budget = serializers.IntegerField(min_value=0, required=False)
+    label_budget = serializers.IntegerField(min_value=0, max_value=MAX_LABEL_BUDGET, required=False)
     confidence_threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
     auto_deploy = serializers.BooleanField(required=False)
     annotations_per_task = serializers.IntegerField(min_value=1, max_value=10, required=False)
