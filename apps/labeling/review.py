@@ -40,6 +40,8 @@ def annotations_for_review(*, project, review_status: str | None = None, annotat
                                    code="invalid_review_status", details={"review_status": bad})
         qs = qs.filter(review_status__in=statuses)
     if annotator:
+        if "\x00" in str(annotator):
+            raise ValidationFailed("annotator cannot contain NUL characters.", code="invalid_filter")
         qs = qs.filter(annotator_id=int(annotator)) if is_id(annotator) else qs.filter(annotator__username=annotator)
     for name, value in (("task_id", task_id), ("sample_id", sample_id)):
         if value not in (None, ""):
