@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.http import HttpResponse
 from django.urls import include, path
 from rest_framework.permissions import AllowAny
@@ -26,6 +26,23 @@ class _SlowApi(APIView):
         return Response({"slept": True})
 
 
+class _RollbackThenSlow(_SlowApi):
+    """The request's first query runs in a transaction that rolls back (and takes a SET made there with it)."""
+
+    def get(self, request):
+        try:
+            with transaction.atomic():
+                _sleep(0)
+                raise _Rollback
+        except _Rollback:
+            pass
+        return super().get(request)
+
+
+class _Rollback(Exception):
+    pass
+
+
 def _slow_page(request):
     _sleep(5)
     return HttpResponse("slept")
@@ -33,6 +50,7 @@ def _slow_page(request):
 
 urlpatterns = [
     path("api/test-only/slow/", _SlowApi.as_view()),
+    path("api/test-only/rollback-then-slow/", _RollbackThenSlow.as_view()),
     path("test-only/slow/", _slow_page),
     path("", include("apps.looplab.urls")),
 ]
@@ -65,6 +83,10 @@ def test_a_slow_api_query_is_cancelled_as_503(client, slow_urls):
     assert _statement_timeout() == before
     _sleep(0.5)  # longer than the web limit, outside a request: not cancelled
     assert client.get("/api/test-only/slow/?s=0.01").json() == {"slept": True}
+    started = time.monotonic()
+    r = client.get("/api/test-only/rollback-then-slow/")
+    assert r.status_code == 503 and time.monotonic() - started < 3, r.content
+    assert _statement_timeout() == before
     slow_urls.LOOPLAB_STATEMENT_TIMEOUT_MS = 0  # turns the limit off
     assert client.get("/api/test-only/slow/?s=0.5").status_code == 200
 
