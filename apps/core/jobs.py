@@ -104,7 +104,7 @@ def _ended_outside(model, pk: int, status: str) -> None:
 def job_enqueue(job, task, *args) -> None:
     """Mark ``job`` as sent and send ``task(*args)`` when the current transaction commits."""
     type(job).objects.filter(pk=job.pk).update(enqueued_at=timezone.now())
-    transaction.on_commit(lambda: task.apply_async(args=list(args)))
+    transaction.on_commit(lambda: task.delay(*args))
 
 
 # -- claim --------------------------------------------------------------------------------------------

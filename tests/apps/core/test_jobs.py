@@ -148,12 +148,11 @@ def test_a_running_job_stops_at_its_next_progress_point(api, lead, queued_round)
     assert rnd.status == "cancelled" and rnd.finished_at is not None and rnd.tasks.count() == 0
 
 
-def test_cancel_a_training_run_between_steps_ends_the_run(api, lead, annotator, project, digits,
-                                                          django_capture_on_commit_callbacks):
-    """Cancelling a run whose next step is queued (no step running) ends the run and its queued steps now."""
+@pytest.fixture
+def queued_run(lead, annotator, project, digits, django_capture_on_commit_callbacks):
+    """A training run on 40 labeled digits whose first step's message was sent but not run yet."""
     from apps.labeling.services import round_create
-    from apps.training.models import TrainingRun
-    from apps.training.services import training_run_create, training_step_run
+    from apps.training.services import training_run_create
     from tests.apps.helpers import label_all_open, truth_by_sample
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -162,6 +161,15 @@ def test_cancel_a_training_run_between_steps_ends_the_run(api, lead, annotator, 
     label_all_open(project, annotator, truth_by_sample(project, digits))
     with django_capture_on_commit_callbacks(execute=False):
         run = training_run_create(project=project, user=lead, epochs=1)
+    return run
+
+
+def test_cancel_a_training_run_between_steps_ends_the_run(api, lead, queued_run):
+    """Cancelling a run whose next step is queued (no step running) ends the run and its queued steps now."""
+    from apps.training.models import TrainingRun
+    from apps.training.services import training_step_run
+
+    run = queued_run
     r = api(lead).post(f"/api/v1/training-runs/{run.pk}/cancel/")
     assert r.status_code == 200, r.content
     body = r.json()
@@ -172,20 +180,11 @@ def test_cancel_a_training_run_between_steps_ends_the_run(api, lead, annotator, 
     assert TrainingRun.objects.get(pk=run.pk).model_id is None
 
 
-def test_a_step_out_of_attempts_fails_its_training_run(lead, annotator, project, digits, settings,
-                                                       django_capture_on_commit_callbacks):
+def test_a_step_out_of_attempts_fails_its_training_run(queued_run, settings, django_capture_on_commit_callbacks):
     from apps.core.jobs import jobs_sweep
-    from apps.labeling.services import round_create
     from apps.training.models import PipelineStep, TrainingRun
-    from apps.training.services import training_run_create
-    from tests.apps.helpers import label_all_open, truth_by_sample
 
-    with django_capture_on_commit_callbacks(execute=True):
-        push_digits(project, digits, 40)
-        round_create(project=project, user=lead, budget=40, strategy="random")
-    label_all_open(project, annotator, truth_by_sample(project, digits))
-    with django_capture_on_commit_callbacks(execute=False):
-        run = training_run_create(project=project, user=lead, epochs=1)
+    run = queued_run
     step = PipelineStep.objects.get(training_run=run, kind="train")
     TrainingRun.objects.filter(pk=run.pk).update(status="running")
     _as_if_running(step, task_id="t", worker="gone:1", beat_ago_s=settings.LOOPLAB_JOBS["STALE_S"] + 5,
