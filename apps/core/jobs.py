@@ -70,17 +70,18 @@ class JobKind:
     enqueue: Callable[[Any], None]  # (row) -> send its Celery message (called inside a transaction)
     name: str
     on_end: Callable[[Any, str], None] | None = None  # (row, status) after the runner ended it outside its body
+    sent_on_create: bool = True  # False: a queued row may legitimately have no message yet (a later pipeline step)
 
 
 _KINDS: dict[str, JobKind] = {}
 
 
 def job_kind_register(model, *, enqueue: Callable[[Any], None],
-                      on_end: Callable[[Any, str], None] | None = None) -> None:
+                      on_end: Callable[[Any, str], None] | None = None, sent_on_create: bool = True) -> None:
     """Tell the sweeper how to enqueue a row of ``model`` again, and what to do when the runner ends a row
     outside its body (out of attempts, cancelled before it started): e.g. fail the training run of a step."""
     label = model._meta.label
-    _KINDS[label] = JobKind(model=model, enqueue=enqueue, name=label, on_end=on_end)
+    _KINDS[label] = JobKind(model=model, enqueue=enqueue, name=label, on_end=on_end, sent_on_create=sent_on_create)
 
 
 def job_kinds() -> list[JobKind]:
@@ -109,21 +110,29 @@ def job_enqueue(job, task, *args) -> None:
 
 # -- claim --------------------------------------------------------------------------------------------
 
-def _owner_alive(worker: str) -> bool:
-    """True when ``worker`` (``host:pid``) is a live process on this host other than this one."""
+def _owner_dead_here(worker: str) -> bool:
+    """True when ``worker`` (``host:pid``) names a process on this host that no longer runs (or this very
+    process). An owner on another host cannot be checked from here: only its heartbeat tells."""
     host, _, pid = (worker or "").rpartition(":")
     if host != HOST or not pid.isdigit():
         return False
     pid_i = int(pid)
     if pid_i == os.getpid():
-        return False
+        return True
     try:
         os.kill(pid_i, 0)
     except ProcessLookupError:
-        return False
-    except PermissionError:
         return True
-    return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _heartbeat_stale(row, before) -> bool:
+    """A running row's heartbeat is older than ``before`` (a row from before the runner has none: its start,
+    else its creation, counts)."""
+    beat = row.heartbeat_at or row.started_at or row.created_at
+    return beat is None or beat < before
 
 
 def _fail_exhausted(model, pk: int, attempts: int) -> None:
@@ -148,9 +157,9 @@ def job_claim(model, pk: int, *, task_id: str, message: str = "started"):
             _ended_outside(model, pk, JobStatus.CANCELLED)
             return None
         if row.status == JobStatus.RUNNING:
-            stale = row.heartbeat_at is None or row.heartbeat_at < now - timedelta(seconds=_conf("STALE_S"))
+            stale = _heartbeat_stale(row, now - timedelta(seconds=_conf("STALE_S")))
             same_task = bool(task_id) and row.task_id == task_id
-            if not (stale or (same_task and not _owner_alive(row.worker))):
+            if not (stale or (same_task and _owner_dead_here(row.worker))):
                 log.info("job %s %s is running in %s: this delivery does nothing", model.__name__, pk, row.worker)
                 return None
             log.warning("job %s %s: reclaiming from %s (%s)", model.__name__, pk, row.worker,
@@ -231,6 +240,7 @@ class JobContext:
     def succeed(self, message: str = "done", **fields) -> None:
         """Finish the job (call it inside the transaction that writes the job's results): raises JobLost,
         rolling that transaction back, when another delivery holds the job now."""
+        self._check(force=True)  # a cancel asked before the end wins; a lost claim writes nothing
         fields.update(status=JobStatus.SUCCEEDED, progress=100.0, message=str(message)[:500],
                       finished_at=timezone.now())
         if not self._mine().update(**fields):
@@ -306,20 +316,23 @@ def job_execute(model, pk: int, *, task_id: str | None, body: Callable[[JobConte
         log.warning("%s %s: another delivery holds it now; this run wrote nothing", model.__name__, pk)
         return None
     except JobCancelled:
-        now = timezone.now()
-        ctx._mine().update(status=JobStatus.CANCELLED, message="cancelled", finished_at=now)
+        if not ctx._mine().update(status=JobStatus.CANCELLED, message="cancelled", finished_at=timezone.now()):
+            return None  # another delivery holds it now: its ending is its own
         status = JobStatus.CANCELLED
     except _expected_errors() as exc:
         detail = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        ctx._mine().update(status=JobStatus.FAILED, error=detail, message=detail.splitlines()[0][:500],
-                           finished_at=timezone.now())
+        if not ctx._mine().update(status=JobStatus.FAILED, error=detail, message=detail.splitlines()[0][:500],
+                                  finished_at=timezone.now()):
+            return None
         status = JobStatus.FAILED
     except Exception as exc:  # a bug or an unreadable input: recorded on the row for the user, and logged
         log.exception("%s %s failed", model.__name__, pk)
         detail = str(exc) or type(exc).__name__
-        ctx._mine().update(status=JobStatus.FAILED, error=f"{type(exc).__name__}: {detail}\n\n{traceback.format_exc()}",
-                           message=f"{type(exc).__name__}: {detail}".splitlines()[0][:500],
-                           finished_at=timezone.now())
+        if not ctx._mine().update(status=JobStatus.FAILED,
+                                  error=f"{type(exc).__name__}: {detail}\n\n{traceback.format_exc()}",
+                                  message=f"{type(exc).__name__}: {detail}".splitlines()[0][:500],
+                                  finished_at=timezone.now()):
+            return None
         status = JobStatus.FAILED
     finally:
         if heartbeat is not None:
@@ -361,7 +374,10 @@ def job_cancel(job) -> bool:
 
 def jobs_sweep(*, now=None) -> dict[str, int]:
     """Re-enqueue running jobs whose heartbeat is stale and queued jobs whose message has waited too long;
-    fail those out of attempts. Returns counts by action."""
+    fail those out of attempts. Returns counts by action. Rows written before the runner existed (no
+    heartbeat, never marked sent) are treated the same way, by their start or creation time."""
+    from django.db.models import Q
+
     now = now or timezone.now()
     kinds = job_kinds()
     stale_before = now - timedelta(seconds=_conf("STALE_S"))
@@ -369,38 +385,51 @@ def jobs_sweep(*, now=None) -> dict[str, int]:
     counts = {"requeued_running": 0, "requeued_queued": 0, "failed": 0, "cancelled": 0}
     for kind in kinds:
         model = kind.model
-        stale_ids = list(model.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before)
-                         .values_list("pk", flat=True)[:200])
-        waiting_ids = list(model.objects.filter(status=JobStatus.QUEUED, enqueued_at__lt=queued_before)
-                           .values_list("pk", flat=True)[:200])
+        stale_ids = list(model.objects.filter(status=JobStatus.RUNNING).filter(
+            Q(heartbeat_at__lt=stale_before)
+            | Q(heartbeat_at__isnull=True, started_at__lt=stale_before)
+            | Q(heartbeat_at__isnull=True, started_at__isnull=True, created_at__lt=stale_before))
+            .values_list("pk", flat=True)[:200])
+        waiting = model.objects.filter(status=JobStatus.QUEUED).filter(
+            Q(enqueued_at__lt=queued_before)
+            | (Q(enqueued_at__isnull=True, created_at__lt=queued_before) if kind.sent_on_create else Q(pk__in=[])))
+        waiting_ids = list(waiting.values_list("pk", flat=True)[:200])
         for pk in stale_ids + waiting_ids:
-            with transaction.atomic():
-                row = model.objects.select_for_update().filter(pk=pk).first()
-                if row is None:
-                    continue
-                if row.status == JobStatus.RUNNING and row.heartbeat_at and row.heartbeat_at < stale_before:
-                    if row.cancel_requested:
-                        model.objects.filter(pk=pk).update(status=JobStatus.CANCELLED, message="cancelled",
-                                                           finished_at=now)
-                        _ended_outside(model, pk, JobStatus.CANCELLED)
-                        counts["cancelled"] += 1
-                        continue
-                    if row.attempts >= _conf("MAX_ATTEMPTS"):
-                        _fail_exhausted(model, pk, row.attempts)
-                        counts["failed"] += 1
-                        continue
-                    model.objects.filter(pk=pk).update(
-                        status=JobStatus.QUEUED,
-                        message=f"requeued: the worker running it stopped (attempt {row.attempts} of "
-                                f"{int(_conf('MAX_ATTEMPTS'))})")
-                    log.warning("sweeper: %s %s had a stale heartbeat (worker %s); requeued", kind.name, pk, row.worker)
-                    counts["requeued_running"] += 1
-                elif row.status == JobStatus.QUEUED and row.enqueued_at and row.enqueued_at < queued_before:
-                    log.warning("sweeper: %s %s queued since %s with no worker on it; sent again", kind.name, pk,
-                                row.enqueued_at)
-                    counts["requeued_queued"] += 1
-                else:
-                    continue
-                row.refresh_from_db()
-                kind.enqueue(row)
+            try:
+                _sweep_one(kind, pk, now, stale_before, queued_before, counts)
+            except Exception:  # one bad row must not stop the sweep of the others
+                log.exception("sweeper: %s %s could not be swept", kind.name, pk)
     return counts
+
+
+def _sweep_one(kind: JobKind, pk: int, now, stale_before, queued_before, counts: dict) -> None:
+    model = kind.model
+    with transaction.atomic():
+        row = model.objects.select_for_update().filter(pk=pk).first()
+        if row is None:
+            return
+        if row.status == JobStatus.RUNNING and _heartbeat_stale(row, stale_before):
+            if row.cancel_requested:
+                model.objects.filter(pk=pk).update(status=JobStatus.CANCELLED, message="cancelled", finished_at=now)
+                _ended_outside(model, pk, JobStatus.CANCELLED)
+                counts["cancelled"] += 1
+                return
+            if row.attempts >= _conf("MAX_ATTEMPTS"):
+                _fail_exhausted(model, pk, row.attempts)
+                counts["failed"] += 1
+                return
+            model.objects.filter(pk=pk).update(
+                status=JobStatus.QUEUED,
+                message=f"requeued: the worker running it stopped (attempt {row.attempts} of "
+                        f"{int(_conf('MAX_ATTEMPTS'))})")
+            log.warning("sweeper: %s %s had a stale heartbeat (worker %s); requeued", kind.name, pk, row.worker)
+            counts["requeued_running"] += 1
+        elif row.status == JobStatus.QUEUED and (row.enqueued_at or row.created_at) < queued_before \
+                and (row.enqueued_at or kind.sent_on_create):
+            log.warning("sweeper: %s %s queued since %s with no worker on it; sent again", kind.name, pk,
+                        row.enqueued_at or row.created_at)
+            counts["requeued_queued"] += 1
+        else:
+            return
+        row.refresh_from_db()
+        kind.enqueue(row)

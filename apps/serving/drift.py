@@ -17,6 +17,8 @@ consecutive windows. A check that finds drift POSTs an alert to the project's ``
 """
 from __future__ import annotations
 
+import logging
+
 from datetime import timedelta
 
 import numpy as np
@@ -29,6 +31,8 @@ from apps.samples.models import Sample
 from apps.samples.selectors import metadata_slices
 from apps.serving.models import DriftCheck
 from apps.serving.selectors import current_deployment, drift_schedule_next
+
+log = logging.getLogger(__name__)
 
 MIN_WINDOW = 20
 MAX_WINDOW = 1000
@@ -107,18 +111,21 @@ def drift_checks_schedule(*, now=None) -> list[DriftCheck]:
     queued = []
     for project_id in (Project.objects.filter(drift_check_hours__isnull=False).order_by("id")
                        .values_list("id", flat=True)):
-        with transaction.atomic():
-            project = Project.objects.select_for_update().get(pk=project_id)  # one scheduler at a time per project
-            deployment = current_deployment(project=project)
-            plan = drift_schedule_next(project=project, now=now)
-            if deployment is None or plan is None or plan["due_at"] > now:
-                continue
-            if DriftCheck.objects.filter(project=project, trigger="schedule", status__in=("queued", "running")).exists():
-                continue
-            if _window_size(project, deployment, start=plan["window_start"], end=now) < MIN_WINDOW:
-                continue
-            queued.append(_queue(project=project, deployment=deployment, start=plan["window_start"], end=now,
-                                 user=None, trigger="schedule"))
+        try:
+            with transaction.atomic():
+                project = Project.objects.select_for_update().get(pk=project_id)  # one scheduler at a time per project
+                deployment = current_deployment(project=project)
+                plan = drift_schedule_next(project=project, now=now)
+                if deployment is None or plan is None or plan["due_at"] > now:
+                    continue
+                if DriftCheck.objects.filter(project=project, trigger="schedule", status__in=("queued", "running")).exists():
+                    continue
+                if _window_size(project, deployment, start=plan["window_start"], end=now) < MIN_WINDOW:
+                    continue
+                queued.append(_queue(project=project, deployment=deployment, start=plan["window_start"], end=now,
+                                     user=None, trigger="schedule"))
+        except Exception:  # one project's failure must not stop the others' scheduled monitoring
+            log.exception("drift schedule: project %s could not be checked", project_id)
     return queued
 
 

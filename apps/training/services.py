@@ -145,8 +145,13 @@ def pipeline_step_ended(step: PipelineStep, status: str | None) -> None:
     run = TrainingRun.objects.select_related("project", "dataset_version").get(pk=step.training_run_id)
     kind = step.kind
     if status == JobStatus.SUCCEEDED:
+        if run.cancel_requested:  # cancelled after the step's last progress point: the run stops here
+            TrainingRun.objects.filter(pk=run.pk).exclude(status__in=(JobStatus.SUCCEEDED, JobStatus.FAILED)).update(
+                status=JobStatus.CANCELLED, message=f"cancelled after {kind}", finished_at=timezone.now())
+            return
         if kind != StepKind.DEPLOY:  # the gate writes its own decision as the run's message
-            TrainingRun.objects.filter(pk=run.pk).update(progress=STAGES[kind][1], message=f"{kind} done")
+            TrainingRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING).update(progress=STAGES[kind][1],
+                                                                                  message=f"{kind} done")
         _after(run, kind)
     elif status == JobStatus.FAILED:
         TrainingRun.objects.filter(pk=run.pk).exclude(status__in=(JobStatus.SUCCEEDED, JobStatus.CANCELLED)).update(
@@ -164,8 +169,9 @@ def training_step_run(*, run_id: int, kind: str, task_id: str | None = None, eag
     if step is None:
         return None
     run = TrainingRun.objects.select_related("project", "dataset_version").get(pk=run_id)
-    if step.status == JobStatus.SUCCEEDED:  # delivered twice: just make sure the next step is queued
-        _after(run, kind)
+    if step.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
+        # delivered twice, or the step ended and its worker died before moving the run on: do that now
+        pipeline_step_ended(step, step.status)
         return None
     if run.status in (JobStatus.FAILED, JobStatus.CANCELLED):
         return None
@@ -177,11 +183,17 @@ def training_step_run(*, run_id: int, kind: str, task_id: str | None = None, eag
 
     def run_body(job: JobContext):
         result = body(run, job.progress) or {}
-        return f"{kind} done", {"result": result}
+        with transaction.atomic():  # the step's end and the run's next move commit together
+            job.succeed(f"{kind} done", result=result)
+            pipeline_step_ended(job.job, JobStatus.SUCCEEDED)
+
+    def on_end(step, status):
+        if status != JobStatus.SUCCEEDED:  # success moved the run on inside run_body's transaction
+            pipeline_step_ended(step, status)
 
     return job_execute(PipelineStep, step.pk, task_id=task_id, eager=eager, body=run_body,
                        start_message=f"{kind} started", parent=run, parent_span=STAGES[kind],
-                       parent_prefix=f"{kind}: ", on_end=pipeline_step_ended)
+                       parent_prefix=f"{kind}: ", on_end=on_end)
 
 
 def _after(run: TrainingRun, kind: str) -> None:
@@ -378,6 +390,7 @@ def _gate(run: TrainingRun, progress) -> dict:
 
     project = run.project
     mv = ModelVersion.objects.get(pk=run.model_id)
+    progress(10, "deciding whether to deploy")  # the last point where a cancel stops a deploy
     if not project.auto_deploy:
         decision = {"deployed": False, "reason": "the project's deploy gate is off: a lead deploys by hand"}
     elif mv.eval_report is None:
@@ -388,7 +401,11 @@ def _gate(run: TrainingRun, progress) -> dict:
         with transaction.atomic():
             Project.objects.select_for_update().filter(pk=project.pk).first()
             current = current_deployment(project=project)
-            if (current.model_version_id if current else None) != mv.baseline_model_id:
+            if current is not None and current.model_version_id == mv.pk:
+                # an earlier attempt of this step deployed it, then its worker died before recording that
+                decision = {"deployed": True, "deployment": current.pk, "reason": "deployed by the gate",
+                            "label_to_serving_s": current.label_to_serving_s}
+            elif (current.model_version_id if current else None) != mv.baseline_model_id:
                 # Compared against a model that is no longer the one serving: no evidence either way.
                 decision = {"deployed": False, "reason": "the deployed model changed after this one was evaluated; "
                                                          "deploy it by hand or train again"}

@@ -44,4 +44,4 @@ def _ended(step: PipelineStep, status: str) -> None:
     pipeline_step_ended(step, status)
 
 
-job_kind_register(PipelineStep, enqueue=_enqueue, on_end=_ended)
+job_kind_register(PipelineStep, enqueue=_enqueue, on_end=_ended, sent_on_create=False)

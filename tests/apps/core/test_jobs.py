@@ -102,7 +102,14 @@ def test_results_are_written_only_while_the_claim_holds(queued_round):
     from apps.labeling.services import round_run
 
     def body(job):
-        Round.objects.filter(pk=job.job.pk).update(task_id="someone-else")  # reclaimed behind our back
+        real = job.progress
+
+        def progress(percent, message):
+            real(percent, message)
+            if percent >= 90:  # reclaimed behind our back just before the tasks are written
+                Round.objects.filter(pk=job.job.pk).update(task_id="someone-else")
+
+        job.progress = progress
         return round_run(rnd=job.job, job=job)
 
     assert job_execute(Round, queued_round.pk, task_id="task-1", eager=True, body=body) is None
@@ -255,3 +262,55 @@ def test_file_put_replaces_what_an_earlier_attempt_left(settings, tmp_path):
         assert fh.read() == b"second attempt"
     folder, files = default_storage.listdir("models/0/run0")
     assert files == ["model.onnx"]
+
+
+def test_a_cancel_after_the_last_progress_point_still_stops_the_job(lead, queued_round):
+    """A cancel asked while the body does its last work (no progress point left) wins at the end: the round
+    ends cancelled and its tasks are rolled back."""
+    from apps.core.jobs import job_cancel, job_execute
+    from apps.labeling.models import Round
+    from apps.labeling.services import round_run
+
+    def body(job):
+        real = job.progress
+
+        def progress(percent, message):
+            real(percent, message)
+            if percent >= 90:  # the lead cancels after the last progress point
+                job_cancel(Round.objects.get(pk=job.job.pk))
+
+        job.progress = progress
+        return round_run(rnd=job.job, job=job)
+
+    assert job_execute(Round, queued_round.pk, task_id="task-1", eager=True, body=body) == "cancelled"
+    rnd = Round.objects.get(pk=queued_round.pk)
+    assert rnd.status == "cancelled" and rnd.tasks.count() == 0
+
+
+def test_a_step_that_ended_without_moving_its_run_on_is_repaired_by_a_redelivery(queued_run,
+                                                                                django_capture_on_commit_callbacks):
+    """The worker died after the step's end was written but before the run moved on (old rows, or a crash in
+    between): the next delivery of the step's message moves the run on instead of leaving it running."""
+    from apps.training.models import PipelineStep, TrainingRun
+    from apps.training.services import training_step_run
+
+    TrainingRun.objects.filter(pk=queued_run.pk).update(status="running")
+    PipelineStep.objects.filter(training_run=queued_run, kind="train").update(status="failed", error="boom",
+                                                                             message="boom")
+    training_step_run(run_id=queued_run.pk, kind="train")
+    run = TrainingRun.objects.get(pk=queued_run.pk)
+    assert run.status == "failed" and "train failed" in run.message
+
+
+def test_rows_from_before_the_runner_are_swept_too(queued_round, settings, django_capture_on_commit_callbacks):
+    """A job left running by a worker that died before the runner existed has no heartbeat: its start counts."""
+    from apps.core.jobs import jobs_sweep
+    from apps.labeling.models import Round
+
+    Round.objects.filter(pk=queued_round.pk).update(
+        status="running", heartbeat_at=None, worker="", task_id="",
+        started_at=timezone.now() - timedelta(seconds=settings.LOOPLAB_JOBS["STALE_S"] + 5))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert jobs_sweep()["requeued_running"] == 1
+    rnd = Round.objects.get(pk=queued_round.pk)
+    assert rnd.status == "succeeded" and rnd.tasks.count() == 10
