@@ -113,7 +113,10 @@ def _kill_and_finish(rt: Runtime, kind: str, mode: str) -> dict:
     outer = ("training_trainingrun", "id = {p}", (started["id"],)) if kind == "training" else (table, where, params)
     rt.wait_row(*outer, lambda r: r["status"] in ("succeeded", "failed", "cancelled"), timeout=300,
                 what=f"{kind} to end after the {mode} kill")
+    final = rt.read_row(table, where, params)
     facts = rt.driver("verify", kind, str(started["id"]))
+    # which path brought it back: the redelivered message (same task id) or the sweeper (a new message)
+    facts["taken_over_by"] = "redelivery" if final["task_id"] == running["task_id"] else "sweeper"
     facts.update(kind=kind, mode=mode, runtime=rt.name, seconds_to_end_after_kill=round(time.monotonic() - t_kill, 1),
                  killed_at_progress=running["progress"])
     if kind == "training":  # the step that was killed was claimed twice; the run's own row is not claimed
@@ -156,7 +159,8 @@ def _run_all(rt: Runtime, artifacts: Path) -> None:
     print(f"\n{rt.name}: {len(ok)} of {len(results)} killed jobs completed exactly once")
     for r in results:
         print(f"  {r['mode']:5s} {r['kind']:12s} {r['status']:9s} attempts={r['attempts']} "
-              f"killed at {r['killed_at_progress']:.0f}%, ended {r['seconds_to_end_after_kill']} s later")
+              f"killed at {r['killed_at_progress']:.0f}%, taken over by the {r['taken_over_by']}, "
+              f"ended {r['seconds_to_end_after_kill']} s later")
     assert len(ok) == len(results), [r for r in results if not _exactly_once(r)]
 
 
@@ -180,10 +184,10 @@ def test_killed_jobs_complete_exactly_once_on_postgres_and_redis(transactional_d
 
     def read_row(table, where, params):
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT status, progress, worker, attempts FROM {table} WHERE "
+            cursor.execute(f"SELECT status, progress, worker, attempts, task_id FROM {table} WHERE "
                            + where.format(p="%s"), params)
             got = cursor.fetchone()
-        return dict(zip(("status", "progress", "worker", "attempts"), got)) if got else None
+        return dict(zip(("status", "progress", "worker", "attempts", "task_id"), got)) if got else None
 
     _run_all(Runtime("postgres+redis", env, read_row, artifacts), artifacts)
 
@@ -202,8 +206,8 @@ def test_killed_jobs_complete_exactly_once_on_the_embedded_default(tmp_path, art
 
     def read_row(table, where, params):
         with sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=10) as conn:
-            got = conn.execute(f"SELECT status, progress, worker, attempts FROM {table} WHERE "
+            got = conn.execute(f"SELECT status, progress, worker, attempts, task_id FROM {table} WHERE "
                                + where.format(p="?"), params).fetchone()
-        return dict(zip(("status", "progress", "worker", "attempts"), got)) if got else None
+        return dict(zip(("status", "progress", "worker", "attempts", "task_id"), got)) if got else None
 
     _run_all(Runtime("embedded", env, read_row, artifacts), artifacts)
