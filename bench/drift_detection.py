@@ -23,7 +23,7 @@ Windows: reference 300 samples; production 100 and 300 (the 3D fixture has 800 s
 windows never share or repeat a sample). ``detect_drift`` runs with its defaults
 (200 permutations, alpha 0.05, RBF kernels at ``ml.drift.SCALES`` times the median distance and
 the novelty statistics at ``ml.drift.NOVELTY_QUANTILES``; ``--scales 1 --novelty none`` measures
-session 2's single median-bandwidth kernel, ``--novelty none`` session 3's four kernels).
+the single median-bandwidth kernel of fbfae29, ``--novelty none`` the four kernels of 1c38392).
 
 Prints a table and writes bench/out/<tag>.json (default drift_detection).
 """

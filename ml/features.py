@@ -48,7 +48,7 @@ __all__ = ["EMBEDDING_DIM", "FEATURES_VERSION", "label_free_embeddings", "raw_de
 
 EMBEDDING_DIM = 128
 # Bump whenever any descriptor changes: callers tag stored embeddings with it and recompute
-# the ones made by another version (v1: session 1; v2: CMN cepstra, oriented-normal pair features).
+# the ones made by another version (v1: up to d660ae6; v2: CMN cepstra, oriented-normal pair features).
 FEATURES_VERSION = 2
 _PROJECTION_SEED = 20240917  # fixed forever: changing it invalidates stored embeddings
 _EPS = 1e-8

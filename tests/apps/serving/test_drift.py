@@ -123,7 +123,7 @@ def test_a_trickle_of_new_input_is_found_by_novelty(api, lead, serving, digits, 
     project = serving
     since = timezone.now().isoformat()
     # 10 of 100: with the 84-sample reference the fixture gives, this was found (p 0.005-0.03) on 8 of 8
-    # different labelled sets (session 5); 6 of 100 only on 4 of 8 (p 0.01-0.15), though its 6 were always
+    # different labelled sets (2026-12-04, at 149b8a9); 6 of 100 only on 4 of 8 (p 0.01-0.15), though its 6 were always
     # the top witnesses. Which samples the fixture's random round labels depends on the round's id, so on
     # the tests that ran before (_same_draws now pins that): a 6-of-100 version failed in one suite order.
     _push(project, [(f"p{i}", png, {"camera": "old"}) for i, (png, _) in enumerate(digits[200:290])]
