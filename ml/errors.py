@@ -10,6 +10,9 @@ This module imports nothing beyond the standard library.
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 __all__ = [
     "MLError",
     "InvalidInput",
@@ -18,6 +21,7 @@ __all__ = [
     "TooLarge",
     "EmptyData",
     "MissingDependency",
+    "require",
 ]
 
 
@@ -76,3 +80,27 @@ class MissingDependency(MLError):
     """An optional package is not installed; ``details["install"]`` says how to get it."""
 
     code = "missing_dependency"
+
+
+def require(
+    module: str,
+    message: str,
+    *,
+    install: str,
+    package: str | None = None,
+    catch: tuple[type[BaseException], ...] = (ImportError,),
+) -> ModuleType:
+    """Import ``module`` (a dotted name) and return it; :class:`MissingDependency` when it cannot be imported.
+
+    ``message`` says what needs it (e.g. "faiss is required for embedding search and clustering"),
+    ``install`` how to get it; the error's ``details`` hold ``package`` (default: the top-level module
+    name), ``install`` and ``reason`` (the import error's text). ``catch`` widens what counts as
+    missing (e.g. ``(ImportError, OSError)`` for a package whose shared library may be absent).
+    """
+    try:
+        return importlib.import_module(module)
+    except catch as exc:
+        raise MissingDependency(
+            message,
+            details={"package": package or module.split(".")[0], "install": install, "reason": str(exc)},
+        ) from exc

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ml.errors import InvalidInput, MissingDependency
+from ml.errors import InvalidInput, require
 
 __all__ = ["Finding", "KINDS", "find_label_issues", "out_of_sample_probs", "find_outliers", "find_near_duplicates"]
 
@@ -39,14 +39,9 @@ class Finding:
 
 
 def _cleanlab_filter():
-    try:
-        from cleanlab.filter import find_label_issues as cl_find  # noqa: PLC0415 (AGPL: lazy on purpose)
-    except ImportError as exc:
-        raise MissingDependency(
-            "finding label issues needs cleanlab, an optional dependency (AGPL-3.0)",
-            details={"package": "cleanlab", "install": INSTALL_HINT},
-        ) from exc
-    return cl_find
+    # AGPL: imported lazily on purpose, only when label issues are asked for
+    return require("cleanlab.filter", "finding label issues needs cleanlab, an optional dependency (AGPL-3.0)",
+                   install=INSTALL_HINT, package="cleanlab").find_label_issues
 
 
 def _check(embeddings, labels, n_classes) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ml.errors import CorruptData, EmptyData, InvalidInput, MissingDependency
+from ml.errors import CorruptData, EmptyData, InvalidInput, require
 
 __all__ = [
     "OnnxClassifier",
@@ -35,14 +35,9 @@ METADATA_PREFIX = "looplab."
 
 
 def _ort():
-    try:
-        import onnxruntime
-    except ImportError as exc:  # pragma: no cover - onnxruntime is a core dependency
-        raise MissingDependency(
-            "onnxruntime is required to serve exported models",
-            details={"package": "onnxruntime", "install": "pip install 'onnxruntime>=1.18,<2'"},
-        ) from exc
-    return onnxruntime
+    # onnxruntime is a core dependency; the check only words the error when an install lacks it
+    return require("onnxruntime", "onnxruntime is required to serve exported models",
+                   install="pip install 'onnxruntime>=1.18,<2'")
 
 
 class OnnxClassifier:
