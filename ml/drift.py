@@ -325,7 +325,7 @@ def detect_drift(
     """Compare a production window with a reference window.
 
     ref/prod_embeddings: (N_ref, D) / (N_prod, D). ref/prod_probs: optional model probabilities for PSI.
-    slices: {name: (mask over ref, mask over prod)}, e.g. from :func:`ml.selection.slice_mask` on each
+    slices: {name: (mask over ref, mask over prod)}, e.g. from :func:`ml.slices.slice_mask` on each
     window's metadata; slices with fewer than ``min_slice`` samples in a window get shares only.
     ``top_drift_indices``: the ``top_k`` production samples most unlike the reference, worth sending back
     to the labeling pool: by the MMD witness at the bandwidth that found the most drift, or, when a
@@ -343,7 +343,7 @@ def detect_drift(
     R_sub = R if len(R) <= max_samples else R[rng.choice(len(R), size=max_samples, replace=False)]
     Q_sub = Q if len(Q) <= max_samples else Q[rng.choice(len(Q), size=max_samples, replace=False)]
     if test["statistic"] == "novelty":
-        from ml.index import assign_nearest  # numpy only; faiss stays unloaded
+        from ml.cluster import assign_nearest  # numpy only; faiss stays unloaded
 
         w = np.sqrt(assign_nearest(Q, R_sub)[1].astype(np.float64))
     else:

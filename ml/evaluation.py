@@ -395,9 +395,9 @@ def compare_models(
 
 
 def slices_from_metadata(metadata: Sequence[Mapping], predicates: Mapping[str, Mapping]) -> dict[str, np.ndarray]:
-    """``{name: bool mask}`` from ``{name: predicate}``; predicates as in :func:`ml.selection.slice_mask`
+    """``{name: bool mask}`` from ``{name: predicate}``; predicates as in :func:`ml.slices.slice_mask`
     (equality, one-of lists, operator dicts such as ``{"speed": {"gte": 50}}``)."""
-    from ml.selection import slice_mask  # noqa: PLC0415
+    from ml.slices import slice_mask  # noqa: PLC0415
 
     return {str(name): slice_mask(metadata, pred) for name, pred in predicates.items()}
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from ml.errors import CorruptData, InvalidInput
-from ml.index import EmbeddingIndex, exact_search, kcenter_greedy, kmeans, kmedoids_refine, measure_recall
+from ml.cluster import kcenter_greedy, kmeans, kmedoids_refine
+from ml.index import EmbeddingIndex, exact_search, measure_recall
 
 
 def _clustered(n, dim=16, n_centres=40, seed=0, spread=1.0):
@@ -28,7 +29,7 @@ def _brute(X, Q, k, cosine=False):
 
 def test_heavy_libraries_are_imported_lazily():
     code = (
-        "import sys, ml.index, ml.selection, ml.evaluation\n"
+        "import sys, ml.cluster, ml.index, ml.selection, ml.slices, ml.evaluation\n"
         "for m in ('ml.quality', 'ml.drift'):\n"
         "    try:\n"
         "        __import__(m)\n"

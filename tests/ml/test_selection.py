@@ -477,7 +477,7 @@ def test_unknown_option_is_rejected(pool):
 
 
 def test_cold_start_picks_are_refined_as_k_medoids():
-    from ml.index import assign_nearest
+    from ml.cluster import assign_nearest
 
     rng = np.random.default_rng(5)
     # blobs of very different spread: nearest-to-centre picks of a wide blob are not its best medoids
@@ -498,7 +498,7 @@ def test_cold_start_picks_are_refined_as_k_medoids():
 
 
 def test_a_pool_bigger_than_kmedoids_max_is_refined_on_a_sample():
-    from ml.index import assign_nearest
+    from ml.cluster import assign_nearest
 
     rng = np.random.default_rng(5)
     E = np.concatenate([rng.normal(0, 0.2, size=(150, 8)), rng.normal(3, 2.0, size=(250, 8))]).astype(np.float32)
@@ -525,7 +525,7 @@ def test_a_pool_bigger_than_kmedoids_max_is_refined_on_a_sample():
 
 
 def test_cold_start_restarts_option_and_default():
-    from ml.index import kmeans
+    from ml.cluster import kmeans
 
     rng = np.random.default_rng(4)
     E = rng.normal(size=(400, 16)).astype(np.float32)  # no real clusters: restarts find different optima
