@@ -9,12 +9,15 @@ from apps.core.api import IDEMPOTENCY_KEY, JobCancelView, JobOut, ProjectScopedV
 from apps.labeling.selectors import round_get, rounds_for_project, task_get
 from apps.labeling.services import annotation_submit, round_create, task_lease_next, task_skip
 from apps.samples.api import content_url
+from ml.selection.constraints import CONSTRAINT_KEYS
+from ml.slices import PREDICATE_OPERATORS
 
 
 class SliceQuotaIn(serializers.Serializer):
     name = serializers.CharField(max_length=60)
     where = serializers.DictField(help_text='metadata predicate: {"time_of_day": "night"}, {"camera": ["a", "b"]}, '
-                                            '{"speed": {"gte": 50, "lt": 90}} (eq, ne, in, not_in, gt, gte, lt, lte)')
+                                            '{"speed": {"gte": 50, "lt": 90}} '
+                                            f'({", ".join(PREDICATE_OPERATORS)})')
     min = serializers.IntegerField(min_value=0, required=False, default=0, help_text="at least this many picks")
     max = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None,
                                    help_text="at most this many picks")
@@ -45,7 +48,8 @@ class RoundIn(serializers.Serializer):
 
     def to_service(self) -> dict:
         data = dict(self.validated_data)
-        constraints = {k: data.pop(k) for k in ("slices", "classes", "cost", "exclude_near_duplicates") if k in data}
+        # the fields' types are checked here (400); the grammar by ml.selection.RoundConstraints in round_create
+        constraints = {k: data.pop(k) for k in CONSTRAINT_KEYS if k in data}
         return {**data, "constraints": constraints}
 
 

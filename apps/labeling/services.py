@@ -26,129 +26,11 @@ MC_SAMPLES = 10  # stochastic forward passes per sample for BALD
 
 # -- rounds ---------------------------------------------------------------------------------------
 
-def _scalar_problem(value) -> str | None:
-    """Why ``value`` cannot be matched against metadata (None when it can): a JSON scalar that the database
-    stores (no NaN/inf, no NUL in strings)."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return None if np.isfinite(value) else "numbers must be finite"
-    if isinstance(value, str):
-        return None if "\x00" not in value else "text cannot hold a NUL character"
-    return f"{type(value).__name__} is not a value metadata holds (text, number, true/false or null)"
-
-
-def _condition_problem(cond) -> str | None:
-    """Why a slice condition is malformed (None when it is fine): a value, a list of values ("one of"), or an
-    object of operators (eq, ne, gt, gte, lt, lte: a value; in, not_in: a list of values)."""
-    from ml.selection import PREDICATE_OPERATORS
-
-    def values(items):
-        if not isinstance(items, list) or not items:
-            return "'in', 'not_in' and a list condition need a non-empty list of values"
-        return next((p for p in map(_scalar_problem, items) if p), None)
-
-    if isinstance(cond, list):
-        return values(cond)
-    if not isinstance(cond, dict):
-        return _scalar_problem(cond)
-    if not cond:
-        return "an operator object needs at least one operator"
-    unknown = sorted(set(cond) - set(PREDICATE_OPERATORS))
-    if unknown:
-        return f"unknown operator(s) {', '.join(unknown)}"
-    for op, value in cond.items():
-        problem = values(value) if op in ("in", "not_in") else _scalar_problem(value)
-        if problem:
-            return f"{op}: {problem}"
-    return None
-
-
-def _constraints_clean(*, project: Project, constraints: dict | None, has_model: bool) -> dict:
-    """The round's batch constraints, checked and normalised (see round_create); ValidationFailed otherwise."""
-    from ml.selection import PREDICATE_OPERATORS
-
-    def bad(message, **details):
-        return ValidationFailed(message, code="invalid_constraints", details=details)
-
-    def count(value, where):
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise bad(f"{where} must be a whole number >= 0.", field=where)
-        return value
-
-    def bounds(item, where):
-        lo, hi = count(item.get("min", 0), f"{where}.min") or 0, count(item.get("max"), f"{where}.max")
-        if hi is not None and lo > hi:
-            raise bad(f"{where}: min ({lo}) is above max ({hi}).", field=where)
-        if lo == 0 and hi is None:
-            raise bad(f"{where} needs a min or a max.", field=where)
-        return lo, hi
-
-    c = dict(constraints or {})
-    unknown = sorted(set(c) - {"slices", "classes", "cost", "exclude_near_duplicates"})
-    if unknown:
-        raise bad(f"Unknown constraint(s): {', '.join(unknown)}.", unknown=unknown)
-    out: dict = {}
-    slices, names = [], set()
-    for i, sl in enumerate(c.get("slices") or []):
-        where = sl.get("where")
-        name = str(sl.get("name") or "").strip()
-        if not name or name in names:
-            raise bad(f"slices[{i}] needs a name of its own.", field=f"slices[{i}].name")
-        if not isinstance(where, dict) or not where:
-            raise bad(f"slice {name!r}: 'where' must be a non-empty object of metadata key -> condition, "
-                      'e.g. {"time_of_day": "night"} or {"speed": {"gte": 50}}.', field=f"slices[{i}].where")
-        for key, cond in where.items():
-            problem = _condition_problem(cond)
-            if problem or "\x00" in key:
-                raise bad(f"slice {name!r}, key {key!r}: {problem or 'a key cannot hold a NUL character'}.",
-                          field=f"slices[{i}].where", operators=list(PREDICATE_OPERATORS))
-        lo, hi = bounds(sl, f"slices[{i}]")
-        names.add(name)
-        slices.append({"name": name, "where": where, "min": lo, "max": hi})
-    if slices:
-        out["slices"] = slices
-    classes, seen = [], set()
-    for i, cl in enumerate(c.get("classes") or []):
-        label = cl.get("label")
-        if label not in project.labels or label in seen:
-            raise bad(f"classes[{i}]: {label!r} is not one of the project's labels (or is given twice).",
-                      field=f"classes[{i}].label", labels=list(project.labels))
-        lo, hi = bounds(cl, f"classes[{i}]")
-        seen.add(label)
-        classes.append({"label": label, "min": lo, "max": hi})
-    if classes:
-        if not has_model:
-            raise ValidationFailed("Class quotas count the deployed model's predicted classes, and no model is "
-                                   "deployed yet.", code="model_required")
-        out["classes"] = classes
-    cost = c.get("cost")
-    if cost is not None:
-        key, total = (cost.get("metadata_key") if isinstance(cost, dict) else None), None
-        if not isinstance(key, str) or not key:
-            raise bad("cost.metadata_key must name the metadata field that holds each sample's labeling cost.",
-                      field="cost.metadata_key")
-        if cost.get("max_total") is not None:
-            total = cost["max_total"]
-            if isinstance(total, bool) or not isinstance(total, (int, float)) or not total > 0:
-                raise bad("cost.max_total must be a number > 0.", field="cost.max_total")
-        out["cost"] = {"metadata_key": key, "max_total": total}
-    dedup = c.get("exclude_near_duplicates")
-    if dedup is not None:
-        if isinstance(dedup, bool) or not isinstance(dedup, (int, float)) or not 0 < dedup <= 1:
-            raise bad("exclude_near_duplicates is a cosine similarity in (0, 1], e.g. 0.98.",
-                      field="exclude_near_duplicates")
-        out["exclude_near_duplicates"] = float(dedup)
-    return out
-
-
 def _constraint_options(project: Project, constraints: dict, samples: list[Sample],
                         probs: np.ndarray | None) -> tuple[dict, dict]:
     """ml.selection options for a cleaned constraints dict over these pool samples (``probs``: the deployed
     model's, for class quotas), and notes for the report (how many of the pool each quota could draw from)."""
-    from ml.selection import slice_mask
+    from ml.slices import slice_mask
 
     opts, notes = {}, {}
     metas = [s.metadata or {} for s in samples]
@@ -211,7 +93,7 @@ def round_create(*, project: Project, user, budget: int, strategy: str = "auto",
     ``slices`` [{name, where: metadata predicate, min, max}], ``classes`` [{label, min, max}] by the deployed
     model's predicted class, ``cost`` {metadata_key, max_total} (cost-aware: uncertainty per unit of cost), and
     ``exclude_near_duplicates`` (cosine similarity to an already labeled sample)."""
-    from ml.selection import MODEL_FREE_STRATEGIES, STRATEGIES
+    from ml.selection import MODEL_FREE_STRATEGIES, STRATEGIES, RoundConstraints
 
     from apps.serving.selectors import current_deployment
 
@@ -225,7 +107,12 @@ def round_create(*, project: Project, user, budget: int, strategy: str = "auto",
                                details={"model_free_strategies": list(MODEL_FREE_STRATEGIES)})
     if not isinstance(budget, int) or budget < 1:
         raise ValidationFailed("budget must be a positive integer.", code="invalid_budget")
-    constraints = _constraints_clean(project=project, constraints=constraints, has_model=has_model)
+    # the grammar is checked by ml.selection.RoundConstraints: InvalidConstraints (422 invalid_constraints)
+    checked = RoundConstraints.parse(constraints, labels=project.labels)
+    if checked.classes and not has_model:
+        raise ValidationFailed("Class quotas count the deployed model's predicted classes, and no model is "
+                               "deployed yet.", code="model_required")
+    constraints = checked.to_dict()
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()  # serialise budget checks
         remaining = budget_summary(project=project)["remaining"]

@@ -43,3 +43,15 @@ def test_details_default_and_copy():
     assert errors.MLError("m").details == {}
     with pytest.raises(errors.InvalidInput):
         raise errors.TooLarge("big")
+
+
+def test_require_imports_or_says_how_to_install(monkeypatch):
+    import sys
+
+    assert errors.require("json", "json is needed", install="nothing") is json
+    monkeypatch.setitem(sys.modules, "not_installed_pkg", None)
+    with pytest.raises(errors.MissingDependency) as exc:
+        errors.require("not_installed_pkg.sub", "needs it", install="pip install x", package="x-dist")
+    assert exc.value.code == "missing_dependency" and exc.value.message == "needs it"
+    assert exc.value.details["package"] == "x-dist" and exc.value.details["install"] == "pip install x"
+    assert exc.value.details["reason"]

@@ -542,3 +542,16 @@ def test_cold_start_restarts_option_and_default():
     for bad in ({"kmeans_iter": -1}, {"typicality_k": 2.5}, {"diversity_factor": "x"}, {"n_clusters": True}):
         with pytest.raises(InvalidInput):
             select("typicality", budget=3, embeddings=E, random_state=0, **bad)
+
+
+def test_registry_is_the_one_table():
+    from ml.selection import REGISTRY
+    from ml.selection.core import KNOWN_OPTIONS
+
+    assert STRATEGIES == tuple(REGISTRY)
+    assert MODEL_FREE_STRATEGIES == ("auto", "random", "kmeans", "typicality", "kcenter", "stratified_random")
+    assert {name for name, s in REGISTRY.items() if s.needs == "probs"} == {
+        "least_confidence", "margin", "entropy", "cluster_margin"}
+    assert REGISTRY["bald"].needs == "mc_probs"
+    assert all(s.description for s in REGISTRY.values())
+    assert {"typicality_k", "mc_probs", "strata", "dedup_threshold", "slice_caps"} <= KNOWN_OPTIONS
