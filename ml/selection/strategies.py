@@ -324,7 +324,7 @@ class Strategy:
 
     needs: what it scores with: "embeddings" (works before any model exists), "probs" (model
         probabilities) or "mc_probs" (MC-dropout probabilities, option ``mc_probs``).
-    options: the select() options it reads (integer knobs are checked by :data:`INT_OPTIONS`).
+    options: the select() options it reads (integer ones are checked by :data:`ml.selection.core.INT_OPTIONS`).
     """
 
     name: str
