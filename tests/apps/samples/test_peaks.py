@@ -101,7 +101,7 @@ def test_block_decoding_matches_whole_file_for_stereo():
     """Blocks never split a bucket; channels are enveloped (min/max over all of them)."""
     import soundfile as sf
 
-    from apps.samples.peaks import compute_peaks
+    from ml.modalities.audio_view import compute_peaks
 
     rng = np.random.default_rng(1)
     y = (rng.standard_normal((30_001, 2)) * 0.2).clip(-1, 1).astype(np.float32)
@@ -129,7 +129,8 @@ def test_block_decoding_matches_whole_file_for_stereo():
 
 def _direct_spectrogram(y: np.ndarray, sr: int, width: int, n_mels: int) -> np.ndarray:
     """The documented definition, on the whole signal at once."""
-    from apps.samples.peaks import DB_RANGE, fft_size, mel_filterbank
+    from ml.modalities.audio_view import DB_RANGE, fft_size
+    from ml.modalities.audio_view import spectrogram_filterbank as mel_filterbank
 
     n_fft = fft_size(sr)
     hop = min(n_fft, max(n_fft // 8, len(y) // width))
@@ -149,7 +150,7 @@ def _direct_spectrogram(y: np.ndarray, sr: int, width: int, n_mels: int) -> np.n
 
 def test_mel_filterbank_is_librosas_htk():
     librosa = pytest.importorskip("librosa")
-    from apps.samples.peaks import mel_filterbank
+    from ml.modalities.audio_view import spectrogram_filterbank as mel_filterbank
 
     ours = mel_filterbank(16000, 512, 80)
     theirs = librosa.filters.mel(sr=16000, n_fft=512, n_mels=80, fmin=0.0, fmax=8000.0, htk=True, norm="slaney")
@@ -161,7 +162,8 @@ def test_spectrogram_matches_numpy_and_is_cached(api, lead, annotator, audio_pro
     from PIL import Image
 
     from apps.samples.models import Sample
-    from apps.samples.peaks import compute_spectrogram, sample_spectrogram
+    from apps.samples.peaks import sample_spectrogram
+    from ml.modalities.audio_view import compute_spectrogram
 
     blob, _ = clip
     sample_id = _push(api, lead, audio_project, blob)
