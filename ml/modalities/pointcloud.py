@@ -105,6 +105,9 @@ _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity)"
 _FINITE_TOKEN = re.compile(rb"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _NONFINITE_TOKEN = re.compile(rb"[-+]?(?:nan|inf|infinity)(?:\(.*\))?", re.IGNORECASE)
 _XYZ_LINE = re.compile(rf"^\s*(?:{_NUM})(?:[\s,]+(?:{_NUM})){{2,}}\s*$", re.IGNORECASE)
+# PCD header lines (searched in the first 64 KiB): the DATA line ends the header, FIELDS names the values
+_PCD_DATA = re.compile(rb"^DATA\s+(\w+)[^\n]*\n", re.MULTILINE)
+_PCD_FIELDS = re.compile(rb"^FIELDS\s+(.+)$", re.MULTILINE)
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -193,7 +196,7 @@ def _header_fields(data: bytes, fmt: str) -> int | None:
         return (len(vertex.properties) or None) if vertex else None
     if fmt == "PCD":
         header = data[:65536]
-        f = re.search(rb"^FIELDS\s+(.+)$", header, re.MULTILINE)
+        f = _PCD_FIELDS.search(header)
         c = re.search(rb"^COUNT\s+(.+)$", header, re.MULTILINE)
         try:
             if c:
@@ -260,10 +263,13 @@ def _check_ascii_rows(lines: Sequence[bytes], fmt: str, *, min_tokens: int = 3, 
     return None
 
 
-_PLY_SIZES = {
-    "char": 1, "int8": 1, "uchar": 1, "uint8": 1, "short": 2, "int16": 2, "ushort": 2, "uint16": 2,
-    "int": 4, "int32": 4, "uint": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8,
+# PLY scalar property types as numpy dtype codes (byte order added by the reader) and their sizes
+_PLY_TYPES = {
+    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2", "ushort": "u2",
+    "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4", "float": "f4", "float32": "f4",
+    "double": "f8", "float64": "f8",
 }
+_PLY_SIZES = {name: int(code[1]) for name, code in _PLY_TYPES.items()}
 
 
 def _ply_shortfall(data: bytes) -> str | None:
@@ -331,7 +337,7 @@ def _ply_shortfall(data: bytes) -> str | None:
 
 def _pcd_shortfall(data: bytes) -> str | None:
     """Why a PCD body is too short for its ``POINTS``, else None (binary_compressed: not checked)."""
-    m = re.search(rb"^DATA\s+(\w+)[^\n]*\n", data[:65536], re.MULTILINE)
+    m = _PCD_DATA.search(data[:65536])
     if not m:
         return "PCD header has no DATA line"
     kind = m.group(1).decode("ascii", errors="replace").lower()
@@ -722,11 +728,6 @@ def points_to_ply(points: np.ndarray, *, binary: bool = True) -> bytes:
 # --------------------------------------------------------------------------------------------
 # every stored point, for the annotation tool
 
-_PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2", "ushort": "u2",
-    "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4", "float": "f4", "float32": "f4",
-    "double": "f8", "float64": "f8",
-}
 _INTENSITY_NAMES = ("intensity", "scalar_intensity", "reflectance", "remission")
 
 
@@ -783,8 +784,8 @@ def _column(body: memoryview, col: int, n: int) -> np.ndarray | None:
 
 
 def _pcd_intensity(data: bytes, n: int) -> np.ndarray | None:
-    m = re.search(rb"^DATA\s+(\w+)[^\n]*\n", data[:65536], re.MULTILINE)
-    f = re.search(rb"^FIELDS\s+(.+)$", data[:65536], re.MULTILINE)
+    m = _PCD_DATA.search(data[:65536])
+    f = _PCD_FIELDS.search(data[:65536])
     if not m or not f or m.group(1).lower() != b"ascii":
         return None
     fields = f.group(1).decode("ascii", errors="replace").split()
