@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import b64
+from tests.ml.modalities.spectrogram_reference import direct_spectrogram as _direct_spectrogram
 
 WORDS = ["three", "seven", "one", "four"]
 
@@ -125,27 +126,6 @@ def test_block_decoding_matches_whole_file_for_stereo():
             data, _ = compute_peaks(sound, spb, block_frames=4096)
         ref = np.array([[y16[i:i + spb].min(), y16[i:i + spb].max()] for i in range(0, len(y16), spb)], np.float32)
         np.testing.assert_array_equal(data, ref)
-
-
-def _direct_spectrogram(y: np.ndarray, sr: int, width: int, n_mels: int) -> np.ndarray:
-    """The documented definition, on the whole signal at once."""
-    from ml.modalities.audio_view import DB_RANGE, fft_size
-    from ml.modalities.audio_view import spectrogram_filterbank as mel_filterbank
-
-    n_fft = fft_size(sr)
-    hop = min(n_fft, max(n_fft // 8, len(y) // width))
-    mono = y.mean(axis=1)
-    t = math.ceil(len(mono) / hop)
-    padded = np.zeros((t - 1) * hop + n_fft, np.float64)
-    padded[:len(mono)] = mono
-    frames = np.stack([padded[i * hop:i * hop + n_fft] for i in range(t)])
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
-    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
-    cols = min(width, t)
-    edges = (np.arange(cols + 1) * t) // cols
-    mean = np.stack([power[edges[j]:edges[j + 1]].mean(axis=0) for j in range(cols)])
-    db = 10 * np.log10(np.maximum(mel_filterbank(sr, n_fft, n_mels).astype(np.float64) @ mean.T, 1e-12))
-    return np.maximum(db - db.max(), -DB_RANGE)
 
 
 def test_mel_filterbank_is_librosas_htk():

@@ -11,6 +11,7 @@ sf = pytest.importorskip("soundfile")
 
 from ml.modalities import audio_view as av  # noqa: E402
 from ml.modalities.audio import mel_filterbank  # noqa: E402
+from tests.ml.modalities.spectrogram_reference import direct_spectrogram  # noqa: E402
 
 
 def _wav(y, sr, subtype="FLOAT"):
@@ -103,23 +104,6 @@ def test_a_damaged_body_is_corrupt_data():
         av.compute_spectrogram(_Recorder(frames=50_000, fail_after=2), width=50, block_frames=1000)
 
 
-def _direct_spectrogram(y, sr, width, n_mels):
-    n_fft = av.fft_size(sr)
-    hop = min(n_fft, max(n_fft // 8, len(y) // width))
-    mono = y.mean(axis=1)
-    t = math.ceil(len(mono) / hop)
-    padded = np.zeros((t - 1) * hop + n_fft, np.float64)
-    padded[:len(mono)] = mono
-    frames = np.stack([padded[i * hop:i * hop + n_fft] for i in range(t)])
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
-    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
-    cols = min(width, t)
-    edges = (np.arange(cols + 1) * t) // cols
-    mean = np.stack([power[edges[j]:edges[j + 1]].mean(axis=0) for j in range(cols)])
-    db = 10 * np.log10(np.maximum(av.spectrogram_filterbank(sr, n_fft, n_mels).astype(np.float64) @ mean.T, 1e-12))
-    return np.maximum(db - db.max(), -av.DB_RANGE)
-
-
 def test_streamed_spectrogram_equals_the_definition():
     sr = 16000
     t = np.arange(int(1.3 * sr)) / sr
@@ -129,7 +113,7 @@ def test_streamed_spectrogram_equals_the_definition():
         with sf.SoundFile(_wav(y, sr)) as sound:
             db, n_fft, hop, n_frames, frames = av.compute_spectrogram(sound, width=width, n_mels=64, block_frames=block)
         assert (n_fft, frames) == (512, len(y)) and n_frames == math.ceil(len(y) / hop)
-        direct = _direct_spectrogram(y, sr, width, 64)
+        direct = direct_spectrogram(y, sr, width, 64)
         assert db.shape == direct.shape == (64, min(width, n_frames))
         np.testing.assert_allclose(db, direct, atol=0.05)
     spec = av.Spectrogram(db=db, sample_rate=sr, n_fft=n_fft, hop=hop, n_frames=n_frames, frames=frames)
