@@ -45,18 +45,23 @@ N_MELS = 80
 DB_RANGE = 80.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Served:
+    """Set by whoever caches a result: whether it came from the cache, and the seconds spent computing or loading it."""
+
+    cached: bool = False
+    seconds: float = 0.0
+
+
 @dataclass(frozen=True)
-class Peaks:
-    """``data`` is (buckets, 2) float32: min and max per bucket, in -1..1. ``cached`` and ``seconds`` (time spent
-    computing or loading) are set by whoever caches them."""
+class Peaks(_Served):
+    """``data`` is (buckets, 2) float32: min and max per bucket, in -1..1."""
 
     data: np.ndarray
     sample_rate: int
     channels: int
     frames: int
     samples_per_bucket: int
-    cached: bool = False
-    seconds: float = 0.0
 
     @property
     def duration_s(self) -> float:
@@ -75,7 +80,7 @@ class Peaks:
 
 
 @dataclass(frozen=True)
-class Spectrogram:
+class Spectrogram(_Served):
     """``db`` is (n_mels, columns) float32 in dB relative to the loudest cell (0 .. -DB_RANGE), row 0 = lowest band."""
 
     db: np.ndarray
@@ -84,8 +89,6 @@ class Spectrogram:
     hop: int
     n_frames: int
     frames: int
-    cached: bool = False
-    seconds: float = 0.0
 
     @property
     def span_s(self) -> float:
