@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
+from ml import modalities
 from ml.errors import EmptyData, InvalidInput
 from ml.serving import METADATA_PREFIX, OnnxClassifier, RuntimeChoice, choose_runtime, measure_latency, runtime_decision
 
@@ -51,12 +52,10 @@ DEFAULT_OPSET = 17
 def _dynamic_axes(model: "TrainedModel") -> dict[str, dict[int, str]]:
     inp: dict[int, str] = {0: "batch"}
     probs: dict[int, str] = {0: "batch"}
-    if model.modality == "audio":
-        inp[3] = "frames"
-    if model.modality == "pointcloud":
-        inp[1] = "points"
-        if model.task == "segmentation":
-            probs[1] = "points"
+    mod = modalities.get(model.modality)
+    inp.update(mod.variable_axes)
+    if mod.point_axis is not None and model.task == "segmentation":
+        probs[mod.point_axis] = "points"  # one row of class probabilities per point
     return {"input": inp, "probs": probs, "embedding": {0: "batch"}}
 
 

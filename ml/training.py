@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ml import modalities
 from ml.errors import CorruptData, EmptyData, InvalidInput
 from ml.nets import build_net, default_arch
 
@@ -44,9 +45,8 @@ __all__ = [
     "resolve_device",
 ]
 
-MODALITIES = ("image", "audio", "pointcloud")
+MODALITIES = modalities.MODALITIES
 SAVE_FORMAT = 1
-DEFAULT_INPUT_SHAPES = {"image": (3, 32, 32), "audio": (1, 64, 101), "pointcloud": (1024, 3)}
 
 ProgressFn = Callable[[float, str], None]
 
@@ -89,25 +89,16 @@ def check_inputs(modality: str, X: np.ndarray, *, task: str = "classification") 
     Raises ``InvalidInput`` (code ``bad_shape`` / ``unsupported_modality``) or ``EmptyData`` for
     an empty batch or non-finite values.
     """
-    if modality not in MODALITIES:
-        raise InvalidInput(
-            f"unknown modality {modality!r}",
-            code="unsupported_modality",
-            details={"modality": modality, "supported": list(MODALITIES)},
-        )
-    if task == "segmentation" and modality != "pointcloud":
+    mod = modalities.get(modality)  # UnknownModality: an InvalidInput with code unsupported_modality
+    if task == "segmentation" and task not in mod.tasks:
         raise InvalidInput(
             "segmentation is implemented for point clouds only",
             code="unsupported_task",
             details={"modality": modality, "task": task},
         )
     X = np.asarray(X)
-    expected = {"image": "(N, 3, H, W)", "audio": "(N, 1, n_mels, T)", "pointcloud": "(N, P, 3)"}[modality]
-    ok = (
-        (modality == "image" and X.ndim == 4 and X.shape[1] == 3 and X.shape[2] >= 8 and X.shape[3] >= 8)
-        or (modality == "audio" and X.ndim == 4 and X.shape[1] == 1 and X.shape[2] >= 8 and X.shape[3] >= 1)
-        or (modality == "pointcloud" and X.ndim == 3 and X.shape[2] == 3 and X.shape[1] >= 1)
-    )
+    expected = mod.input_layout
+    ok = mod.check_shape(X.shape)
     if not ok:
         raise InvalidInput(
             f"{modality} input must have shape {expected}, got {tuple(X.shape)}",
@@ -229,7 +220,7 @@ class TrainedModel:
         self.best_epoch = best_epoch
         self.train_seconds = train_seconds
         # per-sample input shape seen in training, e.g. (3, 32, 32); the export uses it
-        self.input_shape = tuple(int(d) for d in (input_shape or DEFAULT_INPUT_SHAPES[modality]))
+        self.input_shape = tuple(int(d) for d in (input_shape or modalities.get(modality).default_input_shape))
         self.device = resolve_device(device)
         with torch.random.fork_rng(devices=[]):  # random init is overwritten: keep the caller's RNG
             self._net = build_net(self.arch, self.n_classes)
@@ -420,10 +411,10 @@ def _shift(x: np.ndarray, rng: np.random.Generator, max_shift: int, axes: tuple[
 
 
 def _augment(modality: str, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    if modality == "image":
-        return _shift(x, rng, max_shift=max(1, x.shape[-1] // 16), axes=(1, 2))
-    if modality == "audio":
-        return _shift(x, rng, max_shift=max(1, x.shape[-1] // 10), axes=(2,))
+    shift = modalities.get(modality).shift_augment
+    if shift is not None:  # image, audio: a random shift of up to 1/divisor of the last axis
+        divisor, axes = shift
+        return _shift(x, rng, max_shift=max(1, x.shape[-1] // divisor), axes=axes)
     # point cloud: random yaw about z, small jitter
     theta = rng.uniform(0.0, 2.0 * np.pi, size=x.shape[0])
     c, s = np.cos(theta), np.sin(theta)
@@ -655,7 +646,7 @@ def _prepare(
         X_val = y_val = None
     else:
         X_val = check_inputs(modality, X_val, task=task)
-        if X_val.shape[1:] != X_train.shape[1:] and modality == "image":
+        if X_val.shape[1:] != X_train.shape[1:] and modalities.get(modality).fixed_sample_shape:
             raise InvalidInput(
                 "X_val and X_train must have the same sample shape",
                 code="bad_shape",

@@ -5,7 +5,6 @@ ml/ is imported lazily so the web process stays light.
 """
 from __future__ import annotations
 
-import importlib
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
@@ -30,23 +29,26 @@ def validate_content(modality: str, data: bytes, *, long_audio: bool = False) ->
     capped and checked from the header before decoding (ml.errors.TooLarge: at ingest a 422 whose item code is too_large):
     LOOPLAB_MAX_IMAGE_PIXELS, LOOPLAB_MAX_AUDIO_SAMPLES (frames x channels), LOOPLAB_MAX_POINTS and
     LOOPLAB_MAX_POINT_VALUES (points x fields)."""
-    if modality == "image":
-        from ml.modalities.image import validate_image
+    limits = _limits(max_duration_s=settings.LOOPLAB["MAX_LONG_AUDIO_SECONDS" if long_audio else "MAX_AUDIO_SECONDS"])
+    info = _modality(modality).validate(data, limits)
+    return info.format, info.meta
 
-        info = validate_image(data, max_pixels=settings.LOOPLAB["MAX_IMAGE_PIXELS"])
-        return info.format, {"width": info.width, "height": info.height}
-    if modality == "audio":
-        from ml.modalities.audio import validate_audio
 
-        limit = settings.LOOPLAB["MAX_LONG_AUDIO_SECONDS" if long_audio else "MAX_AUDIO_SECONDS"]
-        info = validate_audio(data, max_duration_s=limit, max_samples=settings.LOOPLAB["MAX_AUDIO_SAMPLES"])
-        return info.format, {"duration_s": info.duration_s, "sample_rate": info.sample_rate, "channels": info.channels}
-    if modality == "pointcloud":
-        from ml.modalities.pointcloud import validate_points
+def _modality(name: str):
+    from ml import modalities
 
-        info = validate_points(data, **point_limits())
-        return info.format, {"n_points": info.n_points}
-    raise ValidationFailed(f"Unknown modality {modality!r}.", code="invalid_modality")
+    try:
+        return modalities.get(name)
+    except modalities.UnknownModality:
+        raise ValidationFailed(f"Unknown modality {name!r}.", code="invalid_modality") from None
+
+
+def _limits(*, max_duration_s: float):
+    """This server's caps (LOOPLAB_MAX_*) as ml.modalities.Limits."""
+    from ml.modalities import Limits
+
+    return Limits(max_pixels=settings.LOOPLAB["MAX_IMAGE_PIXELS"], max_duration_s=max_duration_s,
+                  max_samples=settings.LOOPLAB["MAX_AUDIO_SAMPLES"], **point_limits())
 
 
 def point_limits() -> dict:
@@ -57,14 +59,10 @@ def point_limits() -> dict:
 def load_batch(modality: str, blobs: list[bytes]) -> np.ndarray:
     """Model input for a batch of validated contents (shapes per ml/ contract). The same caps as at
     ingest apply (a file:// sample was never validated); long audio is read in blocks."""
-    module, fn, options = {
-        "image": ("ml.modalities.image", "load_images", {"max_pixels": settings.LOOPLAB["MAX_IMAGE_PIXELS"]}),
-        # Long recordings (region projects) are cut to their loudest window for the model.
-        "audio": ("ml.modalities.audio", "load_audio_batch", {"max_duration_s": settings.LOOPLAB["MAX_LONG_AUDIO_SECONDS"],
-                                                              "max_samples": settings.LOOPLAB["MAX_AUDIO_SAMPLES"]}),
-        "pointcloud": ("ml.modalities.pointcloud", "load_points_batch", point_limits()),
-    }[modality]
-    return getattr(importlib.import_module(module), fn)(blobs, **options)
+    # Long recordings (region projects) are cut to their loudest window for the model.
+    from ml import modalities
+
+    return modalities.get(modality).load_batch(blobs, _limits(max_duration_s=settings.LOOPLAB["MAX_LONG_AUDIO_SECONDS"]))
 
 
 def extension_for(fmt: str) -> str:

@@ -12,6 +12,7 @@ from apps.core.api import ProjectScopedView
 from apps.core.errors import ValidationFailed
 from apps.samples.points import sample_points
 from apps.samples.selectors import sample_get
+from ml import modalities
 
 
 class SamplePoints(ProjectScopedView):
@@ -21,7 +22,7 @@ class SamplePoints(ProjectScopedView):
     def get(self, request, sample_id):
         sample = sample_get(sample_id=sample_id)
         self.check_object_project(request, sample)
-        if sample.project.modality != "pointcloud":
+        if "points" not in modalities.get(sample.project.modality).views:
             raise ValidationFailed("This sample is not a point cloud.", code="not_a_point_cloud", status_code=409)
         arrays = sample_points(sample=sample)  # ContentUnavailable answers 409 content_unavailable
         response = HttpResponse(arrays.to_bytes(), content_type="application/octet-stream")

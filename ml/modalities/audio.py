@@ -59,6 +59,7 @@ __all__ = [
     "validate_audio",
     "decode_audio",
     "fix_length",
+    "mel_filterbank",
     "logmel",
     "load_audio_features",
     "load_audio_batch",
@@ -529,6 +530,57 @@ def fix_length(y: np.ndarray, length: int, *, trim_db: float = 50.0) -> np.ndarr
     return out
 
 
+def _hz_to_mel(f, htk: bool):
+    f = np.asarray(f, dtype=np.float64)
+    if htk:
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+    # Slaney's scale: linear (3 bands per 200 Hz) below 1 kHz, logarithmic (27 bands per factor 6.4) above
+    linear = f / (200.0 / 3)
+    log_part = 15.0 + np.log(np.maximum(f, 1e-300) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(f >= 1000.0, log_part, linear)
+
+
+def _mel_to_hz(m, htk: bool):
+    m = np.asarray(m, dtype=np.float64)
+    if htk:
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+    linear = m * (200.0 / 3)
+    log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0))
+    return np.where(m >= 15.0, log_part, linear)
+
+
+def mel_filterbank(
+    sample_rate: int,
+    n_fft: int,
+    n_mels: int,
+    *,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+    htk: bool = False,
+    dtype=np.float32,
+) -> np.ndarray:
+    """``(n_mels, n_fft // 2 + 1)`` triangular mel filters between ``fmin`` and ``fmax`` (default Nyquist),
+    area-normalised so a flat spectrum gives equal bands; the mel scale is Slaney's, or HTK's with ``htk``.
+
+    The one filterbank of Looplab: the models' log-mel features (Slaney scale, 20 Hz..8 kHz) and the
+    annotation tool's spectrogram picture (HTK scale, 0 Hz..Nyquist) both use it. It equals
+    ``librosa.filters.mel(sr, n_fft=..., n_mels=..., fmin=..., fmax=..., htk=..., norm="slaney", dtype=...)``.
+    Rows are written in ``dtype`` before the area scaling (float64 keeps full precision until the caller casts).
+    """
+    fmax = float(sample_rate) / 2.0 if fmax is None else float(fmax)
+    fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin, htk), _hz_to_mel(fmax, htk), n_mels + 2), htk)
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fft_freqs)
+    weights = np.zeros((n_mels, fft_freqs.size), dtype=dtype)
+    for i in range(n_mels):
+        lower = -ramps[i] / fdiff[i]
+        upper = ramps[i + 2] / fdiff[i + 1]
+        weights[i] = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
+    return weights
+
+
 @functools.lru_cache(maxsize=8)
 def _mel_basis(sample_rate: int, n_fft: int, n_mels: int):
     """Mel filterbank ``(n_mels, 1 + n_fft // 2)`` as a CSR sparse matrix.
@@ -539,8 +591,7 @@ def _mel_basis(sample_rate: int, n_fft: int, n_mels: int):
     """
     import scipy.sparse
 
-    librosa = _librosa()
-    fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=FMIN, fmax=min(FMAX, sample_rate / 2))
+    fb = mel_filterbank(sample_rate, n_fft, n_mels, fmin=FMIN, fmax=min(FMAX, sample_rate / 2))
     return scipy.sparse.csr_matrix(fb.astype(np.float32))
 
 

@@ -43,6 +43,11 @@ __all__ = [
     "DEFAULT_MAX_POINTS",
     "DEFAULT_MAX_VALUES",
     "PointCloudInfo",
+    "PlyVertexHeader",
+    "PointArrays",
+    "ply_vertex_header",
+    "read_intensity",
+    "read_point_arrays",
     "sniff_format",
     "read_points",
     "validate_points",
@@ -100,6 +105,9 @@ _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity)"
 _FINITE_TOKEN = re.compile(rb"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _NONFINITE_TOKEN = re.compile(rb"[-+]?(?:nan|inf|infinity)(?:\(.*\))?", re.IGNORECASE)
 _XYZ_LINE = re.compile(rf"^\s*(?:{_NUM})(?:[\s,]+(?:{_NUM})){{2,}}\s*$", re.IGNORECASE)
+# PCD header lines (searched in the first 64 KiB): the DATA line ends the header, FIELDS names the values
+_PCD_DATA = re.compile(rb"^DATA\s+(\w+)[^\n]*\n", re.MULTILINE)
+_PCD_FIELDS = re.compile(rb"^FIELDS\s+(.+)$", re.MULTILINE)
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -144,24 +152,51 @@ def _header_count(data: bytes, fmt: str) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class PlyVertexHeader:
+    """The vertex element of a PLY header: what the size caps, the reader and the intensity channel need."""
+
+    format: str                            # "ascii", "binary_little_endian", "binary_big_endian" ("" if none)
+    properties: tuple[tuple[str, ...], ...]  # the tokens after "property", in order: ("float", "x"), ("list", ...)
+    first: bool                            # no element comes before the vertex element
+    body_start: int | None                 # offset of the body (after the end_header line); None if unterminated
+
+
+def ply_vertex_header(data) -> PlyVertexHeader | None:
+    """Parse the vertex element of a PLY header (the header ends at ``end_header``, else within 64 KiB), or None
+    when the header declares no vertex element."""
+    end = data.find(b"end_header")
+    header = bytes(data[: end if end >= 0 else 65536]).decode("ascii", errors="replace").splitlines()
+    fmt = next((ln.split()[1] for ln in header if ln.startswith("format") and len(ln.split()) > 1), "")
+    props: list[tuple[str, ...]] = []
+    seen_element = found = in_vertex = first = False
+    for ln in header:
+        parts = ln.split()
+        if not parts:
+            continue
+        if parts[0] == "element":
+            if in_vertex:
+                break  # the vertex element's properties are complete
+            in_vertex = len(parts) > 1 and parts[1] == "vertex"
+            if in_vertex and not found:
+                found, first = True, not seen_element
+            seen_element = True
+        elif parts[0] == "property" and in_vertex:
+            props.append(tuple(parts[1:]))
+    if not found:
+        return None
+    nl = data.find(b"\n", end) if end >= 0 else -1
+    return PlyVertexHeader(format=fmt, properties=tuple(props), first=first, body_start=nl + 1 if nl >= 0 else None)
+
+
 def _header_fields(data: bytes, fmt: str) -> int | None:
     """Scalar values per point announced by the header (PLY vertex properties, PCD sum of COUNT), or None."""
     if fmt == "PLY":
-        end = data.find(b"end_header")
-        header = data[: end if end >= 0 else 65536].decode("ascii", errors="replace").splitlines()
-        n, in_vertex = 0, False
-        for ln in header:
-            parts = ln.split()
-            if parts and parts[0] == "element":
-                if in_vertex:
-                    break
-                in_vertex = len(parts) > 1 and parts[1] == "vertex"
-            elif parts and parts[0] == "property" and in_vertex:
-                n += 1
-        return n or None
+        vertex = ply_vertex_header(data)
+        return (len(vertex.properties) or None) if vertex else None
     if fmt == "PCD":
         header = data[:65536]
-        f = re.search(rb"^FIELDS\s+(.+)$", header, re.MULTILINE)
+        f = _PCD_FIELDS.search(header)
         c = re.search(rb"^COUNT\s+(.+)$", header, re.MULTILINE)
         try:
             if c:
@@ -228,10 +263,13 @@ def _check_ascii_rows(lines: Sequence[bytes], fmt: str, *, min_tokens: int = 3, 
     return None
 
 
-_PLY_SIZES = {
-    "char": 1, "int8": 1, "uchar": 1, "uint8": 1, "short": 2, "int16": 2, "ushort": 2, "uint16": 2,
-    "int": 4, "int32": 4, "uint": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8,
+# PLY scalar property types as numpy dtype codes (byte order added by the reader) and their sizes
+_PLY_TYPES = {
+    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2", "ushort": "u2",
+    "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4", "float": "f4", "float32": "f4",
+    "double": "f8", "float64": "f8",
 }
+_PLY_SIZES = {name: int(code[1]) for name, code in _PLY_TYPES.items()}
 
 
 def _ply_shortfall(data: bytes) -> str | None:
@@ -299,7 +337,7 @@ def _ply_shortfall(data: bytes) -> str | None:
 
 def _pcd_shortfall(data: bytes) -> str | None:
     """Why a PCD body is too short for its ``POINTS``, else None (binary_compressed: not checked)."""
-    m = re.search(rb"^DATA\s+(\w+)[^\n]*\n", data[:65536], re.MULTILINE)
+    m = _PCD_DATA.search(data[:65536])
     if not m:
         return "PCD header has no DATA line"
     kind = m.group(1).decode("ascii", errors="replace").lower()
@@ -685,3 +723,99 @@ def points_to_ply(points: np.ndarray, *, binary: bool = True) -> bytes:
         return header + np.ascontiguousarray(pts).tobytes()
     body = "".join(f"{x:.6g} {y:.6g} {z:.6g}\n" for x, y, z in pts.tolist()).encode("ascii")
     return header + body
+
+
+# --------------------------------------------------------------------------------------------
+# every stored point, for the annotation tool
+
+_INTENSITY_NAMES = ("intensity", "scalar_intensity", "reflectance", "remission")
+
+
+@dataclass(frozen=True)
+class PointArrays:
+    """``data`` is (n_points, stride) float32: x, y, z and, when ``channels == "xyzi"``, intensity 0..1."""
+
+    data: np.ndarray
+    channels: str
+
+    @property
+    def n_points(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def stride(self) -> int:
+        return int(self.data.shape[1])
+
+    def to_bytes(self) -> bytes:
+        return np.ascontiguousarray(self.data, dtype="<f4").tobytes()
+
+
+def _ply_intensity(data: bytes, n: int) -> np.ndarray | None:
+    vertex = ply_vertex_header(data)
+    if vertex is None or vertex.body_start is None or data.find(b"end_header") < 0 or not vertex.first:
+        return None  # elements before the vertex element: not handled here (rare)
+    props = []
+    for tokens in vertex.properties:
+        if len(tokens) < 2 or tokens[0] == "list" or tokens[0] not in _PLY_TYPES:
+            return None
+        props.append((tokens[1], _PLY_TYPES[tokens[0]]))
+    names = [p[0] for p in props]
+    name = next((c for c in _INTENSITY_NAMES if c in names), None)
+    if name is None:
+        return None
+    body = memoryview(data)[vertex.body_start:]  # a view: slicing bytes would copy the body
+    if vertex.format in ("binary_little_endian", "binary_big_endian"):
+        order = "<" if vertex.format == "binary_little_endian" else ">"
+        dtype = np.dtype([(p, order + t) for p, t in props])
+        if len(body) < dtype.itemsize * n:
+            return None
+        return np.frombuffer(body, dtype=dtype, count=n)[name].astype(np.float64)
+    if vertex.format == "ascii":
+        return _column(body, names.index(name), n)
+    return None
+
+
+def _column(body: memoryview, col: int, n: int) -> np.ndarray | None:
+    """Column ``col`` of the first ``n`` non-blank text rows, read row by row (no list of rows)."""
+    try:
+        return np.fromiter((float(r.split()[col]) for r in _text_rows(body)), dtype=np.float64, count=n)
+    except (IndexError, ValueError):  # a short row, a bad number, fewer than n rows
+        return None
+
+
+def _pcd_intensity(data: bytes, n: int) -> np.ndarray | None:
+    m = _PCD_DATA.search(data[:65536])
+    f = _PCD_FIELDS.search(data[:65536])
+    if not m or not f or m.group(1).lower() != b"ascii":
+        return None
+    fields = f.group(1).decode("ascii", errors="replace").split()
+    name = next((c for c in _INTENSITY_NAMES if c in fields), None)
+    if name is None:
+        return None
+    return _column(memoryview(data)[m.end():], fields.index(name), n)
+
+
+def read_intensity(data: bytes, fmt: str, n: int) -> np.ndarray | None:
+    """The ``intensity`` (or reflectance, remission) field of the first ``n`` points scaled to 0..1, or None when
+    the cloud has none or it cannot be read (PLY ascii/binary with the vertex element first, PCD ascii); never
+    raises: an optional channel never fails the cloud."""
+    try:
+        values = _ply_intensity(data, n) if fmt == "PLY" else _pcd_intensity(data, n) if fmt == "PCD" else None
+    except Exception:  # noqa: BLE001
+        return None
+    if values is None or values.shape[0] != n or not np.isfinite(values).all():
+        return None
+    lo, hi = float(values.min()), float(values.max())
+    return (values - lo) / (hi - lo) if hi > lo else np.zeros(n)
+
+
+def read_point_arrays(
+    data: bytes, *, max_points: int = DEFAULT_MAX_POINTS, max_values: int = DEFAULT_MAX_VALUES
+) -> PointArrays:
+    """Every stored point as float32 (file order, the cloud's own units: no normalisation, no resampling), with an
+    intensity channel when the file has one. The same validation and caps as :func:`read_points`; raises MLError."""
+    xyz = read_points(data, max_points=max_points, max_values=max_values)
+    intensity = read_intensity(data, sniff_format(data) or "", xyz.shape[0])
+    if intensity is None:
+        return PointArrays(data=xyz.astype(np.float32), channels="xyz")
+    return PointArrays(data=np.column_stack([xyz, intensity]).astype(np.float32), channels="xyzi")

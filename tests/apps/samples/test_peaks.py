@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import b64
+from tests.ml.modalities.spectrogram_reference import direct_spectrogram as _direct_spectrogram
 
 WORDS = ["three", "seven", "one", "four"]
 
@@ -101,7 +102,7 @@ def test_block_decoding_matches_whole_file_for_stereo():
     """Blocks never split a bucket; channels are enveloped (min/max over all of them)."""
     import soundfile as sf
 
-    from apps.samples.peaks import compute_peaks
+    from ml.modalities.audio_view import compute_peaks
 
     rng = np.random.default_rng(1)
     y = (rng.standard_normal((30_001, 2)) * 0.2).clip(-1, 1).astype(np.float32)
@@ -127,29 +128,9 @@ def test_block_decoding_matches_whole_file_for_stereo():
         np.testing.assert_array_equal(data, ref)
 
 
-def _direct_spectrogram(y: np.ndarray, sr: int, width: int, n_mels: int) -> np.ndarray:
-    """The documented definition, on the whole signal at once."""
-    from apps.samples.peaks import DB_RANGE, fft_size, mel_filterbank
-
-    n_fft = fft_size(sr)
-    hop = min(n_fft, max(n_fft // 8, len(y) // width))
-    mono = y.mean(axis=1)
-    t = math.ceil(len(mono) / hop)
-    padded = np.zeros((t - 1) * hop + n_fft, np.float64)
-    padded[:len(mono)] = mono
-    frames = np.stack([padded[i * hop:i * hop + n_fft] for i in range(t)])
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
-    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
-    cols = min(width, t)
-    edges = (np.arange(cols + 1) * t) // cols
-    mean = np.stack([power[edges[j]:edges[j + 1]].mean(axis=0) for j in range(cols)])
-    db = 10 * np.log10(np.maximum(mel_filterbank(sr, n_fft, n_mels).astype(np.float64) @ mean.T, 1e-12))
-    return np.maximum(db - db.max(), -DB_RANGE)
-
-
 def test_mel_filterbank_is_librosas_htk():
     librosa = pytest.importorskip("librosa")
-    from apps.samples.peaks import mel_filterbank
+    from ml.modalities.audio_view import spectrogram_filterbank as mel_filterbank
 
     ours = mel_filterbank(16000, 512, 80)
     theirs = librosa.filters.mel(sr=16000, n_fft=512, n_mels=80, fmin=0.0, fmax=8000.0, htk=True, norm="slaney")
@@ -161,7 +142,8 @@ def test_spectrogram_matches_numpy_and_is_cached(api, lead, annotator, audio_pro
     from PIL import Image
 
     from apps.samples.models import Sample
-    from apps.samples.peaks import compute_spectrogram, sample_spectrogram
+    from apps.samples.peaks import sample_spectrogram
+    from ml.modalities.audio_view import compute_spectrogram
 
     blob, _ = clip
     sample_id = _push(api, lead, audio_project, blob)
