@@ -36,7 +36,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -50,8 +49,7 @@ from bench._le_data import DATASETS, Dataset, load_dataset  # noqa: E402
 from bench._le_metrics import (  # noqa: E402
     labels_to_reach, labels_to_stay, mean_std, normalised_auc, pct_fewer, precision_recall, random_coverage_accuracy)
 
-REPO = Path(__file__).resolve().parents[1]
-OUT_DIR = REPO / "bench" / "out"
+from bench.report import OUT_DIR, REPO, write_report  # noqa: E402
 
 INITIAL_LABELS = 20
 BATCH = 10
@@ -628,7 +626,6 @@ def run(cfg: Config, *, jobs: int = 2, out_dir: Path = OUT_DIR, cache_dir: Path 
         plot(name, res, p)
         plots[name] = str(p.relative_to(REPO) if p.is_relative_to(REPO) else p)
     report = {
-        "benchmark": "label_efficiency",
         "quick": cfg.quick,
         "config": {"seeds": list(cfg.seeds), "strategies": list(cfg.strategies), "cold_strategies": list(cfg.cold_strategies),
                    "datasets": [vars(d) for d in cfg.datasets], "initial_labels": INITIAL_LABELS, "batch": BATCH,
@@ -636,15 +633,14 @@ def run(cfg: Config, *, jobs: int = 2, out_dir: Path = OUT_DIR, cache_dir: Path 
                    "bald": f"mc_probs from a bootstrap committee of {cfg.bald_members} learners (no dropout in the learner)",
                    "noise_rate": NOISE_RATE, "limit": cfg.limit, "fixture_seed": cfg.fixture_seed,
                    "random_draws": cfg.random_draws},
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "jobs": jobs, "threads_per_job": os.environ.get("OMP_NUM_THREADS")},
         "seconds": time.perf_counter() - t_start,
         "results": results,
         "targets": targets,
         "plots": plots,
     }
-    path = out_dir / f"{tag}.json"
-    path.write_text(json.dumps(report, indent=1))
+    path = write_report("label_efficiency", report, path=out_dir / f"{tag}.json",
+                        machine={"jobs": jobs, "threads_per_job": os.environ.get("OMP_NUM_THREADS")})
+    report["machine"] = json.loads(path.read_text())["machine"]
     report["json"] = str(path)
     return report
 
