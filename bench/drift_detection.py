@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-from bench.report import OUT_DIR, write_report
+from bench.report import OUT_DIR, print_table, write_report
 from ml.drift import NOVELTY_QUANTILES, SCALES
 
 DATASETS = {"digits": {}, "audio": {"n_per_class": 100}, "3d": {"n_per_class": 100}}
@@ -163,13 +163,15 @@ def main(argv=None) -> int:
     t = timing(scales, novelty=novelty)
     print(f"\none check at the app's caps (1,000 vs 1,000 x 128, 200 permutations): "
           f"{t['seconds_min']:.2f}-{t['seconds_max']:.2f} s")
-    print(f"\n{'dataset':<8}{'scenario':<16}{'prod':>6}{'p < 0.05 (95% CI)':>26}{'witness prec.':>15}")
+    rows = []
     for name, res in results.items():
         for r in res["rows"]:
             label = r["scenario"] + (f" {r['share']:.0%}" if r["scenario"] == "new_class" else "")
             ci = f"{r['rate_p_below_alpha']:.0%} ({r['rate_ci95'][0]:.0%}-{r['rate_ci95'][1]:.0%})"
             wp = f"{r['witness_precision']:.2f}" if "witness_precision" in r else "-"
-            print(f"{name:<8}{label:<16}{r['n_prod']:>6}{ci:>26}{wp:>15}")
+            rows.append([name, label, r["n_prod"], ci, wp])
+    print()
+    print_table(["dataset", "scenario", "prod", f"p < {ALPHA} (95% CI)", "witness prec."], rows, align="llrrr")
     out = write_report("drift_detection", {"alpha": ALPHA, "trials": args.trials, "scales": scales,
                                            "novelty_quantiles": novelty, "results": results, "timing": t,
                                            "seconds": time.perf_counter() - t0},

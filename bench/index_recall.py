@@ -136,7 +136,7 @@ def main(argv=None) -> dict:
           f"{machine_info()['cpus']} CPUs, load average {load[0] if load else float('nan'):.1f}")
     print_table(["index", "params", "build s", "recall@10", "p50 ms", "QPS", "speedup", "batch QPS"],
                 [[r["index"], r["param"], f"{r['build_s']:.1f}", f"{r['recall_at_10']:.3f}", f"{r['single_p50_ms']:.2f}",
-                  f"{r['single_qps']:.0f}", f"{r['single_speedup_vs_exact']:.1f}x", f"{r['batch_qps']:.0f}"] for r in rows])
+                  f"{r['single_qps']:.0f}", f"{r['single_speedup_vs_exact']:.1f}x", f"{r['batch_qps']:.0f}"] for r in rows], align="llrrrrrr")
     print(f"target: recall@{args.k} >= {args.target} at >= 30x the exact single-query throughput -> "
           f"{'met' if result['meets_target'] else 'NOT met'}")
     out = write_report("index_recall", result, path=OUT_DIR / "index_recall.json",

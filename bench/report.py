@@ -77,21 +77,25 @@ def fmt(value, digits: int = 1) -> str:
     return str(value)
 
 
-def format_table(headers: list[str], rows: list[list], title: str | None = None) -> str:
-    """A plain-text table: first column left-aligned, the others right-aligned; non-strings through fmt()."""
+def format_table(headers: list[str], rows: list[list], title: str | None = None, align: str | None = None) -> str:
+    """A plain-text table; non-strings go through fmt(). ``align`` has one letter per column, "l" or "r"
+    (default: the first column left, the others right); headers are always left-aligned."""
+    align = align or "l" + "r" * (len(headers) - 1)
+    if len(align) != len(headers) or set(align) - {"l", "r"}:
+        raise ValueError(f"align needs one of l/r per column, not {align!r}")
     cells = [[str(h) for h in headers]] + [[c if isinstance(c, str) else fmt(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = [f"\n{title}"] if title else []
     for n, row in enumerate(cells):
-        lines.append("  ".join(c.rjust(w) if n and i else c.ljust(w)
-                               for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+        lines.append("  ".join(c.rjust(w) if n and a == "r" else c.ljust(w)
+                               for c, w, a in zip(row, widths, align)).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def print_table(headers: list[str], rows: list[list], title: str | None = None) -> None:
-    print(format_table(headers, rows, title))
+def print_table(headers: list[str], rows: list[list], title: str | None = None, align: str | None = None) -> None:
+    print(format_table(headers, rows, title, align))
 
 
 # -- the envelope: commit, machine, load -----------------------------------------------------------

@@ -221,7 +221,7 @@ def main(argv=None) -> dict:
     print_table(["phase", "strategy", "first s", "wall s", "cpu s", "+RSS MB", "x matrix", "tracemalloc MB"],
                 [[ph["phase"], ph["strategy"], f"{ph['first_wall_s']:.2f}", f"{ph['wall_s']:.2f}", f"{ph['cpu_s']:.2f}",
                   f"{ph['rss_extra_mb']:.0f}", f"{ph['rss_extra_x_matrix']:.2f}", f"{ph['tracemalloc_peak_mb']:.0f}"]
-                 for ph in (cold, model)])
+                 for ph in (cold, model)], align="llrrrrrr")
     print("targets: wall <= 5 s, additional memory <= 2x the matrix")
     q = quality
     print(f"\ncold start covers {q['cold_start_blobs_covered']} of {q['blobs_total']} blobs "

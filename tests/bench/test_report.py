@@ -79,3 +79,10 @@ def test_write_report_default_path_is_stamped(tmp_path, monkeypatch):
 def test_payload_may_not_override_the_envelope(tmp_path):
     with pytest.raises(ValueError, match="machine"):
         report.write_report("demo", {"machine": {}}, path=tmp_path / "x.json")
+
+
+def test_table_column_alignment():
+    text = report.format_table(["a", "b", "c"], [["x", "yy", 3], ["xx", "y", 10]], align="llr")
+    assert text.splitlines()[2:] == ["x   yy   3", "xx  y   10"]
+    with pytest.raises(ValueError):
+        report.format_table(["a", "b"], [], align="l")
