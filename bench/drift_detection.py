@@ -30,17 +30,13 @@ Prints a table and writes bench/out/<tag>.json (default drift_detection).
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
-from bench._harness import git_revision, machine_info
+from bench.report import OUT_DIR, print_table, write_report
 from ml.drift import NOVELTY_QUANTILES, SCALES
 
-REPO = Path(__file__).resolve().parents[1]
-OUT_DIR = REPO / "bench" / "out"
 DATASETS = {"digits": {}, "audio": {"n_per_class": 100}, "3d": {"n_per_class": 100}}
 N_REF = 300
 PROD_SIZES = (100, 300)
@@ -152,7 +148,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scales", default=",".join(str(c) for c in SCALES),
                     help="bandwidths as multiples of the median distance (default: ml.drift's; 1 = single kernel)")
     ap.add_argument("--novelty", default=",".join(str(q) for q in NOVELTY_QUANTILES),
-                    help="novelty quantiles (default: ml.drift's); none = MMD alone, as in sessions 2-3")
+                    help="novelty quantiles (default: ml.drift's); none = MMD alone, the check before the novelty test was added")
     ap.add_argument("--tag", default="drift_detection", help="output file stem")
     ap.add_argument("--datasets", default=",".join(DATASETS))
     args = ap.parse_args(argv)
@@ -161,26 +157,25 @@ def main(argv=None) -> int:
     if unknown or args.trials < 1:
         ap.error(f"datasets must be among {sorted(DATASETS)} and --trials >= 1")
     t0 = time.perf_counter()
-    machine = machine_info()
     scales = tuple(float(c) for c in args.scales.split(","))
     novelty = () if args.novelty.strip().lower() == "none" else tuple(float(q) for q in args.novelty.split(","))
     results = run(names, args.trials, scales, novelty)
     t = timing(scales, novelty=novelty)
     print(f"\none check at the app's caps (1,000 vs 1,000 x 128, 200 permutations): "
           f"{t['seconds_min']:.2f}-{t['seconds_max']:.2f} s")
-    print(f"\n{'dataset':<8}{'scenario':<16}{'prod':>6}{'p < 0.05 (95% CI)':>26}{'witness prec.':>15}")
+    rows = []
     for name, res in results.items():
         for r in res["rows"]:
             label = r["scenario"] + (f" {r['share']:.0%}" if r["scenario"] == "new_class" else "")
             ci = f"{r['rate_p_below_alpha']:.0%} ({r['rate_ci95'][0]:.0%}-{r['rate_ci95'][1]:.0%})"
             wp = f"{r['witness_precision']:.2f}" if "witness_precision" in r else "-"
-            print(f"{name:<8}{label:<16}{r['n_prod']:>6}{ci:>26}{wp:>15}")
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    out = OUT_DIR / f"{args.tag}.json"
-    out.write_text(json.dumps({"benchmark": "drift_detection", "git": git_revision(), "machine": machine,
-                               "alpha": ALPHA, "trials": args.trials, "scales": scales, "novelty_quantiles": novelty,
-                               "results": results, "timing": t,
-                               "seconds": time.perf_counter() - t0}, indent=2) + "\n")
+            rows.append([name, label, r["n_prod"], ci, wp])
+    print()
+    print_table(["dataset", "scenario", "prod", f"p < {ALPHA} (95% CI)", "witness prec."], rows, align="llrrr")
+    out = write_report("drift_detection", {"alpha": ALPHA, "trials": args.trials, "scales": scales,
+                                           "novelty_quantiles": novelty, "results": results, "timing": t,
+                                           "seconds": time.perf_counter() - t0},
+                       path=OUT_DIR / f"{args.tag}.json")
     print(f"\nwrote {out} ({time.perf_counter() - t0:.0f} s)")
     return 0
 

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -38,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-OUT_DIR = REPO / "bench" / "out"
+from bench.report import OUT_DIR, REPO, median, print_table, write_report
+
 TARGET_ORT_SPEEDUP_B1 = 1.5
 
 
@@ -238,7 +236,7 @@ def bench_model(modality: str, args, workdir: Path) -> dict:
     latency = {name: _median_round([w["latency"] for w in runs]) for name, runs in per_round.items()}
     memory = {
         name: {
-            "peak_rss_mb": float(np.median([w["peak_rss_mb"] for w in runs])),
+            "peak_rss_mb": median([w["peak_rss_mb"] for w in runs]),
             "torch_imported": runs[0]["torch_imported"],
             "peak_rss_growth_while_timing_mb": {bs: s.get("peak_rss_delta_mb") for bs, s in latency[name].items()},
         }
@@ -294,37 +292,36 @@ def _fmt(v, spec=".2f"):
     return "-" if v is None else format(v, spec)
 
 
-def print_table(results: list[dict]) -> None:
-    runtimes = ("torch_eager", "torch_eager_1t", "ort_fp32", "ort_int8_dynamic", "ort_int8_static")
-    head = (
-        f"{'model':<11}{'runtime':<18}{'b1 p50':>9}{'b1 p95':>9}{'b1 /s':>9}{'b64 p50':>10}{'b64 p95':>10}"
-        f"{'b64 /s':>9}{'acc':>7}{'agree':>7}{'maxdiff':>9}{'serve MB':>10}{'size KB':>9}"
-    )
-    print(head)
-    print("-" * len(head))
+RUNTIMES = ("torch_eager", "torch_eager_1t", "ort_fp32", "ort_int8_dynamic", "ort_int8_static")
+HEADERS = ["runtime", "b1 p50", "b1 p95", "b1 /s", "b64 p50", "b64 p95", "b64 /s", "acc", "agree", "maxdiff",
+           "serve MB", "size KB"]
+
+
+def print_results(results: list[dict]) -> None:
     for r in results:
-        for name in runtimes:
+        rows = []
+        for name in RUNTIMES:
             lat = r["latency"][name]
             agree = r["agreement"]["runtimes"].get(name, {})
             mem = r["serving_process_memory"][name].get("peak_rss_mb")
-            print(
-                f"{r['modality']:<11}{name:<18}{_fmt(lat['1']['p50_ms'], '.3f'):>9}{_fmt(lat['1']['p95_ms'], '.3f'):>9}"
-                f"{_fmt(lat['1']['throughput_per_s'], '.0f'):>9}{_fmt(lat['64']['p50_ms'], '.2f'):>10}"
-                f"{_fmt(lat['64']['p95_ms'], '.2f'):>10}{_fmt(lat['64']['throughput_per_s'], '.0f'):>9}"
-                f"{_fmt(r['accuracy'][name], '.3f'):>7}{_fmt(agree.get('top1_agreement', 1.0 if name.startswith('torch') else None), '.3f'):>7}"
-                f"{_fmt(agree.get('max_abs_diff'), '.1e'):>9}{_fmt(mem, '.0f'):>10}{r['model_bytes'][name] / 1024:>9.0f}"
-            )
+            rows.append([name, _fmt(lat["1"]["p50_ms"], ".3f"), _fmt(lat["1"]["p95_ms"], ".3f"),
+                         _fmt(lat["1"]["throughput_per_s"], ".0f"), _fmt(lat["64"]["p50_ms"], ".2f"),
+                         _fmt(lat["64"]["p95_ms"], ".2f"), _fmt(lat["64"]["throughput_per_s"], ".0f"),
+                         _fmt(r["accuracy"][name], ".3f"),
+                         _fmt(agree.get("top1_agreement", 1.0 if name.startswith("torch") else None), ".3f"),
+                         _fmt(agree.get("max_abs_diff"), ".1e"), _fmt(mem, ".0f"),
+                         f"{r['model_bytes'][name] / 1024:.0f}"])
+        print_table(HEADERS, rows, title=f"{r['modality']} (latency in ms)")
         dec = r["int8_decisions"]
         print(
-            f"{'':<11}ORT fp32 vs faster torch at batch 1: {r['ort_fp32_speedup_vs_torch_batch1']:.2f}x "
+            f"ORT fp32 vs faster torch at batch 1: {r['ort_fp32_speedup_vs_torch_batch1']:.2f}x "
             f"(target >= {TARGET_ORT_SPEEDUP_B1}x: {'met' if r['target_met'] else 'NOT met'}); "
             f"parity fp32: {'pass' if r['parity_fp32']['passed'] else 'FAIL'} "
             f"(max diff {r['parity_fp32']['max_abs_diff']:.1e}); chosen: {r['chosen_runtime']}"
         )
         for name, d in dec.items():
-            print(f"{'':<11}  {name}: {d['runtime']} ({d['reason']})")
-        print(f"{'':<11}data: {r['data']}; trained {r['epochs_run']} epochs on {r['n_train']}, tested on {r['n_test']}")
-        print()
+            print(f"  {name}: {d['runtime']} ({d['reason']})")
+        print(f"data: {r['data']}; trained {r['epochs_run']} epochs on {r['n_train']}, tested on {r['n_test']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -350,7 +347,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     started = time.time()
-    load_before = os.getloadavg()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for modality in [m.strip() for m in args.models.split(",") if m.strip()]:
@@ -358,41 +354,21 @@ def main(argv: list[str] | None = None) -> int:
             results.append(bench_model(modality, args, Path(tmp)))
     report = {
         "command": " ".join(["python -m bench.export_latency", *argv]),
-        "machine": {
-            "cpu": _cpu_name(),
-            "cores": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "onnxruntime": onnxruntime.__version__,
-            "threads": args.threads,
-            "loadavg_before": load_before,
-            "loadavg_after": os.getloadavg(),
-        },
         "seconds_total": time.time() - started,
         "results": results,
     }
-    print()
-    print_table(results)
+    print_results(results)
+    out = write_report("export_latency", report, path=args.out,
+                       machine={"torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+                                "threads": args.threads})
+    written = json.loads(out.read_text())
+    machine, load = written["machine"], written["load"]
     print(
-        f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, {args.threads} threads per runtime; "
-        f"load average before/after: {load_before[0]:.1f} / {report['machine']['loadavg_after'][0]:.1f}"
+        f"\nmachine: {machine['cpu_model']}, {machine['cpus']} cores, {args.threads} threads per runtime; "
+        f"load average before/after: {load['at_start'][0]:.1f} / {load['at_end'][0]:.1f}"
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=float))
     print(f"wrote {out}")
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -23,19 +23,14 @@ Prints a table and writes bench/out/index_recall.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 
 from bench.selection_scale import make_pool, make_queries
 
-REPO = Path(__file__).resolve().parents[1]
-OUT_DIR = REPO / "bench" / "out"
+from bench.report import OUT_DIR, REPO, loadavg, machine_info, median, print_table, write_report
 
 
 def single_query_latencies(index, Q: np.ndarray, k: int) -> list[float]:
@@ -48,7 +43,7 @@ def single_query_latencies(index, Q: np.ndarray, k: int) -> list[float]:
 
 
 def summarize(name, index, build_s, lat, batch_s, n_batch, recall, param) -> dict:
-    p50 = statistics.median(lat)
+    p50 = median(lat)
     return {
         "index": name,
         "structure": index.structure_,
@@ -127,12 +122,8 @@ def main(argv=None) -> dict:
     for r in rows:
         r["single_speedup_vs_exact"] = r["single_qps"] / base
         r["batch_speedup_vs_exact"] = r["batch_qps"] / rows[0]["batch_qps"]
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
+    load = loadavg()
     result = {
-        "benchmark": "index_recall",
         "n": args.n,
         "dim": args.dim,
         "k": args.k,
@@ -140,24 +131,16 @@ def main(argv=None) -> dict:
         "ivf_tuning": tuned,
         "rows": rows,
         "meets_target": bool(rows[1]["recall_at_10"] >= args.target and rows[1]["single_speedup_vs_exact"] >= 30),
-        "machine": {"cpus": os.cpu_count(), "faiss_threads": faiss.omp_get_max_threads(), "platform": platform.platform(),
-                    "python": platform.python_version(), "loadavg_at_end": load},
     }
     print(f"\nrecall@{args.k} and single-query speed on {args.n:,} x {args.dim} float32, "
-          f"{os.cpu_count()} CPUs, load average {load[0] if load else float('nan'):.1f}")
-    hdr = (f"{'index':<15} {'params':<24} {'build s':>8} {'recall@10':>10} {'p50 ms':>8} {'QPS':>8} "
-           f"{'speedup':>8} {'batch QPS':>10}")
-    print(hdr)
-    print("-" * len(hdr))
-    for r in rows:
-        print(f"{r['index']:<15} {r['param']:<24} {r['build_s']:>8.1f} {r['recall_at_10']:>10.3f} "
-              f"{r['single_p50_ms']:>8.2f} {r['single_qps']:>8.0f} {r['single_speedup_vs_exact']:>7.1f}x "
-              f"{r['batch_qps']:>10.0f}")
+          f"{machine_info()['cpus']} CPUs, load average {load[0] if load else float('nan'):.1f}")
+    print_table(["index", "params", "build s", "recall@10", "p50 ms", "QPS", "speedup", "batch QPS"],
+                [[r["index"], r["param"], f"{r['build_s']:.1f}", f"{r['recall_at_10']:.3f}", f"{r['single_p50_ms']:.2f}",
+                  f"{r['single_qps']:.0f}", f"{r['single_speedup_vs_exact']:.1f}x", f"{r['batch_qps']:.0f}"] for r in rows], align="llrrrrrr")
     print(f"target: recall@{args.k} >= {args.target} at >= 30x the exact single-query throughput -> "
           f"{'met' if result['meets_target'] else 'NOT met'}")
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    out = OUT_DIR / "index_recall.json"
-    out.write_text(json.dumps(result, indent=2))
+    out = write_report("index_recall", result, path=OUT_DIR / "index_recall.json",
+                       machine={"faiss_threads": faiss.omp_get_max_threads()})
     print(f"\nwrote {out.relative_to(REPO)}")
     return result
 

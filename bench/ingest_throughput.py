@@ -26,8 +26,8 @@ import sqlite3
 import threading
 import time
 
-from bench._harness import (BenchError, Deadline, GunicornConfig, Stack, check, fmt, latency_summary, machine_info,
-                            print_table, session, spread, write_json, loadavg)
+from bench.report import fmt, latency_summary, loadavg, machine_info, print_table, spread, write_report
+from bench.stack import BenchError, Deadline, GunicornConfig, Stack, check, session
 
 TARGET_SAMPLES_PER_S = {"postgres": 20_000}
 
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
             f"  target >= {s['target_samples_per_s']:,}: {'met' if s['meets_target'] else 'NOT met'}")
         print(f"{backend:>9}: best {fmt(s['best_samples_per_s'], 0)} samples/s (runs {fmt(sp['min'], 0)}..{fmt(sp['max'], 0)}, "
               f"spread {fmt(sp['spread_pct'])}%){verdict}")
-    path = write_json("ingest_throughput", {"args": vars(args), "machine": machine, "runs": runs, "summary": summary})
+    path = write_report("ingest_throughput", {"args": vars(args), "runs": runs, "summary": summary})
     print(f"\nwrote {path}")
     return 0
 

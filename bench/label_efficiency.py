@@ -21,7 +21,7 @@ Protocol (per dataset and seed; every strategy sees the same split and the same 
 - random as the baseline: random is a random variable, so on every seed (same split, same first 20
   labels) its accuracy at the full budget and at 20 labels is the mean of ``--random-draws`` draws
   (default 20; its own curve is draw 0). The targets compare with that mean; the result against one
-  draw per seed (``--random-draws 1``, the protocol of sessions 1-3) is printed beside each target
+  draw per seed (``--random-draws 1``, the protocol of the runs up to 1c38392) is printed beside each target
   (kind == "label_issue") against 10% injected label noise in the pool.
 
 Results: a table on stdout, ``bench/out/label_efficiency[_quick].json`` (everything, per seed too) and
@@ -36,7 +36,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -50,8 +49,7 @@ from bench._le_data import DATASETS, Dataset, load_dataset  # noqa: E402
 from bench._le_metrics import (  # noqa: E402
     labels_to_reach, labels_to_stay, mean_std, normalised_auc, pct_fewer, precision_recall, random_coverage_accuracy)
 
-REPO = Path(__file__).resolve().parents[1]
-OUT_DIR = REPO / "bench" / "out"
+from bench.report import OUT_DIR, REPO, write_report  # noqa: E402
 
 INITIAL_LABELS = 20
 BATCH = 10
@@ -80,7 +78,7 @@ class Config:
     quick: bool = False
     limit: int | None = None  # keep only the first `limit` samples of each dataset (tests)
     # random is a random variable: its accuracy at the full budget and at 20 labels is estimated per seed as
-    # the mean of this many draws (its own curve and cold start are draw 0); 1 = one draw, as in sessions 1-3
+    # the mean of this many draws (its own curve and cold start are draw 0); 1 = one draw, as in the runs up to 1c38392
     random_draws: int = 20
     fixture_seed: int = 0  # another draw of the generated fixtures (audio, 3D): a held-out check
     extra: dict = field(default_factory=dict)
@@ -326,7 +324,7 @@ def aggregate(name: str, units: list[dict], cfg: Config) -> dict:
     random_final = random_single = None
     if "random" in cfg.strategies:
         # per seed: random's expected accuracy at the full budget (mean of cfg.random_draws draws) is the target;
-        # the single draw of its own curve is kept as the sessions 1-3 protocol, reported beside it
+        # the single draw of its own curve is kept as the protocol of the runs up to 1c38392, reported beside it
         random_single = {u["seed"]: u["curves"]["random"]["accs"][-1] for u in units}
         random_final = {u["seed"]: float(np.mean(u.get("random_final_draws") or [random_single[u["seed"]]]))
                         for u in units}
@@ -467,7 +465,7 @@ def check_targets(results: dict, strategy: str = "auto") -> list[dict]:
 
 
 def _single_draw_note(st: dict, n_seeds: int) -> str:
-    """The same target against one draw of random per seed (the protocol of sessions 1-3), for the record."""
+    """The same target against one draw of random per seed (the protocol of the runs up to 1c38392), for the record."""
     rows = st.get("per_seed") or []
     if not rows or "pct_fewer_single_draw" not in rows[0]:
         return ""
@@ -628,7 +626,6 @@ def run(cfg: Config, *, jobs: int = 2, out_dir: Path = OUT_DIR, cache_dir: Path 
         plot(name, res, p)
         plots[name] = str(p.relative_to(REPO) if p.is_relative_to(REPO) else p)
     report = {
-        "benchmark": "label_efficiency",
         "quick": cfg.quick,
         "config": {"seeds": list(cfg.seeds), "strategies": list(cfg.strategies), "cold_strategies": list(cfg.cold_strategies),
                    "datasets": [vars(d) for d in cfg.datasets], "initial_labels": INITIAL_LABELS, "batch": BATCH,
@@ -636,15 +633,14 @@ def run(cfg: Config, *, jobs: int = 2, out_dir: Path = OUT_DIR, cache_dir: Path 
                    "bald": f"mc_probs from a bootstrap committee of {cfg.bald_members} learners (no dropout in the learner)",
                    "noise_rate": NOISE_RATE, "limit": cfg.limit, "fixture_seed": cfg.fixture_seed,
                    "random_draws": cfg.random_draws},
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "jobs": jobs, "threads_per_job": os.environ.get("OMP_NUM_THREADS")},
         "seconds": time.perf_counter() - t_start,
         "results": results,
         "targets": targets,
         "plots": plots,
     }
-    path = out_dir / f"{tag}.json"
-    path.write_text(json.dumps(report, indent=1))
+    path = write_report("label_efficiency", report, path=out_dir / f"{tag}.json",
+                        machine={"jobs": jobs, "threads_per_job": os.environ.get("OMP_NUM_THREADS")})
+    report["machine"] = json.loads(path.read_text())["machine"]
     report["json"] = str(path)
     return report
 
@@ -695,7 +691,7 @@ def main(argv=None) -> int:
     ap.add_argument("--probe-budgets", action="store_true",
                     help="only apply the full-budget rule (random within 1 point of the whole pool, 4 seeds) and print it")
     ap.add_argument("--random-draws", type=int,
-                    help="draws of random per seed whose mean is the baseline (default 20, quick 5; 1 = sessions 1-3)")
+                    help="draws of random per seed whose mean is the baseline (default 20, quick 5; 1 = the runs up to 1c38392)")
     args = ap.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     kw = {}

@@ -25,8 +25,8 @@ import base64
 import time
 from datetime import datetime
 
-from bench._harness import (BenchError, Deadline, GunicornConfig, Stack, check, fmt, loadavg, machine_info,
-                            print_table, session, spread, write_json)
+from bench.report import fmt, loadavg, machine_info, print_table, spread, write_report
+from bench.stack import BenchError, Deadline, GunicornConfig, Stack, check, session
 
 TARGET_S = 60.0
 POLL_S = 0.25
@@ -204,7 +204,7 @@ def main(argv=None) -> int:
         sp = summary[backend]["label_to_first_prediction_s"]
         print(f"{backend:>9}: best {best:.1f} s (runs {fmt(sp['min'])}..{fmt(sp['max'])}); target <= {TARGET_S:g} s: "
               f"{'met' if best <= TARGET_S else 'NOT met'}")
-    path = write_json("label_to_serving", {"args": vars(args), "machine": machine, "runs": runs, "summary": summary})
+    path = write_report("label_to_serving", {"args": vars(args), "runs": runs, "summary": summary})
     print(f"\nwrote {path}")
     return 0
 

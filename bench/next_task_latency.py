@@ -27,8 +27,8 @@ import threading
 import time
 from collections import defaultdict
 
-from bench._harness import (BenchError, Deadline, GunicornConfig, Stack, check, fmt, latency_summary, loadavg,
-                            machine_info, print_table, session, spread, write_json)
+from bench.report import fmt, latency_summary, loadavg, machine_info, print_table, spread, write_report
+from bench.stack import BenchError, Deadline, GunicornConfig, Stack, check, session
 
 TARGET_P99_MS = 50.0
 LABELS = ["car", "truck", "motorcycle", "bicycle", "pedestrian"]
@@ -268,7 +268,7 @@ def main(argv=None) -> int:
               f"{c['tasks_with_two_annotations']} tasks annotated twice, {c['annotations_not_by_final_lease_holder']} "
               f"by someone else than the lease holder, {c['overlapping_leases_client_view']} overlapping leases; "
               f"state built in {run['state_build_s']:.0f}s")
-    path = write_json("next_task_latency", {"args": vars(args), "machine": machine, "runs": runs, "summary": summary})
+    path = write_report("next_task_latency", {"args": vars(args), "runs": runs, "summary": summary})
     print(f"\nwrote {path}")
     return 0 if summary["checks_ok"] else 1
 

@@ -22,19 +22,15 @@ Prints a table and writes bench/out/selection_scale.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
 import threading
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-OUT_DIR = REPO / "bench" / "out"
+from bench.report import OUT_DIR, REPO, loadavg, machine_info, median, print_table, write_report
+
 CACHE_DIR = OUT_DIR / "cache"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -150,8 +146,8 @@ def run_phase(name: str, fn, repeat: int) -> dict:
         "strategy": sel.strategy,
         "selected": int(len(sel.indices)),
         "first_wall_s": runs[0]["wall_s"],
-        "wall_s": statistics.median(r["wall_s"] for r in warm),
-        "cpu_s": statistics.median(r["cpu_s"] for r in warm),
+        "wall_s": median(r["wall_s"] for r in warm),
+        "cpu_s": median(r["cpu_s"] for r in warm),
         "rss_extra_mb": max(r["rss_extra_mb"] for r in runs),
         "tracemalloc_peak_mb": tm_peak / 2**20,
         "runs": runs,
@@ -209,12 +205,8 @@ def main(argv=None) -> dict:
         ph["meets_time_target"] = ph["wall_s"] <= 5.0
         ph["meets_memory_target"] = ph["rss_extra_mb"] <= 2 * matrix_mb
 
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
+    load = loadavg()
     result = {
-        "benchmark": "selection_scale",
         "n": args.n,
         "dim": args.dim,
         "budget": args.budget,
@@ -222,18 +214,14 @@ def main(argv=None) -> dict:
         "data_prep_s": prep_s,
         "phases": [cold, model],
         "quality": quality,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "loadavg_at_end": load},
     }
 
     print(f"\nselect('auto', budget={args.budget}) on {args.n:,} x {args.dim} float32 embeddings "
-          f"({matrix_mb:.0f} MB), {os.cpu_count()} CPUs, load average {load[0] if load else '?':.1f}")
-    hdr = f"{'phase':<16} {'strategy':<24} {'first s':>8} {'wall s':>8} {'cpu s':>8} {'+RSS MB':>9} {'x matrix':>9} {'tracemalloc MB':>15}"
-    print(hdr)
-    print("-" * len(hdr))
-    for ph in (cold, model):
-        print(f"{ph['phase']:<16} {ph['strategy']:<24} {ph['first_wall_s']:>8.2f} {ph['wall_s']:>8.2f} {ph['cpu_s']:>8.2f} "
-              f"{ph['rss_extra_mb']:>9.0f} {ph['rss_extra_x_matrix']:>9.2f} {ph['tracemalloc_peak_mb']:>15.0f}")
+          f"({matrix_mb:.0f} MB), {machine_info()['cpus']} CPUs, load average {load[0] if load else float('nan'):.1f}")
+    print_table(["phase", "strategy", "first s", "wall s", "cpu s", "+RSS MB", "x matrix", "tracemalloc MB"],
+                [[ph["phase"], ph["strategy"], f"{ph['first_wall_s']:.2f}", f"{ph['wall_s']:.2f}", f"{ph['cpu_s']:.2f}",
+                  f"{ph['rss_extra_mb']:.0f}", f"{ph['rss_extra_x_matrix']:.2f}", f"{ph['tracemalloc_peak_mb']:.0f}"]
+                 for ph in (cold, model)], align="llrrrrrr")
     print("targets: wall <= 5 s, additional memory <= 2x the matrix")
     q = quality
     print(f"\ncold start covers {q['cold_start_blobs_covered']} of {q['blobs_total']} blobs "
@@ -241,9 +229,7 @@ def main(argv=None) -> dict:
     print(f"model batch: mean margin-uncertainty {q['model_batch_mean_uncertainty']:.3f} "
           f"(plain top-margin {q['plain_margin_mean_uncertainty']:.3f}, pool {q['pool_mean_uncertainty']:.3f}), "
           f"blobs covered {q['model_batch_blobs_covered']} (plain top-margin {q['plain_margin_blobs_covered']})")
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    out = OUT_DIR / "selection_scale.json"
-    out.write_text(json.dumps(result, indent=2))
+    out = write_report("selection_scale", result, path=OUT_DIR / "selection_scale.json")
     print(f"\nwrote {out.relative_to(REPO)}")
     return result
 

@@ -27,7 +27,8 @@ import time
 
 import numpy as np
 
-from bench._harness import Stack, _stop_group, check, latency_summary, machine_info, print_table, session, write_json
+from bench.report import latency_summary, print_table, write_report
+from bench.stack import Stack, _stop_group, check, session
 
 BUILD = """
 import numpy as np
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--k", type=int, default=10)
     args = ap.parse_args(argv)
-    out = {"machine": machine_info(), "samples": args.samples, "k": args.k, "runs": {}}
+    out = {"samples": args.samples, "k": args.k, "runs": {}}
     with Stack("postgres", name="similar") as stack:
         token = stack.token("lead")
         r = session(token).post(stack.url("/api/v1/projects/"), json={
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
              f"{run['latency']['p99_ms']:.1f}", f"{run['recall_at_k']:.3f}"] for label, run in out["runs"].items()]
     print_table(["server", "first s (max of 3)", "p50 ms", "p95 ms", "p99 ms", f"recall@{args.k}"], rows,
                 title=f"GET samples/{{id}}/similar/?k={args.k} on {args.samples:,} embedded samples (PostgreSQL)")
-    print(f"wrote {write_json('similar_search', out)}")
+    print(f"wrote {write_report('similar_search', out)}")
     return 0
 
 

@@ -34,20 +34,15 @@ Prints a table and writes ``bench/out/train_device.json`` (or ``--out``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench._harness import git_revision, machine_info, print_table
+from bench.report import OUT_DIR, REPO, machine_info, median, print_table, write_report
 
-REPO = Path(__file__).resolve().parents[1]
-OUT_DIR = REPO / "bench" / "out"
 DATA_PATH = OUT_DIR / "train_device_data.npz"
 MODELS = {  # key -> (modality, task, name in the table)
     "image": ("image", "classification", "image CNN"),
@@ -191,7 +186,7 @@ def time_one(key: str, d: dict, device: str, epochs: int, warmup: bool) -> dict:
         torch.cuda.synchronize()
     total = time.perf_counter() - t0
     epoch_s = [h["seconds"] for h in model.history]
-    steady = statistics.median(epoch_s[1:]) if len(epoch_s) > 1 else epoch_s[0]
+    steady = median(epoch_s[1:]) if len(epoch_s) > 1 else epoch_s[0]
     n_train = int(len(d["X_train"]))
     pred = model.predict(d["X_val"])
     row = {
@@ -215,9 +210,10 @@ def time_one(key: str, d: dict, device: str, epochs: int, warmup: bool) -> dict:
 
 
 def environment(devices: list[str]) -> dict:
+    """torch, its threads and the GPU: added to the machine description of the report."""
     import torch
 
-    env = {"machine": machine_info(), "torch": torch.__version__, "numpy": np.__version__,
+    env = {"torch": torch.__version__, "numpy": np.__version__,
            "torch_threads": torch.get_num_threads(), "cuda_available": torch.cuda.is_available()}
     if any(d.startswith("cuda") for d in devices):
         props = torch.cuda.get_device_properties(0)
@@ -301,17 +297,14 @@ def main(argv: list[str] | None = None) -> int:
          "GPU MiB", "speed-up epoch / total"],
         table,
         title=(f"train_* with TrainConfig defaults (batch 64), {args.epochs} epochs, 80/20 split; "
-               f"CPU: {env['machine']['cpu_model'] or platform.processor()}, {env['torch_threads']} torch threads"
+               f"CPU: {machine_info()['cpu_model']}, {env['torch_threads']} torch threads"
                + (f"; GPU: {gpu['name']} (CUDA {gpu['cuda']}, cuDNN {gpu['cudnn']}, TF32 convs {gpu['cudnn_allow_tf32']})"
                   if gpu else "")),
     )
     print("s/epoch: median of epochs 2..N (an epoch includes batch-norm re-estimation and validation); "
           "samples/s: training samples per steady-state epoch second; val acc: per point for the segmenter")
     report = {
-        "benchmark": "train_device",
         "command": " ".join(["python -m bench.train_device", *argv]),
-        "git": git_revision(),
-        "environment": env,
         "epochs": args.epochs,
         "warmup": args.warmup,
         "config": "TrainConfig defaults (batch_size 64, lr 1e-3, weight_decay 1e-4, seed 0, augment), patience epochs + 1",
@@ -323,9 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         "speedup_vs_cpu": speedups,
         "seconds_total": time.perf_counter() - started,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out = write_report("train_device", report, path=args.out, machine=env)
     print(f"wrote {out}")
     return 0
 

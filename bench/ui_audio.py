@@ -13,9 +13,7 @@ Writes bench/out/ui_audio.json.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -23,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._harness import OUT_DIR, GunicornConfig, Stack, git_revision, loadavg, machine_info, print_table  # noqa: E402
+from bench.report import OUT_DIR, median, print_table, write_report  # noqa: E402
+from bench.stack import GunicornConfig, Stack  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -207,18 +206,15 @@ def main() -> int:
             b = r["browser"]
             z = b["zoom_steps"]
             rows.append([f"run {r['run']}", b["create_region_ms"], b["create_region_zoomed_ms"],
-                         statistics.median(x["key_to_redraw_ms"] for x in z), max(x["key_to_redraw_ms"] for x in z),
+                         median(x["key_to_redraw_ms"] for x in z), max(x["key_to_redraw_ms"] for x in z),
                          b["deep_zoom"]["to_finer_peaks_ms"]])
         print_table(["", "create region ms (fit)", "create region ms (200 px/s)", "zoom key→redraw median ms",
                      "max ms", "deep zoom → finer peaks ms"], rows, title="Responsiveness (wall clock from the test driver)")
         opens = [o["nav_to_drawn_ms"] for r in runs for o in r["browser"]["opens"]]
-        payload = {"benchmark": "ui_audio", "git": git_revision(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                   "loadavg_at_end": loadavg(), "machine": machine_info(), "wav": facts,
+        payload = {"wav": facts,
                    "browser": "Debian chromium, headless, SwiftShader", "server": "gunicorn -w 2 gthread, embedded SQLite",
                    "target_nav_to_drawn_ms": 1000, "max_nav_to_drawn_ms": max(opens), "runs": runs}
-        OUT_DIR.mkdir(parents=True, exist_ok=True)
-        path = OUT_DIR / "ui_audio.json"
-        path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        path = write_report("ui_audio", payload, path=OUT_DIR / "ui_audio.json")
         print(f"\nwrote {path}")
         return 0
     finally:

@@ -28,12 +28,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import statistics
 from pathlib import Path
 
 import numpy as np
 
-from bench._harness import BenchError, GunicornConfig, Stack, fmt, machine_info, percentile, print_table, write_json
+from bench.report import fmt, machine_info, median, percentile, print_table, write_report
+from bench.stack import BenchError, GunicornConfig, Stack
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -244,9 +244,9 @@ def main() -> None:
             f"rasterised on the CPU), {machine['cpus']} CPU cores ({machine['cpu_model']}), shared with other jobs")
     print(f"\n{note}")
     first = [x["first_frame_ms"] for x in results["500 boxes"]["renders"]]
-    summary["500 boxes first frame median ms"] = statistics.median(first)
-    path = write_json("ui_image", {"args": vars(args), "machine": machine, "renderer": note,
-                                   "results": results, "summary": summary})
+    summary["500 boxes first frame median ms"] = median(first)
+    path = write_report("ui_image", {"args": vars(args), "renderer": note,
+                                     "results": results, "summary": summary})
     (path.parent / "ui_image.json").write_text(path.read_text())
     print(f"wrote {path} (and bench/out/ui_image.json)")
 

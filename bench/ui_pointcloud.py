@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 
-from bench._harness import BenchError, GunicornConfig, Stack, fmt, machine_info, print_table, write_json
+from bench.report import fmt, machine_info, median, print_table, write_report
+from bench.stack import BenchError, GunicornConfig, Stack
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -207,12 +206,12 @@ def main() -> None:
     warm = [r["firstFrameMs"] for r in frames if r["load"] == "warm"]
     summary = {
         "first_frame_cold_ms": frames[0]["firstFrameMs"],
-        "first_frame_warm_median_ms": statistics.median(warm) if warm else None,
-        "full_frame_warm_median_ms": statistics.median(r["fullFrameMs"] for r in frames[1:]) if warm else None,
-        "lasso_selection_colour_median_ms": statistics.median(r["selectColourMs"] for r in lasso),
+        "first_frame_warm_median_ms": median(warm) if warm else None,
+        "full_frame_warm_median_ms": median(r["fullFrameMs"] for r in frames[1:]) if warm else None,
+        "lasso_selection_colour_median_ms": median(r["selectColourMs"] for r in lasso),
         "lasso_selection_colour_max_ms": max(r["selectColourMs"] for r in lasso),
-        "lasso_to_pixels_median_ms": statistics.median(r["ms"] for r in lasso),
-        "lasso_selected_median": statistics.median(r["count"] for r in lasso),
+        "lasso_to_pixels_median_ms": median(r["ms"] for r in lasso),
+        "lasso_selected_median": median(r["count"] for r in lasso),
         "targets": {"first_frame_ms": TARGET_FIRST_FRAME_MS, "lasso_ms": TARGET_LASSO_MS},
     }
     note = (f"headless Chromium {version}, WebGL on SwiftShader (CPU rasteriser, no GPU), "
@@ -223,8 +222,8 @@ def main() -> None:
           f"lasso selection+colour median {fmt(summary['lasso_selection_colour_median_ms'])} ms, "
           f"max {fmt(summary['lasso_selection_colour_max_ms'])} ms (target < {TARGET_LASSO_MS:.0f}); "
           f"pointer-up to pixels median {fmt(summary['lasso_to_pixels_median_ms'])} ms")
-    path = write_json("ui_pointcloud", {"args": vars(args), "machine": machine, "renderer": note,
-                                        "first_frame": frames, "lasso": lasso, "summary": summary})
+    path = write_report("ui_pointcloud", {"args": vars(args), "renderer": note,
+                                          "first_frame": frames, "lasso": lasso, "summary": summary})
     (path.parent / "ui_pointcloud.json").write_text(path.read_text())
     print(f"wrote {path} (and bench/out/ui_pointcloud.json)")
 

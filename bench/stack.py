@@ -1,4 +1,4 @@
-"""Shared plumbing for the service benchmarks: a real gunicorn server (and optionally a real Celery
+"""The process stack of the service benchmarks: a real gunicorn server (and optionally a real Celery
 worker) as subprocesses, on a fresh PostgreSQL database or on the embedded default (SQLite +
 kombu's filesystem broker), in a temporary LOOPLAB_DATA_DIR.
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import secrets
 import shutil
 import signal
@@ -26,8 +25,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-OUT_DIR = REPO / "bench" / "out"
+from bench.report import REPO
+
 PY = sys.executable
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -45,110 +44,7 @@ def _sigterm_to_exit(signum, frame):  # so `with Stack(...)` tears down on SIGTE
 signal.signal(signal.SIGTERM, _sigterm_to_exit)
 
 
-# -- stats and reporting --------------------------------------------------------------------------
-
-def percentile(values, q: float) -> float | None:
-    """Linear-interpolated percentile (q in 0..100) of a non-empty sequence; None when empty."""
-    if not values:
-        return None
-    xs = sorted(values)
-    if len(xs) == 1:
-        return float(xs[0])
-    pos = (len(xs) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return float(xs[lo] + (xs[hi] - xs[lo]) * (pos - lo))
-
-
-def latency_summary(seconds: list[float]) -> dict:
-    ms = [s * 1000.0 for s in seconds]
-    return {"n": len(ms), "p50_ms": percentile(ms, 50), "p95_ms": percentile(ms, 95),
-            "p99_ms": percentile(ms, 99), "max_ms": max(ms) if ms else None,
-            "mean_ms": (sum(ms) / len(ms)) if ms else None}
-
-
-def spread(values: list[float]) -> dict:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return {"min": None, "max": None, "spread_pct": None}
-    lo, hi = min(vals), max(vals)
-    return {"min": lo, "max": hi, "spread_pct": (100.0 * (hi - lo) / lo) if lo else None}
-
-
-def fmt(value, digits: int = 1) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
-def print_table(headers: list[str], rows: list[list], title: str | None = None) -> None:
-    cells = [[str(h) for h in headers]] + [[c if isinstance(c, str) else fmt(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    if title:
-        print(f"\n{title}")
-    line = "  ".join("-" * w for w in widths)
-    for n, row in enumerate(cells):
-        print("  ".join(c.rjust(w) if n and i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
-        if n == 0:
-            print(line)
-
-
-def loadavg() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
-
-
-def machine_info() -> dict:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count()
-    mem_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    return {"cpu_model": model, "cpus": cpus, "mem_gib": mem_gib, "platform": platform.platform(),
-            "python": platform.python_version(), "loadavg_at_start": loadavg()}
-
-
-def git_revision() -> str:
-    if os.environ.get("BENCH_GIT_REV"):  # e.g. when run from an exported snapshot of a commit
-        return os.environ["BENCH_GIT_REV"]
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def write_json(name: str, payload: dict) -> Path:
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    path = OUT_DIR / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    payload = {"benchmark": name, "git": git_revision(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-               "loadavg_at_end": loadavg(), **payload}
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    return path
-
+# -- time limits ---------------------------------------------------------------------------------
 
 class Deadline:
     """A wall-clock budget for a whole benchmark; loops check it and stop instead of running on."""
