@@ -101,7 +101,7 @@ const loop = createToolLoop({
       polygons: state.polygons.map((p) => ({ label: p.label, points: p.points.map(([x, y]) => [r(x), r(y)]) })),
     };
   },
-  onLabel(label, index, state) {
+  onLabel(label) {
     const shape = selectedShape();
     if (shape && shape.label !== label) {
       loop.checkpoint();
