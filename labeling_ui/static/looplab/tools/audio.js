@@ -5,7 +5,7 @@
 // the spectrogram from GET /api/v1/samples/{id}/spectrogram.png, drawn on a canvas under the waveform in step
 // with its scroll and zoom. The <audio> element streams the content URL for playback only.
 //
-// State (window.__looplab, see tool_common.js for the common fields), plus:
+// State (window.__looplab.state, see tool_common.js for the common fields), plus:
 //   taskType, duration, sampleRate, channels, regions [{id, label, start, end, text, predicted}] (seconds),
 //   selectedRegion (id | null), clipLabel (audio_regions' optional clip "label" | null), playing, currentTime,
 //   zoom (px per second; 0 = fit), pxPerSec (effective), spectrogram (shown?), spectrogramReady,
@@ -14,6 +14,7 @@
 import WaveSurfer from "wavesurfer";
 import RegionsPlugin from "wavesurfer/regions";
 import { labelIndexForKey } from "../hotkeys.js";
+import { expose } from "../test_hooks.js";
 import { createToolLoop, LABEL_KEY, readConfig } from "../tool_common.js";
 
 const config = readConfig();
@@ -744,7 +745,7 @@ loop = createToolLoop({
   },
   render: renderTool,
 });
-window.__looplabTool = { get wavesurfer() { return ws; }, setZoom, zoomBy, selectRegion };
+expose("audio", { get wavesurfer() { return ws; }, setZoom, zoomBy, selectRegion });
 
 // -- DOM wiring --------------------------------------------------------------------------------------
 

@@ -5,11 +5,12 @@
 // scene-graph objects per shape; redraws are coalesced to one per animation frame.
 //
 // Coordinates: shapes are stored normalised to 0..1 of the image (the API's result shape); the view maps image
-// pixels to screen pixels with {scale, tx, ty}. All state is in window.__looplab (see tool_common.js), plus:
+// pixels to screen pixels with {scale, tx, ty}. All state is in window.__looplab.state (see tool_common.js), plus:
 //   mode ("select"|"box"|"polygon"), boxes [{label,x,y,w,h,predicted?}], polygons [{label,points,predicted?}],
 //   selection ({kind:"box"|"polygon", index} | null), vertex (selected polygon vertex index | null),
 //   draft (polygon being drawn: [[x,y],...] | null), view {scale, tx, ty}, image {width, height},
 //   drawMs (last frame's draw time), frames (frames drawn).
+import { expose } from "../test_hooks.js";
 import { createToolLoop, LABEL_KEY, readConfig } from "../tool_common.js";
 
 const config = readConfig();
@@ -834,6 +835,6 @@ new ResizeObserver(resizeCanvas).observe(frame);
 resizeCanvas();
 
 // For tests and benchmarks: geometry helpers and a synchronous draw.
-window.__looplabImage = { draw, invalidate, fit, zoomAt, toScreen, toNorm, loop,
-  setBoxesAsPath(on) { boxesAsPath = Boolean(on); invalidate(); } };
+expose("image", { draw, invalidate, fit, zoomAt, toScreen, toNorm, loop,
+  setBoxesAsPath(on) { boxesAsPath = Boolean(on); invalidate(); } });
 loop.start();
