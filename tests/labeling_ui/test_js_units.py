@@ -1,4 +1,5 @@
-"""The front end's pure modules under Node's own test runner (labeling_ui/tests/*.test.mjs, no npm packages)."""
+"""The front end under Node: the pure modules' unit tests (labeling_ui/tests/*.test.mjs, Node's own test runner)
+and ESLint over every module (labeling_ui/eslint.config.js; eslint from package.json's devDependencies)."""
 from __future__ import annotations
 
 import shutil
