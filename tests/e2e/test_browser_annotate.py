@@ -1,7 +1,7 @@
 """The annotator page and the project page in headless Chromium, against a live server.
 
 State is built through services; the browser only does what a person would: sign in, press keys,
-click buttons. Tool state is read from window.__looplab.
+click buttons. Tool state is read from window.__looplab.state.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tests.e2e.conftest import login
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 NEXT_TASK = """prev => {
-  const s = window.__looplab;
+  const s = window.__looplab?.state;
   return s && (s.status === 'empty' || (s.status === 'ready' && s.task && s.task.id !== prev));
 }"""
 
@@ -63,7 +63,7 @@ def test_annotate_with_the_keyboard(live_server, people, digits, new_page, artif
     page.screenshot(path=str(artifacts / "login.png"))
     login(page, live_server, "annotator", "pw-annotator")
     page.goto(f"{live_server.url}/projects/{project.id}/annotate/")
-    page.wait_for_function("() => window.__looplab && window.__looplab.status === 'ready'")
+    page.wait_for_function("() => window.__looplab?.state && window.__looplab.state.status === 'ready'")
     page.evaluate("() => { window.__noReload = true; }")
 
     # The hotkey is shown on each label button: a digit-named label answers to its digit.
@@ -80,7 +80,7 @@ def test_annotate_with_the_keyboard(live_server, people, digits, new_page, artif
     pressed: dict[int, str] = {}  # task id -> key pressed
     skipped: int | None = None
     for step in range(7):
-        task = page.evaluate("() => window.__looplab.task")
+        task = page.evaluate("() => window.__looplab.state.task")
         page.wait_for_timeout(400)  # look at the image: active time accrues
         page.mouse.move(200 + step, 300)
         if step == 3:
@@ -89,7 +89,7 @@ def test_annotate_with_the_keyboard(live_server, people, digits, new_page, artif
         else:
             key = key_for(truth[task["sample"]["id"]], labels)
             page.keyboard.press(key)
-            assert page.evaluate("() => window.__looplab.selected") == label_for(key, labels)
+            assert page.evaluate("() => window.__looplab.state.selected") == label_for(key, labels)
             assert page.get_attribute(f".label-btn[data-index='{labels.index(label_for(key, labels))}']", "aria-pressed") == "true"
             if step == 1:
                 page.screenshot(path=str(artifacts / "annotate.png"))
@@ -98,7 +98,7 @@ def test_annotate_with_the_keyboard(live_server, people, digits, new_page, artif
         page.wait_for_function(NEXT_TASK, arg=task["id"])
     assert len(pressed) == 6
 
-    state = page.evaluate("() => window.__looplab")
+    state = page.evaluate("() => window.__looplab.state")
     assert state["submitted"] == 6 and state["skipped"] == 1
     assert page.evaluate("() => window.__noReload") is True  # every task came without a page load
     assert page.inner_text("#count-submitted") == "6"
@@ -116,17 +116,17 @@ def test_annotate_with_the_keyboard(live_server, people, digits, new_page, artif
 
     # Label the rest as fast as the keyboard goes, until the queue is empty for this annotator.
     for _ in range(30):
-        task = page.evaluate("() => window.__looplab.task")
-        if page.evaluate("() => window.__looplab.status") == "empty":
+        task = page.evaluate("() => window.__looplab.state.task")
+        if page.evaluate("() => window.__looplab.state.status") == "empty":
             break
         page.keyboard.press(key_for(truth[task["sample"]["id"]], labels))
         page.keyboard.press("Enter")
         page.wait_for_function(NEXT_TASK, arg=task["id"])
-    assert page.evaluate("() => window.__looplab.status") == "empty"
+    assert page.evaluate("() => window.__looplab.state.status") == "empty"
     assert page.is_visible("text=Nothing left to label")
     assert Annotation.objects.filter(task__project=project).count() == 19  # 20 selected, 1 skipped by this annotator
     assert Task.objects.filter(project=project, state="done").count() == 19
-    assert page.evaluate("() => window.__looplab.submitted") == 19
+    assert page.evaluate("() => window.__looplab.state.submitted") == 19
     assert not new_page.errors, new_page.errors
 
 
@@ -213,10 +213,10 @@ def test_project_page_live_progress_deploy_and_prediction(live_server, people, d
 
     # The annotator page pre-selects the deployed model's prediction; Enter accepts it.
     page.goto(f"{live_server.url}/projects/{project.id}/annotate/")
-    page.wait_for_function("() => window.__looplab && window.__looplab.status === 'ready'")
-    task = page.evaluate("() => window.__looplab.task")
+    page.wait_for_function("() => window.__looplab?.state && window.__looplab.state.status === 'ready'")
+    task = page.evaluate("() => window.__looplab.state.task")
     assert task["prediction"] and task["prediction"]["label"] in project.labels
-    assert page.evaluate("() => window.__looplab.selected") == task["prediction"]["label"]
+    assert page.evaluate("() => window.__looplab.state.selected") == task["prediction"]["label"]
     assert page.is_visible("#prediction")
     page.screenshot(path=str(artifacts / "annotate-prediction.png"))
     page.wait_for_timeout(300)

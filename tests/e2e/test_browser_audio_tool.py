@@ -3,7 +3,7 @@
 An audio_regions project gets one clip of spoken digits (espeak-ng words separated by silences); the
 annotator drags a region over a word, labels it with a digit, types its transcript, resizes it, undoes and
 redoes, makes and deletes a second region, plays and pauses with Space, and submits with Enter. The stored
-Annotation and window.__looplab are both checked.
+Annotation and window.__looplab.state are both checked.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 WORDS = ["three", "seven", "one"]
-READY = "() => { const s = window.__looplab; return s && s.status === 'ready' && s.timings && s.timings.drawnMs !== null; }"
+READY = "() => { const s = window.__looplab?.state; return s && s.status === 'ready' && s.timings && s.timings.drawnMs !== null; }"
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def _x(box, duration, t):
 
 
 def _state(page, expr):
-    return page.evaluate(f"() => {{ const s = window.__looplab; return {expr}; }}")
+    return page.evaluate(f"() => {{ const s = window.__looplab?.state; return {expr}; }}")
 
 
 def test_audio_regions_with_mouse_and_keyboard(live_server, spoken, new_page, artifacts):
@@ -66,7 +66,7 @@ def test_audio_regions_with_mouse_and_keyboard(live_server, spoken, new_page, ar
     duration = _state(page, "s.duration")
     assert duration == pytest.approx(times[-1][2] + 0.7, abs=0.01)
     assert _state(page, "s.peaks.buckets") >= 1000  # drawn from server peaks
-    page.wait_for_function("() => window.__looplab.spectrogramReady")
+    page.wait_for_function("() => window.__looplab.state.spectrogramReady")
     wave = page.locator("#waveform").bounding_box()
     y = wave["y"] + 60
 
@@ -77,7 +77,7 @@ def test_audio_regions_with_mouse_and_keyboard(live_server, spoken, new_page, ar
     page.mouse.move(_x(wave, duration, (w_start + w_end) / 2), y, steps=5)
     page.mouse.move(_x(wave, duration, w_end + 0.05), y, steps=5)
     page.mouse.up()
-    page.wait_for_function("() => window.__looplab.regions.length === 1")
+    page.wait_for_function("() => window.__looplab.state.regions.length === 1")
     region = _state(page, "s.regions[0]")
     assert region["start"] == pytest.approx(w_start - 0.05, abs=0.03)
     assert region["end"] == pytest.approx(w_end + 0.05, abs=0.03)
@@ -108,7 +108,7 @@ def test_audio_regions_with_mouse_and_keyboard(live_server, spoken, new_page, ar
     page.mouse.move(hx + wave["width"] * 0.15 / duration, hy, steps=4)
     page.mouse.move(hx + wave["width"] * 0.3 / duration, hy, steps=4)
     page.mouse.up()
-    page.wait_for_function(f"() => window.__looplab.regions[0].end > {before_end + 0.2}")
+    page.wait_for_function(f"() => window.__looplab.state.regions[0].end > {before_end + 0.2}")
     resized_end = _state(page, "s.regions[0].end")
     assert resized_end == pytest.approx(before_end + 0.3, abs=0.04)
     assert _state(page, "s.regions[0].start") == region["start"]
@@ -133,7 +133,7 @@ def test_audio_regions_with_mouse_and_keyboard(live_server, spoken, new_page, ar
     page.mouse.down()
     page.mouse.move(_x(wave, duration, o_end), y, steps=6)
     page.mouse.up()
-    page.wait_for_function("() => window.__looplab.regions.length === 2")
+    page.wait_for_function("() => window.__looplab.state.regions.length === 2")
     page.keyboard.press("2")  # "one"
     assert page.locator(".at-row:not([hidden])").count() == 2
     page.keyboard.press("Delete")
@@ -148,16 +148,16 @@ def test_audio_regions_with_mouse_and_keyboard(live_server, spoken, new_page, ar
     page.keyboard.press("Shift+Digit4")
     assert _state(page, "s.clipLabel") == "three"
     page.keyboard.press("+")
-    page.wait_for_function("() => window.__looplab.zoom > 0")
+    page.wait_for_function("() => window.__looplab.state.zoom > 0")
     page.keyboard.press("f")
     assert _state(page, "s.zoom") == 0
 
     # 8. Space plays and pauses.
     page.keyboard.press("Space")
-    page.wait_for_function("() => window.__looplab.playing === true")
-    page.wait_for_function("() => window.__looplab.currentTime > 0")
+    page.wait_for_function("() => window.__looplab.state.playing === true")
+    page.wait_for_function("() => window.__looplab.state.currentTime > 0")
     page.keyboard.press("Space")
-    page.wait_for_function("() => window.__looplab.playing === false")
+    page.wait_for_function("() => window.__looplab.state.playing === false")
 
     page.locator("[part~='region-handle-right']").first.hover()
     page.screenshot(path=str(artifacts / "audio-tool.png"))
@@ -165,7 +165,7 @@ def test_audio_regions_with_mouse_and_keyboard(live_server, spoken, new_page, ar
     # 9. Enter submits (focus is not in the transcript field).
     task_id = _state(page, "s.task.id")
     page.keyboard.press("Enter")
-    page.wait_for_function("() => window.__looplab.submitted === 1 && window.__looplab.status === 'empty'")
+    page.wait_for_function("() => window.__looplab.state.submitted === 1 && window.__looplab.state.status === 'empty'")
     last = _state(page, "s.last")
     assert last["task"] == task_id
     annotation = Annotation.objects.get(task_id=task_id)
@@ -197,7 +197,7 @@ def test_audio_classification_and_pre_annotations(live_server, spoken, new_page,
     assert _state(page, "s.regions.map(r => [r.label, r.predicted])") == [[w, True] for w, _, _ in times]
     assert _state(page, "s.clipLabel") == "seven"
     assert "3 regions" in page.inner_text("#prediction")
-    page.wait_for_function("() => window.__looplab.spectrogramReady")
+    page.wait_for_function("() => window.__looplab.state.spectrogramReady")
     page.screenshot(path=str(artifacts / "audio-tool-predicted.png"))
     # Correct one: select the third region ("one") with ] and relabel it, then submit.
     page.keyboard.press("]")
@@ -206,7 +206,7 @@ def test_audio_classification_and_pre_annotations(live_server, spoken, new_page,
     assert _state(page, "s.regions.find(r => r.id === s.selectedRegion).label") == "one"
     page.keyboard.press("9")
     page.keyboard.press("Enter")
-    page.wait_for_function("() => window.__looplab.submitted === 1")
+    page.wait_for_function("() => window.__looplab.state.submitted === 1")
     result = Annotation.objects.get(task=task).result
     assert [r["label"] for r in result["regions"]] == ["three", "seven", "eight"]
     assert result["regions"][0]["start"] == pytest.approx(times[0][1], abs=1e-3)
@@ -228,6 +228,6 @@ def test_audio_classification_tool(live_server, spoken, new_page, artifacts):
     assert _state(page, "s.selected") == "three"
     page.screenshot(path=str(artifacts / "audio-tool-classification.png"))
     page.keyboard.press("Enter")
-    page.wait_for_function("() => window.__looplab.submitted === 1")
+    page.wait_for_function("() => window.__looplab.state.submitted === 1")
     assert Annotation.objects.get(task__project=project).result == {"label": "three"}
     assert not new_page.errors, new_page.errors

@@ -57,7 +57,7 @@ def test_drift_check_and_send_back(live_server, drifting_project, new_page, arti
     page.select_option("#drift-window", "24")
     page.click("#drift-btn")
     page.locator("#drift-witnesses figure").first.wait_for()
-    state = page.evaluate("() => window.__looplabDrift")
+    state = page.evaluate("() => window.__looplab.drift")
     check = DriftCheck.objects.get(project=project)
     assert state["check"]["id"] == check.pk and check.status == "succeeded"
     assert state["detail"]["report"]["drifted"] is True
@@ -76,8 +76,8 @@ def test_drift_check_and_send_back(live_server, drifting_project, new_page, arti
     n_open = len([w for w in state["detail"]["witnesses"] if not w["labeled"] and not w["drift_flagged"]])
     assert page.locator("#drift-flag-btn").text_content() == f"Send {n_open} to labeling"
     page.click("#drift-flag-btn")
-    page.wait_for_function("() => window.__looplabDrift.flagged !== null")
-    assert page.evaluate("() => window.__looplabDrift.flagged") == n_open
+    page.wait_for_function("() => window.__looplab.drift.flagged !== null")
+    assert page.evaluate("() => window.__looplab.drift.flagged") == n_open
     flagged = set(Sample.objects.filter(project=project, drift_flagged=True).values_list("external_id", flat=True))
     assert len(flagged) == n_open and sum(e.startswith("n") for e in flagged) >= 0.9 * n_open
     page.locator("#drift-witnesses .badge").first.wait_for()
@@ -96,7 +96,7 @@ def test_drift_check_and_send_back(live_server, drifting_project, new_page, arti
     assert project.drift_check_hours == 24 and project.drift_auto_flag is True
     assert project.drift_webhook_url == "https://hooks.example.com/looplab/drift"
     page.reload()
-    page.wait_for_function("() => window.__looplabDrift.schedule !== null")
+    page.wait_for_function("() => window.__looplab.drift.schedule !== null")
     assert page.locator("#drift-every").input_value() == "24" and page.locator("#drift-auto-flag").is_checked()
     assert page.locator("#drift-webhook").input_value() == "https://hooks.example.com/looplab/drift"
     assert page.locator("#drift-webhook-secret").text_content() == project.drift_webhook_secret != ""

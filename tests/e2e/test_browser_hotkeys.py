@@ -8,7 +8,7 @@
 - hotkeys.js (the one rule every tool uses) answers the same table in the browser as under Node.
 - A submit after the lease ran out and another annotator claimed the task: the page says why, stores
   nothing and moves on to the next item.
-State is built through services; checked: window.__looplab, the page, and the stored Annotation rows.
+State is built through services; checked: window.__looplab.state, the page, and the stored Annotation rows.
 """
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from tests.e2e.conftest import login
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 READY_NEXT = """prev => {
-  const s = window.__looplab;
+  const s = window.__looplab?.state;
   return s && (s.status === 'empty' || (s.status === 'ready' && s.task && s.task.id !== prev));
 }"""
-PC_READY = "() => { const s = window.__looplab; return s && s.status === 'ready' && s.cloudReady && s.frames > 0; }"
+PC_READY = "() => { const s = window.__looplab?.state; return s && s.status === 'ready' && s.cloudReady && s.frames > 0; }"
 DIGITS = [str(i) for i in range(10)]
 
 
@@ -40,7 +40,7 @@ def _image_project(people, labels: list[str], digits, n_tasks: int):
     return project
 
 
-def _open(new_page, live_server, project, ready="() => window.__looplab && window.__looplab.status === 'ready'"):
+def _open(new_page, live_server, project, ready="() => window.__looplab?.state && window.__looplab.state.status === 'ready'"):
     page = new_page()
     login(page, live_server, "annotator", "pw-annotator")
     page.goto(f"{live_server.url}/projects/{project.id}/annotate/")
@@ -50,7 +50,7 @@ def _open(new_page, live_server, project, ready="() => window.__looplab && windo
 
 def _nothing_chosen(page) -> None:
     """The item on screen has no label chosen: state, buttons and the Submit button agree."""
-    assert page.evaluate("() => window.__looplab.selected") is None
+    assert page.evaluate("() => window.__looplab.state.selected") is None
     assert page.locator(".label-btn[aria-pressed='true']").count() == 0
     assert page.is_disabled("#submit-button")
 
@@ -60,7 +60,7 @@ def test_each_digit_stores_that_digit(live_server, people, digits, new_page, art
 
     project = _image_project(people, DIGITS, digits, n_tasks=10)
     page = _open(new_page, live_server, project)
-    assert page.evaluate("() => window.__looplab.hotkeys") == DIGITS
+    assert page.evaluate("() => window.__looplab.state.hotkeys") == DIGITS
     for d in DIGITS:  # the button of label d shows key d
         assert page.inner_text(f".label-btn[data-label='{d}'] .hotkey") == d
         assert page.get_attribute(f".label-btn[data-label='{d}']", "aria-keyshortcuts") == d
@@ -71,17 +71,17 @@ def test_each_digit_stores_that_digit(live_server, people, digits, new_page, art
 
     pressed: dict[int, str] = {}
     for d in ["7", "0", "9", "1", "6", "2", "8", "3", "5", "4"]:
-        task = page.evaluate("() => window.__looplab.task")
+        task = page.evaluate("() => window.__looplab.state.task")
         _nothing_chosen(page)  # a new item: no choice carried over from the last one
         page.keyboard.press(d)
-        assert page.evaluate("() => window.__looplab.selected") == d
+        assert page.evaluate("() => window.__looplab.state.selected") == d
         assert page.get_attribute(f".label-btn[data-label='{d}']", "aria-pressed") == "true"
         if d == "7":
             page.screenshot(path=str(artifacts / "hotkeys-digits.png"))
         page.keyboard.press("Enter")
         pressed[task["id"]] = d
         page.wait_for_function(READY_NEXT, arg=task["id"])
-    assert page.evaluate("() => window.__looplab.status") == "empty"
+    assert page.evaluate("() => window.__looplab.state.status") == "empty"
 
     stored = {a.task_id: a.result["label"] for a in Annotation.objects.filter(task__project=project)}
     assert stored == pressed  # all ten: the digit pressed is the label stored
@@ -112,9 +112,9 @@ def test_other_names_keep_positions_and_show_their_keys(live_server, people, dig
 
     chosen: dict[int, str] = {}
     for action, label in [("3", "cat"), ("0", "jay"), ("click", "kiwi")]:
-        task = page.evaluate("() => window.__looplab.task")
+        task = page.evaluate("() => window.__looplab.state.task")
         if task["id"] == queue[2]:
-            assert page.evaluate("() => window.__looplab.selected") == "bee"
+            assert page.evaluate("() => window.__looplab.state.selected") == "bee"
             assert page.get_attribute(".label-btn[data-label='bee']", "aria-pressed") == "true"
             assert page.is_enabled("#submit-button")
         else:
@@ -123,7 +123,7 @@ def test_other_names_keep_positions_and_show_their_keys(live_server, people, dig
             page.click(".label-btn[data-label='kiwi']")
         else:
             page.keyboard.press(action)
-        assert page.evaluate("() => window.__looplab.selected") == label
+        assert page.evaluate("() => window.__looplab.state.selected") == label
         page.keyboard.press("Enter")
         chosen[task["id"]] = label
         page.wait_for_function(READY_NEXT, arg=task["id"])
@@ -139,18 +139,18 @@ def test_pointcloud_classifier_opens_the_next_cloud_with_nothing_chosen(live_ser
     project = _cloud_project(people, "classification", ["lamp", "other"], n_clouds=2, n_points=1024)
     page = _open(new_page, live_server, project, ready=PC_READY)
     _nothing_chosen(page)
-    first = page.evaluate("() => window.__looplab.task.id")
+    first = page.evaluate("() => window.__looplab.state.task.id")
     page.keyboard.press("2")
-    assert page.evaluate("() => window.__looplab.selected") == "other"
+    assert page.evaluate("() => window.__looplab.state.selected") == "other"
     assert page.is_enabled("#submit-button")
     page.keyboard.press("Enter")
-    page.wait_for_function(f"() => {{ const s = window.__looplab; return s.task && s.task.id !== {first} && s.cloudReady; }}")
+    page.wait_for_function(f"() => {{ const s = window.__looplab?.state; return s.task && s.task.id !== {first} && s.cloudReady; }}")
     page.wait_for_function(PC_READY)
-    second = page.evaluate("() => window.__looplab.task.id")
+    second = page.evaluate("() => window.__looplab.state.task.id")
     _nothing_chosen(page)
     page.keyboard.press("Enter")  # nothing chosen: Enter stores nothing
     page.wait_for_timeout(300)
-    assert page.evaluate("() => window.__looplab.task.id") == second
+    assert page.evaluate("() => window.__looplab.state.task.id") == second
     assert [(a.task_id, a.result) for a in Annotation.objects.filter(task__project=project)] == [(first, {"label": "other"})]
     assert not new_page.errors, new_page.errors
 
@@ -177,14 +177,14 @@ def test_a_late_submit_on_a_taken_task_says_why_and_moves_on(live_server, people
 
     project = _image_project(people, DIGITS, digits, n_tasks=2)
     page = _open(new_page, live_server, project)
-    task = page.evaluate("() => window.__looplab.task")
+    task = page.evaluate("() => window.__looplab.state.task")
     past = timezone.now() - timedelta(hours=2)  # the annotator went for lunch; the lease ran out
     Task.objects.filter(pk=task["id"]).update(lease_expires_at=past, available_at=past)
     assert task_lease_next(project=project, user=people["lead"]).pk == task["id"]  # someone else took it
     page.keyboard.press("4")
     page.keyboard.press("Enter")
     page.wait_for_function(READY_NEXT, arg=task["id"])
-    state = page.evaluate("() => window.__looplab")
+    state = page.evaluate("() => window.__looplab.state")
     assert state["errorCode"] == "task_taken" and state["submitted"] == 0
     assert "Another annotator holds this task" in page.inner_text("#annotate-error")
     assert state["task"]["id"] != task["id"] and state["selected"] is None

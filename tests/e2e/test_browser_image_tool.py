@@ -2,7 +2,7 @@
 
 An annotator draws with the mouse and keyboard: a box (drag), relabels it (digit), moves and resizes it,
 draws a polygon (4 clicks + click on the first vertex), drags a vertex, undoes and redoes, and submits with
-Enter. Checked against window.__looplab and the stored Annotation row.
+Enter. Checked against window.__looplab.state and the stored Annotation row.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 LABELS = ["digit", "stroke", "blob", "noise"]
 TOL = 0.012  # normalised: a few screen pixels at the fitted zoom
-READY = "() => window.__looplab && window.__looplab.status === 'ready'"
+READY = "() => window.__looplab?.state && window.__looplab.state.status === 'ready'"
 
 
 @pytest.fixture
@@ -43,13 +43,13 @@ def _open(page, live_server, project):
     login(page, live_server, "annotator", "pw-annotator")
     page.goto(f"{live_server.url}/projects/{project.id}/annotate/")
     page.wait_for_function(READY)
-    page.wait_for_function("() => window.__looplab.frames > 0 && window.__looplab.image.width > 0")
+    page.wait_for_function("() => window.__looplab.state.frames > 0 && window.__looplab.state.image.width > 0")
 
 
 def _screen(page, x, y):
     """Page coordinates of a normalised image point."""
     return page.evaluate("""([x, y]) => {
-        const [sx, sy] = window.__looplabImage.toScreen(x, y);
+        const [sx, sy] = window.__looplab.image.toScreen(x, y);
         const r = document.getElementById('it-canvas').getBoundingClientRect();
         return [r.left + sx, r.top + sy]; }""", [x, y])
 
@@ -62,7 +62,7 @@ def _drag(page, a, b, steps=8):
 
 
 def _state(page):
-    return page.evaluate("() => window.__looplab")
+    return page.evaluate("() => window.__looplab.state")
 
 
 def test_draw_box_and_polygon_undo_redo_submit(live_server, detection_project, new_page, artifacts):
@@ -177,9 +177,9 @@ def test_draw_box_and_polygon_undo_redo_submit(live_server, detection_project, n
     task_id = _state(page)["task"]["id"]
     page.wait_for_timeout(300)
     page.keyboard.press("Enter")
-    page.wait_for_function("id => { const s = window.__looplab; return s.submitted === 1 && (!s.task || s.task.id !== id); }",
+    page.wait_for_function("id => { const s = window.__looplab?.state; return s.submitted === 1 && (!s.task || s.task.id !== id); }",
                            arg=task_id)
-    page.wait_for_function("() => window.__looplab.status === 'ready'")
+    page.wait_for_function("() => window.__looplab.state.status === 'ready'")
     s = _state(page)
     assert s["boxes"] == [] and s["polygons"] == [] and s["undoDepth"] == 0
     # Nothing of the last item's choice carries over: no shape selected, new shapes get the first label again
@@ -232,7 +232,7 @@ def test_predictions_are_editable_and_bad_shapes_are_refused(live_server, detect
 
     # A shape outside the image (x + w > 1), as a broken client would send it: refused, shown, item kept.
     task_id = _state(page)["task"]["id"]
-    page.evaluate("() => window.__looplab.boxes.push({label: 'digit', x: 0.8, y: 0.1, w: 0.5, h: 0.2})")
+    page.evaluate("() => window.__looplab.state.boxes.push({label: 'digit', x: 0.8, y: 0.1, w: 0.5, h: 0.2})")
     page.keyboard.press("Enter")
     page.wait_for_selector("#annotate-error:not([hidden])")
     s = _state(page)
@@ -243,10 +243,10 @@ def test_predictions_are_editable_and_bad_shapes_are_refused(live_server, detect
     assert not Annotation.objects.filter(task_id=task_id).exists()
 
     # Remove it (select, Delete) and submit: stored.
-    page.evaluate("() => { window.__looplab.selection = {kind: 'box', index: 1}; }")
+    page.evaluate("() => { window.__looplab.state.selection = {kind: 'box', index: 1}; }")
     page.keyboard.press("Delete")
     page.keyboard.press("Enter")
-    page.wait_for_function("() => window.__looplab.submitted === 1")
+    page.wait_for_function("() => window.__looplab.state.submitted === 1")
     assert Annotation.objects.get(task_id=task_id).result == {
         "boxes": [{"label": "noise", "x": 0.1, "y": 0.1, "w": 0.3, "h": 0.3}], "polygons": []}
     assert not new_page.errors, new_page.errors

@@ -47,8 +47,8 @@ def test_label_check_then_relabel_and_correct(live_server, noisy_project, new_pa
     page.goto(f"{live_server.url}/projects/{project.pk}/")
     page.click("#label-check-btn")
     page.locator("#finding-rows tr[data-kind='label_issue']").first.wait_for()
-    page.wait_for_function("() => window.__looplabLabelCheck.check && window.__looplabLabelCheck.check.status === 'succeeded'")
-    state = page.evaluate("() => window.__looplabLabelCheck")
+    page.wait_for_function("() => window.__looplab.labelCheck.check && window.__looplab.labelCheck.check.status === 'succeeded'")
+    state = page.evaluate("() => window.__looplab.labelCheck")
     check = LabelCheck.objects.get(project=project)
     assert state["check"]["id"] == check.pk and check.status == "succeeded"
     shown = [f["sample"] for f in state["findings"]]
@@ -63,13 +63,13 @@ def test_label_check_then_relabel_and_correct(live_server, noisy_project, new_pa
 
     first, second = real[0], real[1]
     page.click(f"#finding-rows tr[data-sample='{first['sample']}'] button[data-action='reject']")
-    page.wait_for_function("s => window.__looplabLabelCheck.done[s] === 'sent back'", arg=first["sample"])
+    page.wait_for_function("s => window.__looplab.labelCheck.done[s] === 'sent back'", arg=first["sample"])
     ann = Annotation.objects.get(pk=first["annotation"])
     assert ann.review_status == "rejected" and ann.review_comment.startswith(f"Label check #{check.pk}: labelled ")
     assert Task.objects.get(pk=ann.task_id).state == "pending"  # back with the annotators
 
     page.click(f"#finding-rows tr[data-sample='{second['sample']}'] button[data-action='correct']")
-    page.wait_for_function("s => (window.__looplabLabelCheck.done[s] || '').startsWith('corrected')", arg=second["sample"])
+    page.wait_for_function("s => (window.__looplab.labelCheck.done[s] || '').startsWith('corrected')", arg=second["sample"])
     assert Annotation.objects.get(pk=second["annotation"]).review_status == "corrected"
     assert Sample.objects.get(pk=second["sample"]).label == second["suggested_label"]
     row = page.locator(f"#finding-rows tr[data-sample='{second['sample']}']")

@@ -3,7 +3,7 @@
 State is built through services: a project with a few lamp clouds from fixtures/shapes.py (PLY bytes)
 and a selection round. The browser does what an annotator would: digits pick a label, a lasso is drawn
 with the mouse, Ctrl+Z / Ctrl+Shift+Z undo and redo, Enter submits; a cuboid is placed with a click,
-resized and rotated with keys. Checked: window.__looplab and the stored Annotation rows.
+resized and rotated with keys. Checked: window.__looplab.state and the stored Annotation rows.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.e2e.conftest import login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-READY = "() => { const s = window.__looplab; return s && s.status === 'ready' && s.cloudReady && s.frames > 0; }"
+READY = "() => { const s = window.__looplab?.state; return s && s.status === 'ready' && s.cloudReady && s.frames > 0; }"
 
 
 def _cloud_project(people, task_type: str, labels: list[str], n_clouds: int = 3, n_points: int = 2048):
@@ -46,11 +46,11 @@ def _open_tool(new_page, live_server, project):
 
 
 def _state(page, *fields):
-    return page.evaluate("fields => Object.fromEntries(fields.map(f => [f, window.__looplab[f]]))", list(fields))
+    return page.evaluate("fields => Object.fromEntries(fields.map(f => [f, window.__looplab.state[f]]))", list(fields))
 
 
 def _labels(page) -> list[int]:
-    return page.evaluate("() => Array.from(window.__looplab.pointLabels)")
+    return page.evaluate("() => Array.from(window.__looplab.state.pointLabels)")
 
 
 def _project_and_select(points: np.ndarray, m: list[float], width: float, height: float, poly: list[float]) -> int:
@@ -102,7 +102,7 @@ def test_lasso_segmentation_undo_redo_submit(live_server, people, new_page, arti
         page.mouse.move(x, y, steps=2)
     page.screenshot(path=str(artifacts / "pointcloud-lasso-drawing.png"))
     page.mouse.up()
-    page.wait_for_function("() => window.__looplab.lastSelection !== null")
+    page.wait_for_function("() => window.__looplab.state.lastSelection !== null")
     s = _state(page, "labeledCount", "lastSelection", "undoDepth", "labelCounts")
     count = s["labeledCount"]
     assert 0 < count < n, count
@@ -154,7 +154,7 @@ def test_lasso_segmentation_undo_redo_submit(live_server, people, new_page, arti
     final = _labels(page)
     task_id = _state(page, "task")["task"]["id"]
     page.keyboard.press("Enter")
-    page.wait_for_function("() => window.__looplab.submitted === 1 && window.__looplab.status !== 'submitting'")
+    page.wait_for_function("() => window.__looplab.state.submitted === 1 && window.__looplab.state.status !== 'submitting'")
     annotation = Annotation.objects.get(task_id=task_id)
     assert annotation.annotator.username == "annotator"
     stored = annotation.result["point_labels"]
@@ -210,7 +210,7 @@ def test_cuboid_place_resize_rotate_submit(live_server, people, new_page, artifa
 
     task_id = _state(page, "task")["task"]["id"]
     page.keyboard.press("Enter")
-    page.wait_for_function("() => window.__looplab.submitted === 1 && window.__looplab.status !== 'submitting'")
+    page.wait_for_function("() => window.__looplab.state.submitted === 1 && window.__looplab.state.status !== 'submitting'")
     stored = Annotation.objects.get(task_id=task_id).result["cuboids"]
     assert len(stored) == 1
     got = stored[0]

@@ -47,8 +47,8 @@ def test_review_reject_with_comment_and_accept(live_server, reviewed_project, ne
     page = new_page()
     login(page, live_server, "lead", "pw-lead")
     page.goto(f"{live_server.url}/projects/{project.pk}/review/")
-    page.wait_for_function("() => window.__looplab && window.__looplab.status === 'ready' && window.__looplab.agreement")
-    state = page.evaluate("() => window.__looplab")
+    page.wait_for_function("() => window.__looplab?.state && window.__looplab.state.status === 'ready' && window.__looplab.state.agreement")
+    state = page.evaluate("() => window.__looplab.state")
     assert len(state["annotations"]) == 8 and state["selected"] == state["annotations"][0]["id"]
     assert state["agreement"]["overall"]["kappa_kind"] == "cohen" and state["agreement"]["overall"]["tasks"] == 4
     expect_rows = page.locator("#review-rows tr")
@@ -56,24 +56,24 @@ def test_review_reject_with_comment_and_accept(live_server, reviewed_project, ne
 
     # Keyboard: J moves to the second annotation, R opens the comment, typing + Enter rejects it.
     page.keyboard.press("j")
-    second = page.evaluate("() => window.__looplab.selected")
+    second = page.evaluate("() => window.__looplab.state.selected")
     assert second == state["annotations"][1]["id"]
     page.keyboard.press("r")
     assert page.evaluate("() => document.activeElement.id") == "comment"
     page.keyboard.type("Please look again: this is a 7")
     page.keyboard.press("Enter")
-    page.wait_for_function("id => window.__looplab.lastAction && window.__looplab.lastAction.id === id", arg=second)
+    page.wait_for_function("id => window.__looplab.state.lastAction && window.__looplab.state.lastAction.id === id", arg=second)
     assert expect_rows.count() == 7  # it left the "pending" list
 
     # Mouse: click the fourth row, then the Accept button.
-    target = page.evaluate("() => window.__looplab.annotations[2].id")
+    target = page.evaluate("() => window.__looplab.state.annotations[2].id")
     page.click(f'#review-rows tr[data-id="{target}"]')
     page.click("#accept-btn")
-    page.wait_for_function("id => window.__looplab.lastAction && window.__looplab.lastAction.id === id", arg=target)
-    assert page.evaluate("() => window.__looplab.reviewed") == 2
+    page.wait_for_function("id => window.__looplab.state.lastAction && window.__looplab.state.lastAction.id === id", arg=target)
+    assert page.evaluate("() => window.__looplab.state.reviewed") == 2
     page.wait_for_function("() => document.getElementById('review-counts').textContent.startsWith('6 pending')")
     page.select_option("#f-status", "")
-    page.wait_for_function("() => window.__looplab.annotations.length === 8")
+    page.wait_for_function("() => window.__looplab.state.annotations.length === 8")
     page.click(f'#review-rows tr[data-id="{second}"]')
     page.screenshot(path=str(artifacts / "review.png"), full_page=True)
 
@@ -95,11 +95,11 @@ def test_review_page_correct_with_digits_and_annotators_are_refused(live_server,
     page = new_page()
     login(page, live_server, "lead", "pw-lead")
     page.goto(f"{live_server.url}/projects/{project.pk}/review/")
-    page.wait_for_function("() => window.__looplab && window.__looplab.status === 'ready'")
-    first = page.evaluate("() => window.__looplab.selected")
+    page.wait_for_function("() => window.__looplab?.state && window.__looplab.state.status === 'ready'")
+    first = page.evaluate("() => window.__looplab.state.selected")
     page.keyboard.press("c")
     page.keyboard.press("7")  # label "7": a digit-named label answers to its digit
-    page.wait_for_function("id => window.__looplab.lastAction && window.__looplab.lastAction.id === id", arg=first)
+    page.wait_for_function("id => window.__looplab.state.lastAction && window.__looplab.state.lastAction.id === id", arg=first)
     ann = Annotation.objects.get(pk=first)
     assert ann.review_status == "corrected" and ann.corrected_result == {"label": "7"}
     assert Sample.objects.get(pk=ann.sample_id).label == "7"

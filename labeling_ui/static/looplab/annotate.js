@@ -1,5 +1,5 @@
 // Keyboard-first classification tool on the shared task loop (tool_common.js).
-// All state lives in one object, window.__looplab.
+// All state lives in one object, window.__looplab.state (test_hooks.js).
 import { createToolLoop, readConfig } from "./tool_common.js";
 
 const config = readConfig();

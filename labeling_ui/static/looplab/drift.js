@@ -1,6 +1,7 @@
 // The project page's Drift section: run a drift check (a job), read its verdict and slices, and send the
 // production samples most unlike the training data back to labeling.
 import { api } from "./api.js";
+import { expose } from "./test_hooks.js";
 import { el, jobProgress, samplePreview, showPageError } from "./job.js";
 
 const section = document.getElementById("drift");
@@ -11,7 +12,7 @@ if (section) {
   const $ = (id) => document.getElementById(id);
   // What the page shows, for people and for tests.
   const state = { check: null, detail: null, polling: null, flagged: null, error: null, schedule: null };
-  window.__looplabDrift = state;
+  expose("drift", state);
 
   const num = (v, digits = 3) => (v === null || v === undefined ? "—" : Number(v).toFixed(digits));
   const pct = (v) => (v === null || v === undefined ? "—" : `${(100 * v).toFixed(0)}%`);

@@ -1,5 +1,6 @@
 // The project page's Exports section: start an export job, follow its progress, download the file.
 import { api } from "./api.js";
+import { expose } from "./test_hooks.js";
 import { jobProgress, showPageError } from "./job.js";
 
 const section = document.getElementById("exports");
@@ -17,7 +18,7 @@ if (section) {
   const rows = document.getElementById("export-rows");
   const table = document.getElementById("export-table");
   const state = { exports: [], polling: null, downloads: 0, error: null };
-  window.__looplabExports = state;
+  expose("exports", state);
   for (const [value, text] of FORMATS[section.dataset.taskType] || []) {
     const option = document.createElement("option");
     option.value = value;

@@ -1,6 +1,7 @@
 // The project page's Label quality section: start a label check (a job), follow it, act on its findings
 // through the review API (reject → back to the annotators, or correct to the suggested label).
 import { api } from "./api.js";
+import { expose } from "./test_hooks.js";
 import { el, jobProgress, samplePreview, showPageError } from "./job.js";
 
 const section = document.getElementById("label-quality");
@@ -16,7 +17,7 @@ if (section) {
   const button = document.getElementById("label-check-btn");
   // What the page shows, for people and for tests: the latest check, its findings, what was done to them.
   const state = { check: null, findings: [], done: {}, polling: null, error: null };
-  window.__looplabLabelCheck = state;
+  expose("labelCheck", state);
 
 
 

@@ -1,5 +1,6 @@
 // The project page: lead actions through the API, and live progress of rounds and training runs.
 import { api } from "./api.js";
+import { expose } from "./test_hooks.js";
 
 const config = JSON.parse(document.getElementById("page-config").textContent);
 const projectId = config.project;
@@ -8,7 +9,7 @@ const ACTIVE = new Set(["queued", "running"]);
 const POLL_MS = 1000;
 
 const state = { polling: false, timer: null, refreshing: false, lastError: null };
-window.__looplab = state;
+expose("state", state);
 
 function say(message, kind = "info") {
   statusBox.hidden = false;

@@ -2,6 +2,7 @@
 // comment (R, Enter) or corrects (C), all through the public API; agreement is shown below.
 import { api } from "./api.js";
 import { labelHotkeys, labelIndexForKey } from "./hotkeys.js";
+import { expose } from "./test_hooks.js";
 
 const config = JSON.parse(document.getElementById("review-config").textContent);
 const HOTKEYS = labelHotkeys(config.labels);  // the same keys as the annotation tools: "7" picks label "7"
@@ -15,7 +16,7 @@ const state = {
   annotations: [], count: 0, selected: null, mode: "browse", reviewed: 0, lastAction: null, busy: false,
   status: "loading", error: null, agreement: null,
 };
-window.__looplab = state;
+expose("state", state);
 
 function say(message, kind = "info") {
   statusBox.hidden = false;

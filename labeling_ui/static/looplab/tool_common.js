@@ -21,7 +21,7 @@
 //   });
 //   loop.start();
 //
-// State: ONE object, window.__looplab = loop.state. Common fields: project, labels, hotkeys (one key or null per
+// State: ONE object, window.__looplab.state = loop.state. Common fields: project, labels, hotkeys (one key or null per
 // label, from hotkeys.js: a digit-named label answers to its digit), task, selected, submitted, skipped,
 // status ("loading"|"ready"|"submitting"|"empty"|"error"), error, errorCode, errorDetails, activeSeconds,
 // helpOpen, undoDepth, redoDepth, last, note. Tools add theirs through `state`.
@@ -42,6 +42,7 @@
 // .hotkey element and aria-keyshortcuts). templates/web/tools/_panel.html and _help.html give the standard markup.
 import { api } from "./api.js";
 import { labelHotkeys, labelIndexForKey } from "./hotkeys.js";
+import { expose } from "./test_hooks.js";
 
 // Refusals after which the item is no longer the annotator's: show why and load the next one.
 const TASK_GONE = new Set(["task_done", "task_taken", "not_leased"]);
@@ -136,7 +137,7 @@ export function createToolLoop(options) {
     last: null,
     note: null,
   }, o.state || {});
-  window.__looplab = state;
+  expose("state", state);
 
   // -- active time: visible tab and some input in the last IDLE_MS --------------------------------
   let lastActivity = performance.now();

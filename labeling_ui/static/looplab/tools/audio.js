@@ -5,21 +5,27 @@
 // the spectrogram from GET /api/v1/samples/{id}/spectrogram.png, drawn on a canvas under the waveform in step
 // with its scroll and zoom. The <audio> element streams the content URL for playback only.
 //
-// State (window.__looplab, see tool_common.js for the common fields), plus:
+// State (window.__looplab.state, see tool_common.js for the common fields), plus:
 //   taskType, duration, sampleRate, channels, regions [{id, label, start, end, text, predicted}] (seconds),
 //   selectedRegion (id | null), clipLabel (audio_regions' optional clip "label" | null), playing, currentTime,
 //   zoom (px per second; 0 = fit), pxPerSec (effective), spectrogram (shown?), spectrogramReady,
 //   peaks {buckets, samplesPerBucket, cached}, timings {peaksMs, drawnMs (performance.now() at first draw
 //   of the task: ms since navigation for the first task), lastZoomMs, lastRegionMs}, redraws.
+//
+// This module is the entry: DOM, wavesurfer, fetches and the task loop. Formatting and peaks decoding are in
+// audio/format.js, the time axis (visible range, zoom, ruler, spectrogram source) in audio/timeline.js,
+// region ordering, predictions and the result in audio/regions.js.
 import WaveSurfer from "wavesurfer";
 import RegionsPlugin from "wavesurfer/regions";
 import { labelIndexForKey } from "../hotkeys.js";
+import { expose } from "../test_hooks.js";
 import { createToolLoop, LABEL_KEY, readConfig } from "../tool_common.js";
+import { colorFor, decodePeaks, fmtTime, NO_LABEL_COLOR, rgba, round3 } from "./audio/format.js";
+import * as regionsLib from "./audio/regions.js";
+import { bucketsFor, rulerTicks, spectrogramSource, visibleSpan, zoomFocus, zoomTarget } from "./audio/timeline.js";
 
 const config = readConfig();
 const REGIONS = config.taskType === "audio_regions";
-const PALETTE = ["#3b82f6", "#f97316", "#22c55e", "#e11d48", "#a855f7", "#eab308", "#06b6d4", "#ec4899",
-  "#84cc16", "#f43f5e", "#14b8a6", "#8b5cf6"];
 const ROW_H = 36;                 // region list row height (px); rows are virtualised
 const MAX_PX_PER_SEC = 1000;
 const ZOOM_STEP = 1.6;
@@ -40,21 +46,7 @@ const spacer = $("region-spacer");
 const textBox = $("region-text");
 const clipSelect = $("clip-label");
 
-const colorOf = (label) => (label ? PALETTE[Math.max(0, config.labels.indexOf(label)) % PALETTE.length] : "#9aa3b5");
-function rgba(hex, alpha) {
-  const n = parseInt(hex.slice(1), 16);
-  return `rgba(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255}, ${alpha})`;
-}
-function fmtTime(t, precise = true) {
-  if (!Number.isFinite(t)) t = 0;
-  const h = Math.floor(t / 3600);
-  const m = Math.floor((t % 3600) / 60);
-  const s = t % 60;
-  const ss = precise ? s.toFixed(2).padStart(5, "0") : String(Math.floor(s)).padStart(2, "0");
-  return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
-}
-const round3 = (x) => Math.round(x * 1000) / 1000;
-const nextPow2 = (x) => 2 ** Math.ceil(Math.log2(Math.max(1, x)));
+const colorOf = (label) => colorFor(config.labels, label);
 
 let loop = null;
 let ws = null;
@@ -81,7 +73,7 @@ function ensureWave() {
     autoScroll: true, autoCenter: false, dragToSeek: false, interact: true,
     plugins: [regionsPlugin],
   });
-  if (REGIONS) regionsPlugin.enableDragSelection({ color: rgba("#9aa3b5", 0.25) }, 4);
+  if (REGIONS) regionsPlugin.enableDragSelection({ color: rgba(NO_LABEL_COLOR, 0.25) }, 4);
   ws.on("play", () => { state().playing = true; renderPlay(); });
   ws.on("pause", () => { state().playing = false; renderPlay(); });
   ws.on("finish", () => { state().playing = false; renderPlay(); });
@@ -115,14 +107,7 @@ async function fetchPeaks(sampleId, buckets) {
     try { message = (await response.json()).error.message; } catch { /* not JSON */ }
     throw new Error(message);
   }
-  const values = new Int16Array(await response.arrayBuffer());
-  const n = values.length >> 1;
-  const max = new Float32Array(n);
-  const min = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    min[i] = values[2 * i] / 32767;
-    max[i] = values[2 * i + 1] / 32767;
-  }
+  const { max, min, buckets: n } = decodePeaks(await response.arrayBuffer());
   const h = (name) => response.headers.get(name);
   return {
     max, min, buckets: n, spb: Number(h("X-Peaks-Samples-Per-Bucket")), duration: Number(h("X-Peaks-Duration")),
@@ -131,7 +116,7 @@ async function fetchPeaks(sampleId, buckets) {
 }
 
 function overviewBuckets() {
-  return Math.min(MAX_BUCKETS, nextPow2((waveBox.clientWidth || 1000) * (window.devicePixelRatio || 1) * 4));
+  return bucketsFor(1, (waveBox.clientWidth || 1000) * 4, window.devicePixelRatio || 1, MAX_BUCKETS);
 }
 
 // Finer peaks when zoomed past the loaded level (about one bucket per device pixel).
@@ -139,7 +124,7 @@ async function ensureResolution(pxPerSec) {
   const s = state();
   if (!peaksLevel || !s.task || !s.duration) return;
   const px = (pxPerSec || 0) > 0 ? pxPerSec : (waveBox.clientWidth || 1000) / s.duration;
-  const needed = Math.min(MAX_BUCKETS, nextPow2(s.duration * px * (window.devicePixelRatio || 1)));
+  const needed = bucketsFor(s.duration, px, window.devicePixelRatio || 1, MAX_BUCKETS);
   if (needed <= peaksLevel.buckets * 1.01 || peaksLevel.spb <= 1 || needed <= peaksWanted) return;
   peaksWanted = needed;
   const serial = taskSerial;
@@ -182,9 +167,7 @@ function visibleRange() {
   const s = state();
   if (!ws || !s.duration) return [0, 0];
   const total = ws.getWrapper().clientWidth || ws.getWidth();
-  const start = (ws.getScroll() / total) * s.duration;
-  const end = Math.min(s.duration, ((ws.getScroll() + ws.getWidth()) / total) * s.duration);
-  return [start, end];
+  return visibleSpan(ws.getScroll(), ws.getWidth(), total, s.duration);
 }
 
 let specFrame = 0;
@@ -206,16 +189,14 @@ function drawSpectrogram() {
     const [start, end] = visibleRange();
     const total = ws.getWrapper().clientWidth || ws.getWidth();
     const drawnW = Math.min(w, ((end - start) / s.duration) * total * dpr);
-    const sx = (start / specSpan) * specBitmap.width;
-    const sw = Math.max(0.5, ((end - start) / specSpan) * specBitmap.width);
+    const [sx, sw] = spectrogramSource(start, end, specSpan, specBitmap.width);
     specCtx.imageSmoothingEnabled = true;
     specCtx.imageSmoothingQuality = "high";
     specCtx.drawImage(specBitmap, sx, 0, sw, specBitmap.height, 0, 0, drawnW, h);
   });
 }
 
-// A time ruler under the waveform, in step with its scroll and zoom (nice steps for any zoom).
-const STEPS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
+// A time ruler under the waveform, in step with its scroll and zoom (nice steps for any zoom: timeline.js).
 function drawRuler() {
   const s = state();
   const dpr = window.devicePixelRatio || 1;
@@ -227,23 +208,16 @@ function drawRuler() {
   const [start, end] = visibleRange();
   const total = ws.getWrapper().clientWidth || ws.getWidth();
   const pps = total / s.duration;
-  const step = STEPS.find((x) => x * pps >= 80) || 3600;
-  const minor = step / (String(step).startsWith("2") ? 4 : 5);
   rulerCtx.fillStyle = "#aab3c5";
   rulerCtx.strokeStyle = "rgba(170, 179, 197, .55)";
   rulerCtx.font = `${10 * dpr}px ui-monospace, monospace`;
   rulerCtx.textBaseline = "top";
   rulerCtx.beginPath();
-  for (let t = Math.floor(start / minor) * minor; t <= end + 1e-9; t += minor) {
+  for (const { t, major, label } of rulerTicks(start, end, pps, s.duration)) {
     const x = Math.round((t - start) * pps * dpr) + 0.5;
-    const major = Math.abs(t / step - Math.round(t / step)) < 1e-6;
     rulerCtx.moveTo(x, 0);
     rulerCtx.lineTo(x, major ? 7 * dpr : 3 * dpr);
-    if (major) {
-      const decimals = step < 0.1 ? 2 : step < 1 ? 1 : 0;
-      const label = step >= 60 || s.duration >= 60 ? fmtTime(t, false) : t.toFixed(decimals) + (decimals ? "" : " s");
-      rulerCtx.fillText(label, x + 3 * dpr, 6 * dpr);
-    }
+    if (major) rulerCtx.fillText(label, x + 3 * dpr, 6 * dpr);
   }
   rulerCtx.stroke();
 }
@@ -314,7 +288,7 @@ function syncRegions() {
 }
 
 function sortRegions() {
-  sortedIds = [...state().regions].sort((a, b) => a.start - b.start || a.end - b.end).map((r) => r.id);
+  sortedIds = regionsLib.sortedRegionIds(state().regions);
 }
 
 function onRegionCreated(wsRegion) {
@@ -388,7 +362,7 @@ function deleteSelected() {
 function stepRegion(delta) {
   if (!sortedIds.length) return;
   const at = sortedIds.indexOf(state().selectedRegion);
-  const next = at < 0 ? (delta > 0 ? 0 : sortedIds.length - 1) : Math.max(0, Math.min(sortedIds.length - 1, at + delta));
+  const next = regionsLib.stepIndex(at, delta, sortedIds.length);
   selectRegion(sortedIds[next], { seek: true, reveal: true });
 }
 
@@ -420,14 +394,10 @@ function setZoom(px) {
   const s = state();
   if (!ws || !s.duration) return;
   const fit = fitPx();
-  const z = px <= fit * 1.001 ? 0 : Math.min(MAX_PX_PER_SEC, px);
+  const z = zoomTarget(px, fit, MAX_PX_PER_SEC);
   if (z === s.zoom) return;
   // keep the selected region, the playhead, or the view's centre in place
-  const [a, b] = visibleRange();
-  const region = findRegion(s.selectedRegion);
-  let focus = (a + b) / 2;
-  if (region) focus = (region.start + region.end) / 2;
-  else if (s.currentTime >= a && s.currentTime <= b && s.currentTime > 0) focus = s.currentTime;
+  const focus = zoomFocus(visibleRange(), findRegion(s.selectedRegion), s.currentTime);
   zoomStarted = performance.now();
   s.zoom = z;
   ws.zoom(z);
@@ -500,8 +470,7 @@ function renderRows() {
   rowsBox.hidden = n === 0;
   const top = rowsBox.scrollTop;
   const height = rowsBox.clientHeight || 216;
-  const first = Math.max(0, Math.floor(top / ROW_H) - 4);
-  const last = Math.min(n, Math.ceil((top + height) / ROW_H) + 4);
+  const [first, last] = regionsLib.visibleRows(top, height, n, ROW_H);
   let used = 0;
   for (let k = first; k < last; k++) {
     const region = findRegion(sortedIds[k]);
@@ -605,12 +574,8 @@ async function onTask(task, s) {
   const p = task.prediction || null;
   const known = (label) => (config.labels.includes(label) ? label : null);
   if (REGIONS) {
-    if (p && Array.isArray(p.regions)) {
-      s.regions = p.regions
-        .filter((r) => Number.isFinite(r.start) && Number.isFinite(r.end) && r.end > r.start)
-        .map((r) => ({ id: `r${++regionSerial}`, label: known(r.label), start: round3(Math.max(0, r.start)),
-          end: round3(Math.min(level.duration, r.end)), text: typeof r.text === "string" ? r.text : "", predicted: true }));
-    }
+    const predicted = regionsLib.predictedRegions(p, config.labels, level.duration, () => `r${++regionSerial}`);
+    if (predicted) s.regions = predicted;
     s.clipLabel = p && known(p.label) ? p.label : null;
     syncRegions();
   } else {
@@ -633,20 +598,12 @@ function collect(s) {
     return { label: s.selected };
   }
   const ordered = sortedIds.map(findRegion).filter(Boolean);
-  const missing = ordered.findIndex((r) => !r.label);
+  const missing = regionsLib.firstUnlabeled(ordered);
   if (missing >= 0) {
     selectRegion(ordered[missing].id, { reveal: true });
     throw new Error(`Region ${missing + 1} has no label: it is selected now, press a label key to label it.`);
   }
-  const regions = ordered.map((r) => {
-    const out = { label: r.label, start: round3(Math.max(0, r.start)), end: round3(Math.min(s.duration || r.end, r.end)) };
-    const text = (r.text || "").trim();
-    if (text) out.text = text;
-    return out;
-  });
-  const result = { regions };
-  if (s.clipLabel) result.label = s.clipLabel;
-  return result;
+  return regionsLib.regionsResult(ordered, s.duration, s.clipLabel);
 }
 
 function onLabel(label, index, s) {
@@ -732,19 +689,10 @@ loop = createToolLoop({
     const region = findRegion(s.selectedRegion);
     if (region && region.label) s.selected = region.label;
   },
-  describePrediction: (p) => {
-    if (!p) return null;
-    const parts = [];
-    if (REGIONS && Array.isArray(p.regions) && p.regions.length) parts.push(`${p.regions.length} regions`);
-    if (p.label) {
-      const confidence = typeof p.confidence === "number" ? ` (${Math.round(p.confidence * 100)}%)` : "";
-      parts.push(`${REGIONS ? "clip label " : ""}“${p.label}”${confidence}`);
-    }
-    return parts.length ? `Model suggests ${parts.join(" and ")}: check, correct, then press Enter.` : null;
-  },
+  describePrediction: (p) => regionsLib.describePrediction(p, REGIONS),
   render: renderTool,
 });
-window.__looplabTool = { get wavesurfer() { return ws; }, setZoom, zoomBy, selectRegion };
+expose("audio", { get wavesurfer() { return ws; }, setZoom, zoomBy, selectRegion });
 
 // -- DOM wiring --------------------------------------------------------------------------------------
 

@@ -5,9 +5,10 @@
 // /api/v1/samples/{id}/points.bin; colours are one Uint8 RGB attribute updated in place. Selection
 // projects every point once with the camera's view-projection matrix (selection.js), never a raycast
 // per point. Undo entries for point labels store only the changed indices and their previous labels.
-// All state lives in window.__looplab (the task loop's state object, see tool_common.js).
+// All state lives in window.__looplab.state (the task loop's state object, see tool_common.js).
 import * as THREE from "three";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
+import { expose } from "../test_hooks.js";
 import { createToolLoop, readConfig } from "../tool_common.js";
 import { applyLabels, greyColors, labelCss, rampColors } from "./pointcloud/colors.js";
 import { cleanCuboid, cuboidObject, normalizeYaw, orthoViews, round } from "./pointcloud/cuboids.js";
@@ -93,7 +94,7 @@ const loop = createToolLoop({
   hotkeys: hotkeys(),
 });
 const state = loop.state;
-window.__looplabPointcloud = { THREE, camera, controls, renderer, material, scene, requestRender, renderNow, selectPolygon, viewProjection, get points() { return points; } };
+expose("pointcloud", { THREE, camera, controls, renderer, material, scene, requestRender, renderNow, selectPolygon, viewProjection, get points() { return points; } });
 
 function hotkeys() {
   const nav = [["Right drag", "orbit (Shift+right drag or middle drag: pan)"], ["Wheel", "zoom at the cursor"],
