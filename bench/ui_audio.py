@@ -79,7 +79,7 @@ for name in default_storage.listdir(folder)[1]:
 result = out
 """
 
-STATE = "() => { const s = window.__looplab; return s && s.status === 'ready' && s.timings && s.timings.drawnMs !== null; }"
+STATE = "() => { const s = window.__looplab?.state; return s && s.status === 'ready' && s.timings && s.timings.drawnMs !== null; }"
 
 
 def browser_run(base_url: str, project: int) -> dict:
@@ -102,10 +102,10 @@ def browser_run(base_url: str, project: int) -> dict:
             page.goto(f"{base_url}/projects/{project}/annotate/")
             page.wait_for_function(STATE)
             wall = time.perf_counter() - started
-            t = page.evaluate("() => ({...window.__looplab.timings, duration: window.__looplab.duration, "
-                              "buckets: window.__looplab.peaks.buckets, spb: window.__looplab.peaks.samplesPerBucket, "
-                              "cachedPeaks: window.__looplab.peaks.cached})")
-            page.wait_for_function("() => window.__looplab.spectrogramReady", timeout=120_000)
+            t = page.evaluate("() => ({...window.__looplab.state.timings, duration: window.__looplab.state.duration, "
+                              "buckets: window.__looplab.state.peaks.buckets, spb: window.__looplab.state.peaks.samplesPerBucket, "
+                              "cachedPeaks: window.__looplab.state.peaks.cached})")
+            page.wait_for_function("() => window.__looplab.state.spectrogramReady", timeout=120_000)
             spec_ms = page.evaluate("() => performance.now()")
             opens.append({"open": label, "nav_to_drawn_ms": t["drawnMs"], "peaks_fetch_ms": t["peaksMs"],
                           "wall_goto_to_drawn_s": wall, "spectrogram_ready_ms": spec_ms, "buckets": t["buckets"],
@@ -122,32 +122,32 @@ def browser_run(base_url: str, project: int) -> dict:
         page.mouse.move(x1, y, steps=4)
         started = time.perf_counter()
         page.mouse.up()
-        page.wait_for_function("() => window.__looplab.regions.length === 1")
+        page.wait_for_function("() => window.__looplab.state.regions.length === 1")
         out["create_region_ms"] = (time.perf_counter() - started) * 1000
-        out["create_region_handler_ms"] = page.evaluate("() => window.__looplab.timings.lastRegionMs")
+        out["create_region_handler_ms"] = page.evaluate("() => window.__looplab.state.timings.lastRegionMs")
         page.keyboard.press("4")
 
         # Zoom steps with the keyboard: time from the key to the redraw (and to finer peaks when needed).
         zooms = []
         for _ in range(6):
-            before = page.evaluate("() => window.__looplab.redraws")
+            before = page.evaluate("() => window.__looplab.state.redraws")
             started = time.perf_counter()
             page.keyboard.press("+")
-            page.wait_for_function(f"() => window.__looplab.redraws > {before}")
-            zooms.append({"px_per_sec": page.evaluate("() => window.__looplab.zoom"),
+            page.wait_for_function(f"() => window.__looplab.state.redraws > {before}")
+            zooms.append({"px_per_sec": page.evaluate("() => window.__looplab.state.zoom"),
                           "key_to_redraw_ms": (time.perf_counter() - started) * 1000,
-                          "zoom_to_redraw_ms": page.evaluate("() => window.__looplab.timings.lastZoomMs")})
+                          "zoom_to_redraw_ms": page.evaluate("() => window.__looplab.state.timings.lastZoomMs")})
         out["zoom_steps"] = zooms
         # Deep zoom (200 px/s on an hour: a 720,000 px wide waveform): finer peaks are fetched.
-        buckets_before = page.evaluate("() => window.__looplab.peaks.buckets")
+        buckets_before = page.evaluate("() => window.__looplab.state.peaks.buckets")
         started = time.perf_counter()
-        page.evaluate("() => window.__looplabTool.setZoom(200)")
-        page.wait_for_function(f"() => window.__looplab.peaks.buckets > {buckets_before}", timeout=120_000)
+        page.evaluate("() => window.__looplab.audio.setZoom(200)")
+        page.wait_for_function(f"() => window.__looplab.state.peaks.buckets > {buckets_before}", timeout=120_000)
         out["deep_zoom"] = {"px_per_sec": 200, "to_finer_peaks_ms": (time.perf_counter() - started) * 1000,
-                            "buckets": page.evaluate("() => window.__looplab.peaks.buckets"),
-                            "samples_per_bucket": page.evaluate("() => window.__looplab.peaks.samplesPerBucket")}
+                            "buckets": page.evaluate("() => window.__looplab.state.peaks.buckets"),
+                            "samples_per_bucket": page.evaluate("() => window.__looplab.state.peaks.samplesPerBucket")}
         # Create a region while deep-zoomed, just after the first one.
-        page.evaluate("() => window.__looplabTool.wavesurfer.setScrollTime(window.__looplab.regions[0].end + 2)")
+        page.evaluate("() => window.__looplab.audio.wavesurfer.setScrollTime(window.__looplab.state.regions[0].end + 2)")
         page.wait_for_timeout(300)
         wave = page.locator("#waveform").bounding_box()
         page.mouse.move(wave["x"] + 300, y)
@@ -155,7 +155,7 @@ def browser_run(base_url: str, project: int) -> dict:
         page.mouse.move(wave["x"] + 420, y, steps=4)
         started = time.perf_counter()
         page.mouse.up()
-        page.wait_for_function("() => window.__looplab.regions.length === 2")
+        page.wait_for_function("() => window.__looplab.state.regions.length === 2")
         out["create_region_zoomed_ms"] = (time.perf_counter() - started) * 1000
         out["duration_s"] = duration
         browser.close()

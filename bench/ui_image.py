@@ -74,8 +74,8 @@ result = out
 """
 
 FRAMES_JS = """async (n) => {
-  const s = window.__looplab;
-  const tool = window.__looplabImage;
+  const s = window.__looplab?.state;
+  const tool = window.__looplab.image;
   tool.fit();
   await new Promise((r) => requestAnimationFrame(r));
   const base = { ...s.view };
@@ -152,7 +152,7 @@ def login(page, base: str) -> None:
     page.wait_for_url(f"{base}/")
 
 
-READY = "() => { const s = window.__looplab; return s && s.status === 'ready' && s.timings && s.timings.firstFrameMs !== null; }"
+READY = "() => { const s = window.__looplab?.state; return s && s.status === 'ready' && s.timings && s.timings.firstFrameMs !== null; }"
 
 
 def run_scenario(browser, base: str, project: int, expect: tuple[int, int], loads: int, frames: int, shot: str | None):
@@ -166,8 +166,8 @@ def run_scenario(browser, base: str, project: int, expect: tuple[int, int], load
         login(page, base)
         page.goto(f"{base}/projects/{project}/annotate/")
         page.wait_for_function(READY, timeout=120_000, polling=20)
-        s = page.evaluate("() => ({t: window.__looplab.timings, nb: window.__looplab.boxes.length, "
-                          "np: window.__looplab.polygons.length, draw: window.__looplab.drawMs})")
+        s = page.evaluate("() => ({t: window.__looplab.state.timings, nb: window.__looplab.state.boxes.length, "
+                          "np: window.__looplab.state.polygons.length, draw: window.__looplab.state.drawMs})")
         if (s["nb"], s["np"]) != expect:
             raise BenchError(f"expected {expect} shapes, the page has {(s['nb'], s['np'])}")
         renders.append({"first_frame_ms": s["t"]["firstFrameMs"], "task_ms": s["t"]["taskMs"], "draw_ms": s["draw"]})
@@ -176,8 +176,8 @@ def run_scenario(browser, base: str, project: int, expect: tuple[int, int], load
                 page.screenshot(path=shot)
             for variant in ("predicted", "accepted", "accepted, boxes as one path"):
                 if variant == "accepted":
-                    page.evaluate("() => { for (const x of [...window.__looplab.boxes, ...window.__looplab.polygons]) delete x.predicted; }")
-                page.evaluate(f"() => window.__looplabImage.setBoxesAsPath({'true' if 'path' in variant else 'false'})")
+                    page.evaluate("() => { for (const x of [...window.__looplab.state.boxes, ...window.__looplab.state.polygons]) delete x.predicted; }")
+                page.evaluate(f"() => window.__looplab.image.setBoxesAsPath({'true' if 'path' in variant else 'false'})")
                 r = page.evaluate(FRAMES_JS, frames)
                 frame_runs[variant] = r
         if errors:

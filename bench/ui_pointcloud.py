@@ -10,7 +10,7 @@ point_segmentation projects, one sample each (a synthetic street scene as a bina
 boxes, poles), a round and a task per project (rows created directly, as bench/next_task_latency does).
 
 1. First frame: the annotator opens the tool page in a fresh browser context (empty HTTP cache) and the
-   page reports ``window.__looplab.timings.firstFrameMs``: from the start of the fetch of
+   page reports ``window.__looplab.state.timings.firstFrameMs``: from the start of the fetch of
    ``points.bin`` to the first frame drawn (BufferGeometry built, colours by height, rendered, and a
    1-pixel readPixels that waits until the GPU — here SwiftShader — has finished). A cloud of more than
    250,000 points draws every k-th point (≤ 250k) in that first frame and in frames while orbiting, and
@@ -101,8 +101,8 @@ def login(page, base: str) -> None:
     page.wait_for_url(f"{base}/")
 
 
-READY = "() => { const s = window.__looplab; return s && s.status === 'ready' && s.cloudReady && s.timings; }"
-FULL = "() => window.__looplab.timings.fullFrameMs !== null"
+READY = "() => { const s = window.__looplab?.state; return s && s.status === 'ready' && s.cloudReady && s.timings; }"
+FULL = "() => window.__looplab.state.timings.fullFrameMs !== null"
 
 
 def first_frames(browser, base: str, project: int, loads: int) -> list[dict]:
@@ -115,7 +115,7 @@ def first_frames(browser, base: str, project: int, loads: int) -> list[dict]:
         page.goto(f"{base}/projects/{project}/annotate/")
         page.wait_for_function(READY, timeout=120_000, polling=50)
         page.wait_for_function(FULL, timeout=120_000, polling=50)
-        t = page.evaluate("() => ({...window.__looplab.timings, n: window.__looplab.nPoints})")
+        t = page.evaluate("() => ({...window.__looplab.state.timings, n: window.__looplab.state.nPoints})")
         t["load"] = "cold" if k == 0 else "warm"
         runs.append(t)
         if k == 0:
@@ -131,7 +131,7 @@ def lassos(browser, base: str, project: int, repeats: int) -> list[dict]:
     login(page, base)
     page.goto(f"{base}/projects/{project}/annotate/")
     page.wait_for_function(READY, timeout=120_000, polling=50)
-    n = page.evaluate("() => window.__looplab.nPoints")
+    n = page.evaluate("() => window.__looplab.state.nPoints")
     box = page.locator("#pc-canvas").bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     rx, ry = box["width"] * 0.47, box["height"] * 0.47
@@ -144,8 +144,8 @@ def lassos(browser, base: str, project: int, repeats: int) -> list[dict]:
         for x, y in ring[1:]:
             page.mouse.move(x, y)
         page.mouse.up()
-        page.wait_for_function(f"() => window.__looplab.undoDepth === 1", timeout=60_000)
-        sel = page.evaluate("() => { const s = window.__looplab.lastSelection; return {ms: s.ms, selectMs: s.selectMs, "
+        page.wait_for_function(f"() => window.__looplab.state.undoDepth === 1", timeout=60_000)
+        sel = page.evaluate("() => { const s = window.__looplab.state.lastSelection; return {ms: s.ms, selectMs: s.selectMs, "
                             "selectColourMs: s.selectColourMs, frameMs: s.frameMs, "
                             "count: s.count, changed: s.changed, vertices: s.polygon.length / 2}; }")
         sel["n"] = n
@@ -153,7 +153,7 @@ def lassos(browser, base: str, project: int, repeats: int) -> list[dict]:
         if k == 0:
             page.screenshot(path=str(Path("test-artifacts") / "pointcloud-bench-lasso-100k.png"))
         page.keyboard.press("Control+z")
-        page.wait_for_function("() => window.__looplab.labeledCount === 0", timeout=60_000)
+        page.wait_for_function("() => window.__looplab.state.labeledCount === 0", timeout=60_000)
     context.close()
     return runs
 

@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "apps.serving",
     "apps.exports",
     "apps.web",
+    "apps.looplab",  # the project package: load_demo (it builds a project across apps)
 ]
 
 MIDDLEWARE = [
@@ -181,7 +182,6 @@ STATICFILES_DIRS = [
     ("vendor/three", _NODE / "three" / "build"),
     ("vendor/three-addons", _NODE / "three" / "examples" / "jsm"),
     ("vendor/wavesurfer", _NODE / "wavesurfer.js" / "dist"),
-    ("vendor/konva", _NODE / "konva"),
 ]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = DATA_DIR / "media"

@@ -188,21 +188,8 @@ def label_check_findings(*, check) -> list[dict]:
 
 
 def metadata_slices(*windows: list[dict]) -> dict[str, tuple]:
-    """Slices "key=value" for the metadata keys that take 2 to 10 distinct scalar values (str, bool, int)
-    across all the windows, each with one boolean mask per window. A window is a list of metadata dicts.
-    Evaluation uses one window (the test set), drift checks two (training data, production)."""
-    import numpy as np
+    """Slices "key=value" over windows of metadata dicts (:func:`ml.slices.value_slices`). Evaluation uses one
+    window (the test set), drift checks two (training data, production)."""
+    from ml.slices import value_slices
 
-    values: dict[str, set] = {}
-    for window in windows:
-        for meta in window:
-            for key, value in (meta or {}).items():
-                if isinstance(value, (str, bool, int)):
-                    values.setdefault(key, set()).add(value)
-    slices = {}
-    for key, seen in sorted(values.items()):
-        if 2 <= len(seen) <= 10:
-            for value in sorted(seen, key=str):
-                slices[f"{key}={value}"] = tuple(np.array([(m or {}).get(key) == value for m in window], bool)
-                                                 for window in windows)
-    return slices
+    return value_slices(*windows)

@@ -36,7 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ml.errors import CorruptData, EmptyData, InvalidInput, MLError, MissingDependency, TooLarge, UnsupportedFormat
+from ml.errors import CorruptData, EmptyData, InvalidInput, MLError, TooLarge, UnsupportedFormat, require
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -106,25 +106,12 @@ def n_frames(duration_s: float = DURATION_S, *, sample_rate: int = SAMPLE_RATE, 
 
 
 def _soundfile():
-    try:
-        import soundfile
-    except (ImportError, OSError) as e:  # OSError: libsndfile missing
-        raise MissingDependency(
-            "soundfile (with libsndfile) is required for audio",
-            details={"install": "pip install soundfile", "reason": str(e)},
-        ) from e
-    return soundfile
+    return require("soundfile", "soundfile (with libsndfile) is required for audio", install="pip install soundfile",
+                   catch=(ImportError, OSError))  # OSError: libsndfile missing
 
 
 def _librosa():
-    try:
-        import librosa
-    except ImportError as e:
-        raise MissingDependency(
-            "librosa is required for audio features",
-            details={"install": "pip install librosa", "reason": str(e)},
-        ) from e
-    return librosa
+    return require("librosa", "librosa is required for audio features", install="pip install librosa")
 
 
 def _as_bytes(data) -> bytes:

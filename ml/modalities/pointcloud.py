@@ -35,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ml.errors import CorruptData, EmptyData, InvalidInput, MissingDependency, MLError, TooLarge, UnsupportedFormat
+from ml.errors import CorruptData, EmptyData, InvalidInput, MLError, TooLarge, UnsupportedFormat, require
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -81,13 +81,7 @@ class PointCloudInfo:
 
 
 def _open3d():
-    try:
-        import open3d as o3d
-    except ImportError as e:
-        raise MissingDependency(
-            "open3d is required for point clouds",
-            details={"install": "pip install open3d", "reason": str(e)},
-        ) from e
+    o3d = require("open3d", "open3d is required for point clouds", install="pip install open3d")
     try:
         o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
     except Exception:  # noqa: BLE001 - cosmetic only
