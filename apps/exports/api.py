@@ -8,7 +8,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import IDEMPOTENCY_KEY, JobCancelView, JobOut, ProjectScopedView, idempotent_response
+from apps.core.api import IDEMPOTENCY_KEY, JobOut, idempotent_response
+from apps.projects.views import JobCancelView, ProjectScopedView
 from apps.core.errors import Conflict
 from apps.exports.selectors import export_get, exports_for_project
 from apps.exports.services import export_create

@@ -5,7 +5,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import IDEMPOTENCY_KEY, JobCancelView, JobOut, ProjectScopedView, idempotent_response
+from apps.core.api import IDEMPOTENCY_KEY, JobOut, idempotent_response
+from apps.projects.views import JobCancelView, ProjectScopedView
 from apps.labeling.selectors import round_get, rounds_for_project, task_get
 from apps.labeling.services import annotation_submit, round_create, task_lease_next, task_skip
 from apps.samples.api import content_url

@@ -168,12 +168,6 @@ VALIDATORS: dict[str, Callable[..., dict]] = {
     "cuboids": cuboids,
 }
 
-# Which task types each modality supports.
-TASK_TYPES_BY_MODALITY = {
-    "image": ("classification", "detection"),
-    "audio": ("classification", "audio_regions"),
-    "pointcloud": ("classification", "point_segmentation", "cuboids"),
-}
 
 
 def validate_result(*, project, sample, result) -> dict:

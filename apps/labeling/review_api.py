@@ -9,7 +9,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import ProjectScopedView
+from apps.projects.views import ProjectScopedView
 from apps.core.pagination import Pagination
 from apps.labeling.agreement import project_agreement
 from apps.labeling.review import annotation_get, annotation_review, annotations_for_review

@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.models import Role
-from apps.core.api import ProjectScopedView
+from apps.projects.views import ProjectScopedView
 from apps.projects.models import Modality, TaskType
 from apps.projects.selectors import project_role, projects_for_user
 from apps.projects.services import (membership_remove_by_username, membership_set_by_username, project_create,

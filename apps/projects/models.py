@@ -18,6 +18,14 @@ class TaskType(models.TextChoices):
     CUBOIDS = "cuboids"  # point cloud: {"cuboids": [{"label", "center", "size", "yaw"}]}
 
 
+# Which task types each modality supports.
+TASK_TYPES_BY_MODALITY = {
+    "image": ("classification", "detection"),
+    "audio": ("classification", "audio_regions"),
+    "pointcloud": ("classification", "point_segmentation", "cuboids"),
+}
+
+
 def default_split_ratios() -> dict:
     return {"train": 0.7, "val": 0.15, "test": 0.15}
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 from apps.accounts.models import Role
 from apps.accounts.services import account_role
 from apps.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from apps.projects.models import Membership, Modality, Project, TaskType, default_split_ratios
+from apps.projects.models import TASK_TYPES_BY_MODALITY, Membership, Modality, Project, TaskType, default_split_ratios
 
 
 def _validate_labels(labels) -> list[str]:
@@ -45,8 +45,6 @@ def project_create(*, user, name: str, modality: str, labels: list, task_type: s
         raise Forbidden("Annotators cannot create projects; ask a lead.")
     if modality not in Modality.values:
         raise ValidationFailed(f"modality must be one of {Modality.values}.", code="invalid_modality")
-    from apps.labeling.results import TASK_TYPES_BY_MODALITY
-
     if task_type not in TASK_TYPES_BY_MODALITY[modality]:
         raise ValidationFailed(f"A {modality} project supports the task types {list(TASK_TYPES_BY_MODALITY[modality])}.",
                                code="invalid_task_type")

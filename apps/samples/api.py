@@ -13,7 +13,8 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import IDEMPOTENCY_KEY, JobCancelView, JobOut, ProjectScopedView, idempotent_response, query_bool
+from apps.core.api import IDEMPOTENCY_KEY, JobOut, idempotent_response, query_bool
+from apps.projects.views import JobCancelView, ProjectScopedView
 from apps.core.errors import ValidationFailed
 from apps.core.pagination import Pagination
 from apps.core.services import idempotent_call, request_fingerprint

@@ -14,7 +14,7 @@ from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.response import Response
 
-from apps.core.api import ProjectScopedView
+from apps.projects.views import ProjectScopedView
 from apps.core.errors import ValidationFailed
 from apps.samples import peaks as peaks_service
 from apps.samples.selectors import sample_get

@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 
-from apps.core.api import ProjectScopedView
+from apps.projects.views import ProjectScopedView
 from apps.core.errors import ValidationFailed
 from apps.samples.points import sample_points
 from apps.samples.selectors import sample_get

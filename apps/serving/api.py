@@ -9,7 +9,8 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import IDEMPOTENCY_KEY, JobCancelView, JobOut, ProjectScopedView, idempotent_response
+from apps.core.api import IDEMPOTENCY_KEY, JobOut, idempotent_response
+from apps.projects.views import JobCancelView, ProjectScopedView
 from apps.core.errors import NotFound, ValidationFailed
 from apps.serving.selectors import current_deployment
 from apps.serving.services import deployment_create, predict_one

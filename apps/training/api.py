@@ -7,7 +7,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import IDEMPOTENCY_KEY, JobCancelView, JobOut, ProjectScopedView, idempotent_response
+from apps.core.api import IDEMPOTENCY_KEY, JobOut, idempotent_response
+from apps.projects.views import JobCancelView, ProjectScopedView
 from apps.core.errors import NotFound
 from apps.core.ids import get_by_id
 from apps.training.models import ModelVersion, TrainingRun
