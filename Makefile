@@ -45,6 +45,7 @@ demo: install
 	$(PY) manage.py run_embedded
 
 test: install services
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest tests
 
 bench: install
