@@ -4,12 +4,12 @@ from __future__ import annotations
 from django.core.files.storage import default_storage
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import IDEMPOTENCY_KEY, JobOut, idempotent_response
-from apps.projects.views import JobCancelView, ProjectScopedView
+from apps.core.api import IDEMPOTENCY_KEY, JobOut
+from apps.projects.views import JobCancelView, JobDetailView, JobListCreateView, ProjectScopedView
 from apps.core.errors import Conflict
 from apps.exports.selectors import export_get, exports_for_project
 from apps.exports.services import export_create
@@ -45,38 +45,42 @@ class ExportOut(JobOut):
         return f"/api/v1/exports/{obj.pk}/download" if obj.status == "succeeded" and obj.file else None
 
 
-class ExportListCreate(ProjectScopedView):
+class ExportListCreate(JobListCreateView):
     min_role = Role.LEAD
+
+    out, payload, scope = ExportOut, ExportIn, "exports"
+
+    def jobs(self, project):
+        return exports_for_project(project=project)[:50]
+
+    def list_headers(self, project) -> dict:
+        return {"X-Export-Formats": ",".join(FORMATS_BY_TASK_TYPE.get(project.task_type, ()))}
+
+    def create(self, *, project, user, payload):
+        return export_create(project=project, user=user, **payload.validated_data)
 
     @extend_schema(responses=ExportOut(many=True), summary="A project's exports, newest first (leads)")
     def get(self, request, project_id):
-        project = self.project(request, project_id)
-        data = ExportOut(exports_for_project(project=project)[:50], many=True).data
-        return Response(data, headers={"X-Export-Formats": ",".join(FORMATS_BY_TASK_TYPE.get(project.task_type, ()))})
+        return self.list_response(request, project_id)
 
     @extend_schema(request=ExportIn, responses={202: ExportOut}, parameters=[IDEMPOTENCY_KEY],
                    summary="Export the project's labels in a format (a job; names its dataset version or annotations)")
     def post(self, request, project_id):
-        project = self.project(request, project_id)
-
-        def call():
-            payload = ExportIn(data=request.data)
-            payload.is_valid(raise_exception=True)
-            export = export_create(project=project, user=request.user, **payload.validated_data)
-            export.refresh_from_db()
-            return status.HTTP_202_ACCEPTED, ExportOut(export).data
-
-        return idempotent_response(request, scope=f"exports:{project.pk}", call=call)
+        return self.create_response(request, project_id)
 
 
-class ExportDetail(ProjectScopedView):
+class ExportDetail(JobDetailView):
     min_role = Role.LEAD
+
+    def load(self, pk):
+        return export_get(export_id=pk)
+
+    def detail(self, job) -> dict:
+        return ExportOut(job).data
 
     @extend_schema(responses=ExportOut, summary="An export: status, progress, dataset version, download URL")
     def get(self, request, export_id):
-        export = export_get(export_id=export_id)
-        self.check_object_project(request, export)
-        return Response(ExportOut(export).data)
+        return self.detail_response(request, export_id)
 
 
 class ExportCancel(JobCancelView):

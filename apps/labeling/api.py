@@ -5,8 +5,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import IDEMPOTENCY_KEY, JobOut, idempotent_response
-from apps.projects.views import JobCancelView, ProjectScopedView
+from apps.core.api import IDEMPOTENCY_KEY, JobOut
+from apps.projects.views import JobCancelView, JobDetailView, JobListCreateView, ProjectScopedView
 from apps.labeling.selectors import round_get, rounds_for_project, task_get
 from apps.labeling.services import annotation_submit, round_create, task_lease_next, task_skip
 from apps.samples.api import content_url
@@ -76,34 +76,40 @@ class RoundItemOut(serializers.Serializer):
     state = serializers.CharField()
 
 
-class RoundListCreate(ProjectScopedView):
+class RoundListCreate(JobListCreateView):
+    out, payload, scope, create_role = RoundOut, RoundIn, "rounds", Role.LEAD
+
+    def jobs(self, project):
+        return rounds_for_project(project=project)
+
+    def create(self, *, project, user, payload):
+        return round_create(project=project, user=user, **payload.to_service())
+
+    def created(self, job) -> dict:
+        return RoundOut(job).data
+
     @extend_schema(responses=RoundOut(many=True), summary="Selection rounds, newest first")
     def get(self, request, project_id):
-        project = self.project(request, project_id)
-        return Response(RoundOut(rounds_for_project(project=project), many=True).data)
+        return self.list_response(request, project_id)
 
     @extend_schema(request=RoundIn, responses={202: RoundOut}, parameters=[IDEMPOTENCY_KEY],
                    summary="Start a selection round under a budget (leads); runs as a job")
     def post(self, request, project_id):
-        project = self.project(request, project_id, Role.LEAD)
-
-        def call():
-            payload = RoundIn(data=request.data)
-            payload.is_valid(raise_exception=True)
-            rnd = round_create(project=project, user=request.user, **payload.to_service())
-            return status.HTTP_202_ACCEPTED, RoundOut(rnd).data
-
-        return idempotent_response(request, scope=f"rounds:{project.pk}", call=call)
+        return self.create_response(request, project_id)
 
 
-class RoundDetail(ProjectScopedView):
+class RoundDetail(JobDetailView):
+    def load(self, pk):
+        return round_get(round_id=pk)
+
+    def detail(self, job) -> dict:
+        data = RoundOut(job).data
+        data["items"] = RoundItemOut(job.tasks.select_related("sample").order_by("rank"), many=True).data
+        return data
+
     @extend_schema(responses=RoundOut, summary="A round with each chosen sample's score and rank")
     def get(self, request, round_id):
-        rnd = round_get(round_id=round_id)
-        self.check_object_project(request, rnd)
-        data = RoundOut(rnd).data
-        data["items"] = RoundItemOut(rnd.tasks.select_related("sample").order_by("rank"), many=True).data
-        return Response(data)
+        return self.detail_response(request, round_id)
 
 
 class RoundCancel(JobCancelView):

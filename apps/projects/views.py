@@ -1,5 +1,6 @@
-"""The project access rule for API views: a view scoped to a project (non-member 404, low role 403) and the
-cancel view every kind of job uses."""
+"""The project access rule for API views: a view scoped to a project (non-member 404, low role 403), and the
+views every kind of background job (rounds, training runs, label checks, drift checks, exports) is served by:
+list and create (202) under the project, detail and cancel by id."""
 from __future__ import annotations
 
 from rest_framework import serializers, status
@@ -7,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.models import Role
+from apps.core.api import idempotent_response
 from apps.projects.selectors import project_get_for_user, require_object_role
 
 
@@ -22,6 +24,67 @@ class ProjectScopedView(APIView):
         """The access rule for an object of a project, given the object itself (not its project): a
         non-member gets the same 404 as for an id that does not exist ("Sample not found.")."""
         return require_object_role(obj=obj, user=request.user, min_role=min_role or self.min_role, project=project)
+
+
+# (Comments, not docstrings: drf-spectacular takes a view's docstring, inherited ones included, as its
+# operations' description, and the job views' descriptions stay those of ProjectScopedView.)
+# ``GET <project>/<jobs>/``: the project's jobs of one kind, newest first; ``POST``: queue one (202, the
+# job's row), once per caller and ``Idempotency-Key``. Subclasses set ``out`` (the row), ``payload`` (the
+# input), ``scope`` (the idempotency scope's prefix) and ``create_role`` (the role POST needs, default the
+# view's ``min_role``), implement ``jobs(project)`` and ``create(project=, user=, payload=)``, and keep their
+# own ``get``/``post`` (for the schema's summary) calling :meth:`list_response` / :meth:`create_response`.
+class JobListCreateView(ProjectScopedView):
+
+    out: type[serializers.Serializer]
+    payload: type[serializers.Serializer]
+    scope: str
+    create_role: str | None = None
+
+    def jobs(self, project):  # pragma: no cover - each subclass lists its own kind
+        raise NotImplementedError
+
+    def create(self, *, project, user, payload):  # pragma: no cover - each subclass creates its own kind
+        raise NotImplementedError
+
+    def created(self, job) -> dict:
+        """The 202's body: the job's row as stored now."""
+        job.refresh_from_db()
+        return self.out(job).data
+
+    def list_headers(self, project) -> dict:
+        return {}
+
+    def list_response(self, request, project_id) -> Response:
+        project = self.project(request, project_id)
+        return Response(self.out(self.jobs(project), many=True).data, headers=self.list_headers(project))
+
+    def create_response(self, request, project_id) -> Response:
+        project = self.project(request, project_id, self.create_role)
+
+        def call():
+            payload = self.payload(data=request.data)
+            payload.is_valid(raise_exception=True)
+            job = self.create(project=project, user=request.user, payload=payload)
+            return status.HTTP_202_ACCEPTED, self.created(job)
+
+        return idempotent_response(request, scope=f"{self.scope}:{project.pk}", call=call)
+
+
+# ``GET <jobs>/{id}/``: one job, for a member of its project (others get the missing id's 404).
+# Subclasses implement ``load(pk)`` and ``detail(job)`` (the body) and keep their own ``get`` calling
+# :meth:`detail_response`.
+class JobDetailView(ProjectScopedView):
+
+    def load(self, pk):  # pragma: no cover - each subclass loads its own kind
+        raise NotImplementedError
+
+    def detail(self, job) -> dict:  # pragma: no cover
+        raise NotImplementedError
+
+    def detail_response(self, request, pk) -> Response:
+        job = self.load(pk)
+        self.check_object_project(request, job)
+        return Response(self.detail(job))
 
 
 class JobCancelView(ProjectScopedView):

@@ -13,8 +13,8 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import IDEMPOTENCY_KEY, JobOut, idempotent_response, query_bool
-from apps.projects.views import JobCancelView, ProjectScopedView
+from apps.core.api import IDEMPOTENCY_KEY, JobOut, query_bool
+from apps.projects.views import JobCancelView, JobDetailView, JobListCreateView, ProjectScopedView
 from apps.core.errors import ValidationFailed
 from apps.core.pagination import Pagination
 from apps.core.services import idempotent_call, request_fingerprint
@@ -350,32 +350,29 @@ class LabelCheckDetailOut(LabelCheckOut):
     findings = CheckFindingOut(many=True)
 
 
-class LabelCheckListCreate(ProjectScopedView):
+class LabelCheckListCreate(JobListCreateView):
     min_role = Role.LEAD
+    out, payload, scope = LabelCheckOut, LabelCheckIn, "label-checks"
+
+    def jobs(self, project):
+        from apps.samples.selectors import label_checks_for_project
+
+        return label_checks_for_project(project=project)[:50]
+
+    def create(self, *, project, user, payload):
+        from apps.samples.quality import label_check_create
+
+        return label_check_create(project=project, user=user, **payload.validated_data)
 
     @extend_schema(responses=LabelCheckOut(many=True), summary="A project's label-quality checks, newest first (leads)")
     def get(self, request, project_id):
-        from apps.samples.selectors import label_checks_for_project
-
-        project = self.project(request, project_id)
-        return Response(LabelCheckOut(label_checks_for_project(project=project)[:50], many=True).data)
+        return self.list_response(request, project_id)
 
     @extend_schema(request=LabelCheckIn, responses={202: LabelCheckOut}, parameters=[IDEMPOTENCY_KEY],
                    summary="Check the project's labels in the background (a job with progress): likely wrong labels, "
                            "outliers, near-duplicates")
     def post(self, request, project_id):
-        from apps.samples.quality import label_check_create
-
-        project = self.project(request, project_id)
-
-        def call():
-            payload = LabelCheckIn(data=request.data)
-            payload.is_valid(raise_exception=True)
-            check = label_check_create(project=project, user=request.user, **payload.validated_data)
-            check.refresh_from_db()
-            return status.HTTP_202_ACCEPTED, LabelCheckOut(check).data
-
-        return idempotent_response(request, scope=f"label-checks:{project.pk}", call=call)
+        return self.create_response(request, project_id)
 
 
 class LabelCheckCancel(JobCancelView):
@@ -392,14 +389,20 @@ class LabelCheckCancel(JobCancelView):
         return super().post(request, check_id)
 
 
-class LabelCheckDetail(ProjectScopedView):
+class LabelCheckDetail(JobDetailView):
     min_role = Role.LEAD
+
+    def load(self, pk):
+        from apps.samples.selectors import label_check_get
+
+        return label_check_get(check_id=pk)
+
+    def detail(self, job) -> dict:
+        from apps.samples.selectors import label_check_findings
+
+        job.findings = label_check_findings(check=job)
+        return LabelCheckDetailOut(job).data
 
     @extend_schema(responses=LabelCheckDetailOut, summary="A label check: status, progress and its ranked findings")
     def get(self, request, check_id):
-        from apps.samples.selectors import label_check_findings, label_check_get
-
-        check = label_check_get(check_id=check_id)
-        self.check_object_project(request, check)
-        check.findings = label_check_findings(check=check)
-        return Response(LabelCheckDetailOut(check).data)
+        return self.detail_response(request, check_id)

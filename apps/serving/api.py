@@ -9,8 +9,8 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import IDEMPOTENCY_KEY, JobOut, idempotent_response
-from apps.projects.views import JobCancelView, ProjectScopedView
+from apps.core.api import IDEMPOTENCY_KEY, JobOut
+from apps.projects.views import JobCancelView, JobDetailView, JobListCreateView, ProjectScopedView
 from apps.core.errors import NotFound, ValidationFailed
 from apps.serving.selectors import current_deployment
 from apps.serving.services import deployment_create, predict_one
@@ -136,44 +136,47 @@ class DriftCheckDetailOut(DriftCheckOut):
     witnesses = WitnessOut(many=True)
 
 
-class DriftCheckListCreate(ProjectScopedView):
+class DriftCheckListCreate(JobListCreateView):
     min_role = Role.LEAD
+    out, payload, scope = DriftCheckOut, DriftCheckIn, "drift-checks"
+
+    def jobs(self, project):
+        from apps.serving.selectors import drift_checks_for_project
+
+        return drift_checks_for_project(project=project)[:50]
+
+    def create(self, *, project, user, payload):
+        from apps.serving.drift import drift_check_create
+
+        return drift_check_create(project=project, user=user, **payload.validated_data)
 
     @extend_schema(responses=DriftCheckOut(many=True), summary="A project's drift checks, newest first (leads)")
     def get(self, request, project_id):
-        from apps.serving.selectors import drift_checks_for_project
-
-        project = self.project(request, project_id)
-        return Response(DriftCheckOut(drift_checks_for_project(project=project)[:50], many=True).data)
+        return self.list_response(request, project_id)
 
     @extend_schema(request=DriftCheckIn, responses={202: DriftCheckOut}, parameters=[IDEMPOTENCY_KEY],
                    summary="Compare the last hours of production with the serving model's training data (a job)")
     def post(self, request, project_id):
-        from apps.serving.drift import drift_check_create
-
-        project = self.project(request, project_id)
-
-        def call():
-            payload = DriftCheckIn(data=request.data)
-            payload.is_valid(raise_exception=True)
-            check = drift_check_create(project=project, user=request.user, **payload.validated_data)
-            check.refresh_from_db()
-            return status.HTTP_202_ACCEPTED, DriftCheckOut(check).data
-
-        return idempotent_response(request, scope=f"drift-checks:{project.pk}", call=call)
+        return self.create_response(request, project_id)
 
 
-class DriftCheckDetail(ProjectScopedView):
+class DriftCheckDetail(JobDetailView):
     min_role = Role.LEAD
+
+    def load(self, pk):
+        from apps.serving.selectors import drift_check_get
+
+        return drift_check_get(check_id=pk)
+
+    def detail(self, job) -> dict:
+        from apps.serving.selectors import drift_check_witnesses
+
+        job.witnesses = drift_check_witnesses(check=job)
+        return DriftCheckDetailOut(job).data
 
     @extend_schema(responses=DriftCheckDetailOut, summary="A drift check: status, progress, report and witnesses")
     def get(self, request, check_id):
-        from apps.serving.selectors import drift_check_get, drift_check_witnesses
-
-        check = drift_check_get(check_id=check_id)
-        self.check_object_project(request, check)
-        check.witnesses = drift_check_witnesses(check=check)
-        return Response(DriftCheckDetailOut(check).data)
+        return self.detail_response(request, check_id)
 
 
 class DriftCheckCancel(JobCancelView):

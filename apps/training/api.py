@@ -3,12 +3,12 @@ from __future__ import annotations
 from django.core.files.storage import default_storage
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import IDEMPOTENCY_KEY, JobOut, idempotent_response
-from apps.projects.views import JobCancelView, ProjectScopedView
+from apps.core.api import IDEMPOTENCY_KEY, JobOut
+from apps.projects.views import JobCancelView, JobDetailView, JobListCreateView, ProjectScopedView
 from apps.core.errors import NotFound
 from apps.core.ids import get_by_id
 from apps.training.models import ModelVersion, TrainingRun
@@ -71,39 +71,44 @@ def _runs(qs):
     return qs.select_related("dataset_version").prefetch_related("steps")
 
 
-class TrainingRunListCreate(ProjectScopedView):
+class TrainingRunListCreate(JobListCreateView):
+    out, payload, scope, create_role = TrainingRunOut, TrainingRunIn, "training-runs", Role.LEAD
+
+    def jobs(self, project):
+        return _runs(TrainingRun.objects.filter(project=project).order_by("-id"))[:50]
+
+    def create(self, *, project, user, payload):
+        return training_run_create(project=project, user=user, **payload.validated_data)
+
+    def created(self, job) -> dict:
+        return TrainingRunOut(_runs(TrainingRun.objects.filter(pk=job.pk)).get()).data
+
     @extend_schema(responses=TrainingRunOut(many=True), summary="Training runs, newest first")
     def get(self, request, project_id):
-        project = self.project(request, project_id)
-        return Response(TrainingRunOut(_runs(TrainingRun.objects.filter(project=project).order_by("-id"))[:50], many=True).data)
+        return self.list_response(request, project_id)
 
     @extend_schema(request=TrainingRunIn, responses={202: TrainingRunOut}, parameters=[IDEMPOTENCY_KEY],
                    summary="Freeze a dataset version and train → evaluate → export (→ deploy if the gate is on)")
     def post(self, request, project_id):
-        project = self.project(request, project_id, Role.LEAD)
-
-        def call():
-            payload = TrainingRunIn(data=request.data)
-            payload.is_valid(raise_exception=True)
-            run = training_run_create(project=project, user=request.user, **payload.validated_data)
-            return status.HTTP_202_ACCEPTED, TrainingRunOut(_runs(TrainingRun.objects.filter(pk=run.pk)).get()).data
-
-        return idempotent_response(request, scope=f"training-runs:{project.pk}", call=call)
+        return self.create_response(request, project_id)
 
 
-class TrainingRunDetail(ProjectScopedView):
+class TrainingRunDetail(JobDetailView):
+    def load(self, pk):
+        return get_by_id(_runs(TrainingRun.objects), pk, "Training run")
+
+    def detail(self, job) -> dict:
+        return TrainingRunOut(job).data
+
     @extend_schema(responses=TrainingRunOut, summary="Follow a training run: status, progress, steps, model")
     def get(self, request, run_id):
-        run = get_by_id(_runs(TrainingRun.objects), run_id, "Training run")
-        self.check_object_project(request, run)
-        return Response(TrainingRunOut(run).data)
+        return self.detail_response(request, run_id)
 
 
 class TrainingRunCancel(JobCancelView):
     out = TrainingRunOut
 
-    def load(self, pk):
-        return get_by_id(_runs(TrainingRun.objects), pk, "Training run")
+    load = TrainingRunDetail.load
 
     def cancel(self, job):
         return training_run_cancel(run=job)
