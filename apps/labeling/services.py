@@ -108,10 +108,12 @@ def round_create(*, project: Project, user, budget: int, strategy: str = "auto",
     if not isinstance(budget, int) or budget < 1:
         raise ValidationFailed("budget must be a positive integer.", code="invalid_budget")
     # the grammar is checked by ml.selection.RoundConstraints: InvalidConstraints (422 invalid_constraints)
-    checked = RoundConstraints.parse(constraints, labels=project.labels)
-    if checked.classes and not has_model:
-        raise ValidationFailed("Class quotas count the deployed model's predicted classes, and no model is "
-                               "deployed yet.", code="model_required")
+    def classes_need_a_model():
+        if not has_model:
+            raise ValidationFailed("Class quotas count the deployed model's predicted classes, and no model is "
+                                   "deployed yet.", code="model_required")
+
+    checked = RoundConstraints.parse(constraints, labels=project.labels, on_classes=classes_need_a_model)
     constraints = checked.to_dict()
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()  # serialise budget checks

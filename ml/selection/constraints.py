@@ -12,7 +12,7 @@ deployed model's predicted class); each quota needs a min or a max, min <= max.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ml.errors import InvalidInput
 from ml.slices import PREDICATE_OPERATORS, predicate_problem
@@ -87,9 +87,13 @@ class RoundConstraints:
     exclude_near_duplicates: float | None = None
 
     @classmethod
-    def parse(cls, raw: dict | None, *, labels: Sequence) -> RoundConstraints:
+    def parse(cls, raw: dict | None, *, labels: Sequence,
+              on_classes: Callable[[], None] | None = None) -> RoundConstraints:
         """Check ``raw`` against the grammar; ``labels`` are the project's labels (what ``classes`` may name).
-        Raises :class:`InvalidConstraints` (code "invalid_constraints") with a message that names the part."""
+        Raises :class:`InvalidConstraints` (code "invalid_constraints") with a message that names the part.
+        ``on_classes`` is called once the class quotas are read, when there are any, before ``cost`` and
+        ``exclude_near_duplicates`` are checked: the caller's check that class quotas can be counted (a
+        deployed model) raises in that order."""
         if raw is not None and not isinstance(raw, dict):
             raise _bad("Constraints must be an object.")
         c = dict(raw or {})
@@ -122,6 +126,8 @@ class RoundConstraints:
             lo, hi = _bounds(cl, f"classes[{i}]")
             seen.append(label)
             classes.append(ClassQuota(label=label, min=lo, max=hi))
+        if classes and on_classes is not None:
+            on_classes()
         cost = None
         raw_cost = c.get("cost")
         if raw_cost is not None:

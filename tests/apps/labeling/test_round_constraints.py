@@ -216,3 +216,17 @@ def test_class_quota_by_the_deployed_models_prediction(api, lead, annotator, pro
     report = out["details"]["constraints"]
     assert report["constraints"]["class:3"]["count"] == predicted.count("3") and report["constraints"]["class:8"]["cap"] == 1
     assert report["class_pool"]["3"] >= 6
+
+
+def test_class_quotas_without_a_model_are_refused_before_the_rest_of_the_grammar(api, lead, project, digits):
+    """The order of the checks is part of the answer: class quotas with no deployed model are model_required
+    even when the cost limit after them is also wrong."""
+    push_digits(project, digits, 20, metadata=night)
+    url = f"/api/v1/projects/{project.id}/rounds/"
+    for extra in ({"cost": {"metadata_key": "seconds", "max_total": 0}},):
+        body = {"budget": 10, "strategy": "auto", "classes": [{"label": "3", "min": 1}], **extra}
+        r = api(lead).post(url, body, format="json")
+        assert r.status_code == 422 and r.json()["error"]["code"] == "model_required", (extra, r.content)
+        body.pop("classes")
+        r = api(lead).post(url, body, format="json")
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_constraints", (extra, r.content)
