@@ -2,7 +2,7 @@
 
 Run them with ``python -m bench.label_efficiency --strategies auto,proto:<name>,...``. Each one is a thin
 composition of ``ml.selection.select`` calls, so what it shows can be turned into a change of
-``ml/selection.py`` (see bench/README.md, "label efficiency").
+``ml/selection/`` (see bench/README.md, "label efficiency").
 
 - ``min1``: auto with ``cold_start_min_labels=1``: the k-means cold start only until every class has a label.
 - ``model_first``: auto, but the k-means cold start only while there is no model (``probs is None``);

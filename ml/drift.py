@@ -179,7 +179,7 @@ def mmd_test(
     farther from every reference sample than the reference's own q-quantile of nearest-neighbour
     distances: that share is about 1 - q without drift and jumps with a trickle of new input. They join
     the same maximum over standardised statistics, so the p-value stays exact. ``novelty_quantiles=()``
-    is MMD alone (sessions 2-3).
+    is MMD alone (the test before the novelty statistics were added).
 
     Returns {"mmd2", "p_value", "bandwidth", "bandwidths", "base_bandwidth", "n_ref", "n_prod",
     "statistic", "novelty"} (n_* after subsampling); "bandwidth" and "mmd2" are those of the bandwidth with

@@ -169,7 +169,6 @@ VALIDATORS: dict[str, Callable[..., dict]] = {
 }
 
 
-
 def validate_result(*, project, sample, result) -> dict:
     if not isinstance(result, dict):
         raise ValidationFailed("result must be a JSON object.", code="invalid_result")

@@ -26,7 +26,7 @@ from apps.samples import content as content_io
 from ml import modalities
 from ml.errors import CorruptData, TooLarge
 from ml.modalities.audio_view import (  # noqa: F401 - re-exported for the API module
-    BLOCK_FRAMES, DB_RANGE, N_MELS, Peaks, Spectrogram, compute_peaks, compute_spectrogram, samples_per_bucket_for,
+    N_MELS, Peaks, Spectrogram, compute_peaks, compute_spectrogram, samples_per_bucket_for,
     spectrogram_png,
 )
 
