@@ -42,7 +42,7 @@ def _constraint_options(project: Project, constraints: dict, samples: list[Sampl
         notes["slice_pool"] = {name: int(mask.sum()) for name, mask in opts["slices"].items()}
     classes = constraints.get("classes") or []
     if classes:
-        index = {label: i for i, label in enumerate(project.labels)}
+        index = project.label_index
         opts["class_quotas"] = {index[cl["label"]]: cl["min"] for cl in classes}
         opts["class_caps"] = {index[cl["label"]]: cl["max"] for cl in classes if cl["max"] is not None}
         if probs is not None:
@@ -235,7 +235,7 @@ def round_run(*, rnd: Round, job: JobContext) -> None:
     pool, embeddings, probs = _pool_features(project, candidates, runner, progress)
     available = {s: sum(1 for x in pool if x.split == s) for s in ("train", "val", "test")}
     alloc = _allocate(rnd.budget, project.split_ratios, available)
-    index = {label: i for i, label in enumerate(project.labels)}
+    index = project.label_index
     labeled = Sample.objects.filter(project=project, label__isnull=False, split="train").values_list("label", flat=True)
     counts = np.bincount([index[label] for label in labeled if label in index], minlength=len(project.labels))
     # What is labeled already (a bounded sample of it), so coverage-aware strategies look elsewhere.

@@ -61,6 +61,11 @@ class Project(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.modality})"
 
+    @property
+    def label_index(self) -> dict[str, int]:
+        """Each label's class index (its position in ``labels``): the one label -> index map the apps use."""
+        return {label: i for i, label in enumerate(self.labels)}
+
 
 class Membership(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")

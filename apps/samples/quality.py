@@ -52,7 +52,7 @@ def _findings(project, *, limit: int, progress: Callable[[float, str], None] | N
     from ml.quality import find_label_issues
 
     space, rows = _labeled_rows(project)
-    index = {label: i for i, label in enumerate(project.labels)}
+    index = project.label_index
     ids = [r[0] for r in rows]
     X = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
     y = np.array([index[r[1]] for r in rows])

@@ -47,7 +47,7 @@ def dataset_version_freeze(*, project: Project) -> DatasetVersion:
     Serialised per project (row lock), so concurrent freezes (a training run, an export) never race
     for the same version number."""
     Project.objects.select_for_update().filter(pk=project.pk).first()
-    index = {label: i for i, label in enumerate(project.labels)}
+    index = project.label_index
     rows = (Sample.objects.filter(project=project, label__isnull=False)
             .order_by("id").values_list("id", "label", "split"))
     items = [[pk, index[label], split] for pk, label, split in rows if label in index]
