@@ -98,3 +98,24 @@ class Annotation(models.Model):
     def final_result(self) -> dict:
         """What the annotation stands for after review: the lead's correction, else the annotator's result."""
         return self.corrected_result if self.corrected_result is not None else self.result
+
+
+class LabelCheck(JobFields):
+    """A label-quality check of a project's labeled samples, run as a Celery job (looplab.samples.label_check,
+    the task name from before it moved here from samples; so is its table).
+
+    ``findings`` holds the ranked list (label issues, outliers, near-duplicates) as the API returns it;
+    ``n_checked`` is how many labeled samples it looked at and ``space`` the embedding space it used.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_checks")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    limit = models.PositiveIntegerField(default=200)
+    space = models.CharField(max_length=40, blank=True, default="")
+    n_checked = models.PositiveIntegerField(null=True, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    findings = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        db_table = "samples_labelcheck"
+        ordering = ["id"]

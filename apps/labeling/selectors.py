@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from apps.core.ids import get_by_id
-from apps.labeling.models import Annotation, Round, Task, TaskState
+from apps.labeling.models import Annotation, LabelCheck, Round, Task, TaskState
 
 
 def budget_summary(*, project) -> dict:
@@ -73,3 +73,21 @@ def round_constraints_summary(*, rnd: Round) -> list[str]:
     if "not_applied" in done:
         out.append(f"not applied: {done['not_applied']}")
     return out
+
+
+# -- label checks -----------------------------------------------------------------------------------
+
+def label_check_get(*, check_id) -> LabelCheck:
+    return get_by_id(LabelCheck.objects.select_related("project"), check_id, "Label check")
+
+
+def label_checks_for_project(*, project):
+    return LabelCheck.objects.filter(project=project).order_by("-id")
+
+
+def label_check_findings(*, check) -> list[dict]:
+    """The check's findings, each with the current ``review_status`` of its annotation (a lead may have
+    rejected or corrected it since the check ran; null when there is no annotation)."""
+    ids = [f["annotation"] for f in check.findings if f.get("annotation")]
+    status = dict(Annotation.objects.filter(pk__in=ids).values_list("id", "review_status"))
+    return [{**f, "review_status": status.get(f.get("annotation"))} for f in check.findings]

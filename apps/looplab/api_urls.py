@@ -2,7 +2,7 @@ from django.urls import path
 
 from apps.exports import api as exports
 from apps.labeling import api as labeling
-from apps.labeling import review_api
+from apps.labeling import quality_api, review_api
 from apps.projects import api as projects
 from apps.samples import api as samples
 from apps.samples import peaks_api, points_api
@@ -16,10 +16,10 @@ urlpatterns = [
     path("projects/<int:project_id>/members/<str:username>/", projects.ProjectMember.as_view()),
     path("projects/<int:project_id>/drift-webhook-secret/rotate/", projects.ProjectWebhookSecretRotate.as_view()),
     path("projects/<int:project_id>/samples/", samples.SampleListPush.as_view()),
-    path("projects/<int:project_id>/label-issues/", samples.LabelIssues.as_view()),
-    path("projects/<int:project_id>/label-checks/", samples.LabelCheckListCreate.as_view()),
-    path("label-checks/<int:check_id>/", samples.LabelCheckDetail.as_view()),
-    path("label-checks/<int:check_id>/cancel/", samples.LabelCheckCancel.as_view()),
+    path("projects/<int:project_id>/label-issues/", quality_api.LabelIssues.as_view()),
+    path("projects/<int:project_id>/label-checks/", quality_api.LabelCheckListCreate.as_view()),
+    path("label-checks/<int:check_id>/", quality_api.LabelCheckDetail.as_view()),
+    path("label-checks/<int:check_id>/cancel/", quality_api.LabelCheckCancel.as_view()),
     path("samples/<int:sample_id>/", samples.SampleDetail.as_view()),
     path("samples/<int:sample_id>/content/", samples.SampleContent.as_view()),
     path("samples/<int:sample_id>/similar/", samples.SampleSimilar.as_view()),

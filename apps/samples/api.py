@@ -13,8 +13,8 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import IDEMPOTENCY_KEY, JobOut, query_bool
-from apps.projects.views import JobCancelView, JobDetailView, JobListCreateView, ProjectScopedView
+from apps.core.api import query_bool
+from apps.projects.views import ProjectScopedView
 from apps.core.errors import ValidationFailed
 from apps.core.pagination import Pagination
 from apps.core.services import idempotent_call, request_fingerprint
@@ -293,116 +293,3 @@ class SampleSimilar(ProjectScopedView):
         neighbours, _ = samples_similar(sample=sample, k=k)
         results = [{"distance": distance, "sample": SampleOut(other).data} for other, distance in neighbours]
         return Response({"sample": sample.pk, "space": sample.embedding_space, "results": results})
-
-
-class FindingOut(serializers.Serializer):
-    sample = serializers.IntegerField()
-    external_id = serializers.CharField()
-    content_url = serializers.CharField()
-    annotation = serializers.IntegerField(allow_null=True, help_text="the annotation to review (reject or correct)")
-    kind = serializers.ChoiceField(choices=["label_issue", "outlier", "near_duplicate"])
-    score = serializers.FloatField()
-    reason = serializers.CharField()
-    label = serializers.CharField()
-    suggested_label = serializers.CharField(allow_null=True)
-    related = serializers.IntegerField(allow_null=True, help_text="the other sample of a near-duplicate pair")
-
-
-class LabelIssuesOut(serializers.Serializer):
-    space = serializers.CharField()
-    n_checked = serializers.IntegerField()
-    counts = serializers.DictField(child=serializers.IntegerField(), help_text="findings by kind, before the limit")
-    findings = FindingOut(many=True)
-
-
-class LabelIssues(ProjectScopedView):
-    @extend_schema(parameters=[OpenApiParameter("limit", int)], responses=LabelIssuesOut,
-                   summary="Label-quality findings: likely wrong labels, outliers, near-duplicates (ranked, with reasons)")
-    def get(self, request, project_id):
-        from apps.samples.quality import label_issues_find
-
-        project = self.project(request, project_id, Role.LEAD)
-        try:
-            limit = max(1, min(1000, int(request.query_params.get("limit", 100))))
-        except ValueError:
-            raise ValidationFailed("limit must be an integer.", code="invalid_limit")
-        return Response(label_issues_find(project=project, limit=limit))
-
-
-class LabelCheckIn(serializers.Serializer):
-    limit = serializers.IntegerField(default=200, help_text="how many of the ranked findings to keep (1-1000)")
-
-
-class LabelCheckOut(JobOut):
-    id = serializers.IntegerField()
-    project = serializers.IntegerField(source="project_id")
-    limit = serializers.IntegerField()
-    space = serializers.CharField()
-    n_checked = serializers.IntegerField(allow_null=True)
-    counts = serializers.DictField(child=serializers.IntegerField())
-
-
-class CheckFindingOut(FindingOut):
-    review_status = serializers.CharField(allow_null=True, help_text="the annotation's review status now")
-
-
-class LabelCheckDetailOut(LabelCheckOut):
-    findings = CheckFindingOut(many=True)
-
-
-class LabelCheckListCreate(JobListCreateView):
-    min_role = Role.LEAD
-    out, payload, scope = LabelCheckOut, LabelCheckIn, "label-checks"
-
-    def jobs(self, project):
-        from apps.samples.selectors import label_checks_for_project
-
-        return label_checks_for_project(project=project)[:50]
-
-    def create(self, *, project, user, payload):
-        from apps.samples.quality import label_check_create
-
-        return label_check_create(project=project, user=user, **payload.validated_data)
-
-    @extend_schema(responses=LabelCheckOut(many=True), summary="A project's label-quality checks, newest first (leads)")
-    def get(self, request, project_id):
-        return self.list_response(request, project_id)
-
-    @extend_schema(request=LabelCheckIn, responses={202: LabelCheckOut}, parameters=[IDEMPOTENCY_KEY],
-                   summary="Check the project's labels in the background (a job with progress): likely wrong labels, "
-                           "outliers, near-duplicates")
-    def post(self, request, project_id):
-        return self.create_response(request, project_id)
-
-
-class LabelCheckCancel(JobCancelView):
-    out = LabelCheckOut
-
-    def load(self, pk):
-        from apps.samples.selectors import label_check_get
-
-        return label_check_get(check_id=pk)
-
-    @extend_schema(request=None, responses={200: LabelCheckOut, 202: LabelCheckOut},
-                   summary="Cancel a label check (leads): queued ends now, running stops at its next progress point")
-    def post(self, request, check_id):
-        return super().post(request, check_id)
-
-
-class LabelCheckDetail(JobDetailView):
-    min_role = Role.LEAD
-
-    def load(self, pk):
-        from apps.samples.selectors import label_check_get
-
-        return label_check_get(check_id=pk)
-
-    def detail(self, job) -> dict:
-        from apps.samples.selectors import label_check_findings
-
-        job.findings = label_check_findings(check=job)
-        return LabelCheckDetailOut(job).data
-
-    @extend_schema(responses=LabelCheckDetailOut, summary="A label check: status, progress and its ranked findings")
-    def get(self, request, check_id):
-        return self.detail_response(request, check_id)

@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.db import models
 
 from apps.core.models import JobFields
@@ -51,25 +50,6 @@ class Sample(models.Model):
     @property
     def is_labeled(self) -> bool:
         return self.label is not None
-
-
-class LabelCheck(JobFields):
-    """A label-quality check of a project's labeled samples, run as a Celery job (looplab.samples.label_check).
-
-    ``findings`` holds the ranked list (label issues, outliers, near-duplicates) as the API returns it;
-    ``n_checked`` is how many labeled samples it looked at and ``space`` the embedding space it used.
-    """
-
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_checks")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    limit = models.PositiveIntegerField(default=200)
-    space = models.CharField(max_length=40, blank=True, default="")
-    n_checked = models.PositiveIntegerField(null=True, blank=True)
-    counts = models.JSONField(default=dict, blank=True)
-    findings = models.JSONField(default=list, blank=True)
-
-    class Meta:
-        ordering = ["id"]
 
 
 class EmbeddingJob(JobFields):

@@ -165,28 +165,6 @@ def sample_counts(*, project) -> dict:
     return counts
 
 
-def label_check_get(*, check_id):
-    from apps.samples.models import LabelCheck
-
-    return get_by_id(LabelCheck.objects.select_related("project"), check_id, "Label check")
-
-
-def label_checks_for_project(*, project):
-    from apps.samples.models import LabelCheck
-
-    return LabelCheck.objects.filter(project=project).order_by("-id")
-
-
-def label_check_findings(*, check) -> list[dict]:
-    """The check's findings, each with the current ``review_status`` of its annotation (a lead may have
-    rejected or corrected it since the check ran; null when there is no annotation)."""
-    from apps.labeling.models import Annotation
-
-    ids = [f["annotation"] for f in check.findings if f.get("annotation")]
-    status = dict(Annotation.objects.filter(pk__in=ids).values_list("id", "review_status"))
-    return [{**f, "review_status": status.get(f.get("annotation"))} for f in check.findings]
-
-
 def metadata_slices(*windows: list[dict]) -> dict[str, tuple]:
     """Slices "key=value" over windows of metadata dicts (:func:`ml.slices.value_slices`). Evaluation uses one
     window (the test set), drift checks two (training data, production)."""

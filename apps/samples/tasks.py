@@ -3,7 +3,7 @@ from celery import shared_task
 
 from apps.core.jobs import job_enqueue, job_kind_register, job_task_execute
 from apps.projects.models import Project
-from apps.samples.models import EmbeddingJob, LabelCheck
+from apps.samples.models import EmbeddingJob
 
 
 @shared_task(bind=True, name="looplab.samples.embed_job", acks_late=True, reject_on_worker_lost=True)
@@ -26,13 +26,4 @@ def embed_samples(project_id: int, sample_ids: list[int]) -> int:
     return samples_embed(project=project, sample_ids=sample_ids)
 
 
-@shared_task(bind=True, name="looplab.samples.label_check", acks_late=True, reject_on_worker_lost=True)
-def run_label_check(self, check_id: int) -> None:
-    from apps.samples.quality import label_check_run
-
-    job_task_execute(self, LabelCheck, check_id, start_message="loading the labeled samples",
-                     body=lambda job: label_check_run(check=job.job, job=job))
-
-
 job_kind_register(EmbeddingJob, enqueue=lambda row: job_enqueue(row, embed_job, row.pk))
-job_kind_register(LabelCheck, enqueue=lambda check: job_enqueue(check, run_label_check, check.pk))

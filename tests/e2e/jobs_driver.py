@@ -74,7 +74,7 @@ def _start(kind: str) -> dict:
 
             job = export_create(project=project, user=lead, format="csv")
         elif kind == "label_check":
-            from apps.samples.quality import label_check_create
+            from apps.labeling.quality import label_check_create
 
             job = label_check_create(project=project, user=lead, limit=10)
         elif kind == "drift_check":
@@ -116,7 +116,7 @@ def _verify(kind: str, pk: int) -> dict:
         job = Export.objects.get(pk=pk)
         facts = {"files": _files(f"exports/{job.project_id}/{job.pk}"), "filename": job.filename}
     elif kind == "label_check":
-        from apps.samples.models import LabelCheck
+        from apps.labeling.models import LabelCheck
 
         job = LabelCheck.objects.get(pk=pk)
         facts = {"n_checked": job.n_checked, "findings": len(job.findings or [])}

@@ -38,8 +38,8 @@ def noisy_project(transactional_db, digits):
 
 
 def test_label_check_then_relabel_and_correct(live_server, noisy_project, new_page, artifacts):
-    from apps.labeling.models import Annotation, Task
-    from apps.samples.models import LabelCheck, Sample
+    from apps.labeling.models import Annotation, LabelCheck, Task
+    from apps.samples.models import Sample
 
     project, flipped = noisy_project
     page = new_page()

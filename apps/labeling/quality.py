@@ -15,7 +15,8 @@ from django.db import transaction
 
 from apps.core.errors import ValidationFailed
 from apps.core.jobs import JobContext, job_enqueue
-from apps.samples.models import LabelCheck, Sample
+from apps.labeling.models import Annotation, LabelCheck, ReviewStatus
+from apps.samples.models import Sample
 
 MIN_LABELED = 20
 MAX_LIMIT = 1000
@@ -80,8 +81,6 @@ def _findings(project, *, limit: int, progress: Callable[[float, str], None] | N
 
 def _latest_annotations(sample_ids: list[int]) -> dict[int, int]:
     """The annotation a lead would review for each sample: its latest one that still counts (not rejected)."""
-    from apps.labeling.models import Annotation, ReviewStatus
-
     latest: dict[int, int] = {}
     for sample_id, annotation_id in (Annotation.objects.filter(sample_id__in=sample_ids)
                                      .exclude(review_status=ReviewStatus.REJECTED)
@@ -110,7 +109,7 @@ def label_check_create(*, project, user, limit: int = 200) -> LabelCheck:
         raise _not_enough_labels(n)
     with transaction.atomic():
         check = LabelCheck.objects.create(project=project, created_by=user, limit=int(limit), message="queued")
-        from apps.samples.tasks import run_label_check
+        from apps.labeling.tasks import run_label_check
 
         job_enqueue(check, run_label_check, check.pk)
     return check

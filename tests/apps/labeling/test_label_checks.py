@@ -83,7 +83,7 @@ def test_a_finding_goes_back_to_labeling_through_review(api, lead, annotator, pr
 
 
 def test_label_check_bad_input_roles_and_nothing_queued(api, lead, annotator, outsider, project, digits):
-    from apps.samples.models import LabelCheck
+    from apps.labeling.models import LabelCheck
 
     url = f"/api/v1/projects/{project.id}/label-checks/"
     r = api(lead).post(url, {}, format="json")  # no labels yet
@@ -114,8 +114,8 @@ def test_label_checks_are_for_classification_projects(api, lead):
 
 @pytest.mark.slow
 def test_a_second_delivery_of_the_job_does_nothing(lead, project, noisy_labels, django_capture_on_commit_callbacks):
-    from apps.samples.quality import label_check_create
-    from apps.samples.tasks import run_label_check
+    from apps.labeling.quality import label_check_create
+    from apps.labeling.tasks import run_label_check
 
     with django_capture_on_commit_callbacks(execute=True):
         check = label_check_create(project=project, user=lead, limit=10)
