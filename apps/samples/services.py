@@ -17,6 +17,7 @@ from apps.projects.selectors import split_for_hash
 from apps.samples import content as content_io
 from apps.samples.models import EmbeddingJob, Sample
 from apps.samples.selectors import label_free_space
+from ml import modalities
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +321,7 @@ def samples_embed(*, project: Project, sample_ids: list[int], space: str | None 
         sample.embedding_space = space
         sample.embed_error = ""
     Sample.objects.bulk_update(ok, ["embedding", "embedding_space", "embed_error"], batch_size=500)
-    if project.modality == "pointcloud":
+    if "points" in modalities.get(project.modality).views:  # the 3D tool's points view reads the cache
         _warm_point_caches(ok)
     return len(ok)
 
