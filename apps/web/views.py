@@ -10,15 +10,18 @@ from apps.projects.models import Project
 from apps.projects.selectors import project_role
 from apps.web.selectors import can_lead, project_page_data, project_rows_for_user
 
-# The annotator page's tool per (modality, task type): a template (with its ES module) each.
-ANNOTATION_TOOLS = {
-    ("image", "classification"): "web/annotate.html",
-    ("image", "detection"): "web/tools/image.html",
+# The annotator page's tool per (modality, task type): the templates to try, in order (each with its ES module).
+# Template names are the web's to know, so this table lives here rather than in the modality registry
+# (ml.modalities, which knows no Django); tests/apps/web checks that it covers every registered modality with
+# each task type a project of it may have.
+ANNOTATION_TOOLS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("image", "classification"): ("web/annotate.html",),
+    ("image", "detection"): ("web/tools/image.html",),
     ("audio", "classification"): ("web/tools/audio.html", "web/annotate.html"),
-    ("audio", "audio_regions"): "web/tools/audio.html",
-    ("pointcloud", "classification"): "web/tools/pointcloud.html",
-    ("pointcloud", "point_segmentation"): "web/tools/pointcloud.html",
-    ("pointcloud", "cuboids"): "web/tools/pointcloud.html",
+    ("audio", "audio_regions"): ("web/tools/audio.html",),
+    ("pointcloud", "classification"): ("web/tools/pointcloud.html",),
+    ("pointcloud", "point_segmentation"): ("web/tools/pointcloud.html",),
+    ("pointcloud", "cuboids"): ("web/tools/pointcloud.html",),
 }
 
 
@@ -30,7 +33,7 @@ def _tool_template(project) -> str | None:
     if names is None:
         return None
     try:
-        return select_template([names] if isinstance(names, str) else list(names)).template.name
+        return select_template(list(names)).template.name
     except TemplateDoesNotExist:
         return None
 
