@@ -8,6 +8,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from apps.accounts.models import ApiToken
 from apps.accounts.services import token_hash, token_mark_used
 from apps.accounts.throttles import TokenFailureThrottle
+from apps.core.errors import ErrorCode
 
 
 class ApiTokenAuthentication(BaseAuthentication):
@@ -43,7 +44,7 @@ class ApiTokenAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 f"This API token ({token.prefix}…) expired at {token.expires_at.isoformat()}; "
                 "ask for a new one (manage.py create_api_token).",
-                code="token_expired",
+                code=ErrorCode.TOKEN_EXPIRED,
             )
         token_mark_used(token=token, now=now)
         return token.user, token

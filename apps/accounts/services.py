@@ -9,12 +9,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.models import ApiToken, Profile, Role
-from apps.core.errors import ValidationFailed
+from apps.core.errors import ErrorCode, ValidationFailed
 
 
 def user_create(*, username: str, password: str | None = None, role: str = Role.ANNOTATOR, email: str = ""):
     if role not in Role.values:
-        raise ValidationFailed(f"Unknown role {role!r}.", code="invalid_role", details={"roles": Role.values})
+        raise ValidationFailed(f"Unknown role {role!r}.", code=ErrorCode.INVALID_ROLE, details={"roles": Role.values})
     User = get_user_model()
     with transaction.atomic():
         user = User(username=username, email=email, is_staff=(role == Role.ADMIN), is_superuser=(role == Role.ADMIN))
@@ -29,7 +29,7 @@ def user_create(*, username: str, password: str | None = None, role: str = Role.
 
 def user_set_role(*, user, role: str) -> None:
     if role not in Role.values:
-        raise ValidationFailed(f"Unknown role {role!r}.", code="invalid_role", details={"roles": Role.values})
+        raise ValidationFailed(f"Unknown role {role!r}.", code=ErrorCode.INVALID_ROLE, details={"roles": Role.values})
     Profile.objects.update_or_create(user=user, defaults={"role": role})
     user.is_staff = user.is_superuser = role == Role.ADMIN
     user.save(update_fields=["is_staff", "is_superuser"])
@@ -57,7 +57,7 @@ def token_create(*, user, expires_at: datetime | None = None, key: str | None = 
     random bits as 40 hex characters (the format of those earlier tokens).
     """
     if expires_at is not None and expires_at <= timezone.now():
-        raise ValidationFailed("A token's expiry must lie in the future.", code="invalid_expiry")
+        raise ValidationFailed("A token's expiry must lie in the future.", code=ErrorCode.INVALID_EXPIRY)
     key = key or secrets.token_hex(20)
     ApiToken.objects.create(user=user, prefix=key[: ApiToken.PREFIX_LENGTH], key_hash=token_hash(key),
                             expires_at=expires_at)

@@ -6,6 +6,8 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from apps.core.errors import ErrorCode, ValidationFailed
+
 
 def query_bool(value: str | None, name: str = "parameter") -> bool | None:
     if value is None or value == "":
@@ -15,9 +17,7 @@ def query_bool(value: str | None, name: str = "parameter") -> bool | None:
         return True
     if lowered in ("0", "false", "no"):
         return False
-    from apps.core.errors import ValidationFailed
-
-    raise ValidationFailed(f"{name} must be true or false; got {value!r}.", code="invalid_filter")
+    raise ValidationFailed(f"{name} must be true or false; got {value!r}.", code=ErrorCode.INVALID_FILTER)
 
 
 class JobOut(serializers.Serializer):

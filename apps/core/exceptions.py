@@ -12,7 +12,8 @@ from django.views import defaults
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
-from apps.core.errors import DomainError
+from apps.core.errors import DomainError, ErrorCode
+from ml.errors import InvalidInput, MissingDependency, MLError, TooLarge
 
 try:
     from psycopg.errors import QueryCanceled
@@ -21,53 +22,54 @@ except ImportError:  # pragma: no cover - a SQLite-only install
 
 log = logging.getLogger(__name__)
 
-_DRF_CODES = {
-    drf.ParseError: "malformed_request",
-    drf.AuthenticationFailed: "authentication_failed",
-    drf.NotAuthenticated: "not_authenticated",
-    drf.PermissionDenied: "permission_denied",
-    drf.NotFound: "not_found",
-    drf.MethodNotAllowed: "method_not_allowed",
-    drf.NotAcceptable: "not_acceptable",
-    drf.UnsupportedMediaType: "unsupported_media_type",
-    drf.Throttled: "throttled",
-    drf.ValidationError: "validation_error",
+DRF_CODES = {
+    drf.ParseError: ErrorCode.MALFORMED_REQUEST,
+    drf.AuthenticationFailed: ErrorCode.AUTHENTICATION_FAILED,
+    drf.NotAuthenticated: ErrorCode.NOT_AUTHENTICATED,
+    drf.PermissionDenied: ErrorCode.PERMISSION_DENIED,
+    drf.NotFound: ErrorCode.NOT_FOUND,
+    drf.MethodNotAllowed: ErrorCode.METHOD_NOT_ALLOWED,
+    drf.NotAcceptable: ErrorCode.NOT_ACCEPTABLE,
+    drf.UnsupportedMediaType: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    drf.Throttled: ErrorCode.THROTTLED,
+    drf.ValidationError: ErrorCode.VALIDATION_ERROR,
 }
+DRF_FALLBACK_CODE = ErrorCode.ERROR  # an APIException of a class not in DRF_CODES
+
+# ml's errors by type, first match wins (ml cannot import apps, so the status lives here, never in ml):
+# over the caps 413, a missing optional package 501, any other refusal of the input 422.
+ML_STATUS: tuple[tuple[type[MLError], int], ...] = (
+    (TooLarge, 413),
+    (MissingDependency, 501),
+    (InvalidInput, 422),
+    (MLError, 422),
+)
 
 
-def error_body(code: str, message: str, details: dict | None = None) -> dict:
+def error_body(code: ErrorCode, message: str, details: dict | None = None) -> dict:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
-def _ml_error_status(exc) -> int:
-    from ml.errors import InvalidInput, MissingDependency
-
-    if isinstance(exc, InvalidInput):
-        return 413 if exc.code == "too_large" else 422
-    if isinstance(exc, MissingDependency):
-        return 501
-    return 422
+def ml_error_status(exc: MLError) -> int:
+    return next(status for cls, status in ML_STATUS if isinstance(exc, cls))
 
 
 def exception_handler(exc, context):
     if isinstance(exc, DomainError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
-    try:
-        from ml.errors import MLError
-    except ImportError:  # pragma: no cover - ml is part of the project
-        MLError = ()
-    if MLError and isinstance(exc, MLError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=_ml_error_status(exc))
+    if isinstance(exc, MLError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=ml_error_status(exc))
     if is_query_timeout(exc):
         return Response(_QUERY_TIMEOUT_BODY, status=503)
     if isinstance(exc, RequestDataTooBig):
-        return Response(error_body("payload_too_large", "The request body is larger than the server accepts."), status=413)
+        return Response(error_body(ErrorCode.PAYLOAD_TOO_LARGE, "The request body is larger than the server accepts."),
+                        status=413)
     if isinstance(exc, Http404):
         exc = drf.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = drf.PermissionDenied()
     if isinstance(exc, drf.APIException):
-        code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
+        code = next((c for cls, c in DRF_CODES.items() if isinstance(exc, cls)), DRF_FALLBACK_CODE)
         reason = getattr(exc.detail, "code", None)
         if isinstance(exc, drf.AuthenticationFailed) and reason and reason != exc.default_code:
             code = reason  # a specific reason given where it was raised, e.g. token_expired
@@ -89,7 +91,7 @@ def exception_handler(exc, context):
 
 
 _QUERY_TIMEOUT_BODY = error_body(
-    "query_timeout", "The request's database query ran past the server's time limit and was cancelled; "
+    ErrorCode.QUERY_TIMEOUT, "The request's database query ran past the server's time limit and was cancelled; "
     "narrow it (fewer or simpler filters, a smaller page) or try again later.")
 
 
@@ -135,16 +137,16 @@ def _is_api(request) -> bool:
 def json_404(request, exception=None):
     if not _is_api(request):
         return defaults.page_not_found(request, exception)
-    return JsonResponse(error_body("not_found", "Not found."), status=404)
+    return JsonResponse(error_body(ErrorCode.NOT_FOUND, "Not found."), status=404)
 
 
 def json_500(request):
     if not _is_api(request):
         return defaults.server_error(request)
-    return JsonResponse(error_body("server_error", "Internal server error."), status=500)
+    return JsonResponse(error_body(ErrorCode.SERVER_ERROR, "Internal server error."), status=500)
 
 
 def json_400(request, exception=None):
     if not _is_api(request):
         return defaults.bad_request(request, exception)
-    return JsonResponse(error_body("bad_request", "Bad request."), status=400)
+    return JsonResponse(error_body(ErrorCode.BAD_REQUEST, "Bad request."), status=400)

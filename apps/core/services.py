@@ -8,7 +8,7 @@ from typing import Callable
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core.errors import Conflict
+from apps.core.errors import BadRequest, Conflict, ErrorCode
 from apps.core.models import IdempotencyRecord, JobStatus
 
 
@@ -28,7 +28,7 @@ def idempotent_call(*, user, scope: str, key: str | None, fingerprint: str,
         status, body = call()
         return status, body, False
     if len(key) > 255:
-        raise Conflict("Idempotency-Key is longer than 255 characters.", code="idempotency_key_invalid", status_code=400)
+        raise BadRequest("Idempotency-Key is longer than 255 characters.", code=ErrorCode.IDEMPOTENCY_KEY_INVALID)
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -38,7 +38,7 @@ def idempotent_call(*, user, scope: str, key: str | None, fingerprint: str,
             if record.request_hash != fingerprint:
                 raise Conflict(
                     "This Idempotency-Key was already used with a different request body.",
-                    code="idempotency_key_reused",
+                    code=ErrorCode.IDEMPOTENCY_KEY_REUSED,
                     details={"key": key},
                 )
             return record.status_code, record.response, True

@@ -22,10 +22,12 @@ import tempfile
 from django.conf import settings
 from django.http import JsonResponse
 
+from apps.core.errors import ErrorCode
+
 SPOOL_MEMORY_BYTES = 1 << 20  # a chunked body is kept in memory up to this size, then in a temporary file
 READ_BYTES = 64 * 1024
 
-CODE = "payload_too_large"
+CODE = ErrorCode.PAYLOAD_TOO_LARGE
 
 
 def max_request_bytes() -> int:

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from apps.accounts.models import Role
 from apps.core.api import IDEMPOTENCY_KEY, JobOut
 from apps.projects.views import JobCancelView, JobDetailView, JobListCreateView, ProjectScopedView
-from apps.core.errors import Conflict
+from apps.core.errors import Conflict, ErrorCode
 from apps.exports.selectors import export_get, exports_for_project
 from apps.exports.services import export_create
 from apps.exports.writers import FORMATS_BY_TASK_TYPE
@@ -104,7 +104,7 @@ class ExportDownload(ProjectScopedView):
         export = export_get(export_id=export_id)
         self.check_object_project(request, export)
         if export.status != "succeeded" or not export.file:
-            raise Conflict(f"The export is {export.status}; nothing to download yet.", code="export_not_ready",
+            raise Conflict(f"The export is {export.status}; nothing to download yet.", code=ErrorCode.EXPORT_NOT_READY,
                            details={"status": export.status})
         content_type = {"json": "application/json", "csv": "text/csv", "zip": "application/zip"}.get(
             export.filename.rsplit(".", 1)[-1], "application/octet-stream")

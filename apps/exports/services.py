@@ -10,7 +10,7 @@ from pathlib import Path
 from django.core.files import File
 from django.db import transaction
 
-from apps.core.errors import ValidationFailed
+from apps.core.errors import ErrorCode, ValidationFailed
 from apps.core.files import file_put
 from apps.core.jobs import JobContext, job_enqueue
 from apps.exports import writers
@@ -25,12 +25,12 @@ def export_create(*, project: Project, user, format: str, reviewed_only: bool = 
     allowed = writers.FORMATS_BY_TASK_TYPE.get(project.task_type, ())
     if format not in allowed:
         raise ValidationFailed(f"A {project.task_type} project exports as {list(allowed)}; got {format!r}.",
-                               code="invalid_format", details={"formats": list(allowed)})
+                               code=ErrorCode.INVALID_FORMAT, details={"formats": list(allowed)})
     if reviewed_only and project.task_type == "classification":
         # Classification exports a frozen dataset version (the labels training uses), review or not.
         raise ValidationFailed("reviewed_only applies to shape exports; a classification export is a dataset "
                                "version of the current labels (rejected annotations already clear their label).",
-                               code="reviewed_only_unsupported")
+                               code=ErrorCode.REVIEWED_ONLY_UNSUPPORTED)
     with transaction.atomic():
         export = Export.objects.create(project=project, format=format, created_by=user, message="queued",
                                        options={"reviewed_only": bool(reviewed_only)})

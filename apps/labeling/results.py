@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from apps.core.errors import ValidationFailed
+from apps.core.errors import ErrorCode, ValidationFailed
 
 MAX_SHAPES = 5000
 MAX_POLYGON_POINTS = 2000
@@ -17,7 +17,7 @@ MAX_TEXT = 10_000
 EPS = 1e-6
 
 
-def _fail(path: str, message: str, code: str = "invalid_result") -> None:
+def _fail(path: str, message: str, code: ErrorCode = ErrorCode.INVALID_RESULT) -> None:
     raise ValidationFailed(f"{path}: {message}", code=code, details={"path": path})
 
 
@@ -31,7 +31,7 @@ def _number(value: Any, path: str, lo: float | None = None, hi: float | None = N
 
 def _label(value: Any, path: str, labels: list[str]) -> str:
     if not isinstance(value, str) or value not in labels:
-        _fail(path, f"must be one of the project's labels; got {value!r}", code="invalid_label")
+        _fail(path, f"must be one of the project's labels; got {value!r}", code=ErrorCode.INVALID_LABEL)
     return value
 
 
@@ -129,7 +129,8 @@ def point_segmentation(result: dict, *, labels: list[str], info: dict) -> dict:
     top = len(labels) - 1
     for i, v in enumerate(values):  # -1 = not labeled
         if isinstance(v, bool) or not isinstance(v, int) or v < -1 or v > top:
-            _fail(f"result.point_labels[{i}]", f"must be an integer label index in -1..{top}; got {v!r}", code="invalid_label")
+            _fail(f"result.point_labels[{i}]", f"must be an integer label index in -1..{top}; got {v!r}",
+                  code=ErrorCode.INVALID_LABEL)
     return {"point_labels": list(values)}
 
 
@@ -171,8 +172,9 @@ VALIDATORS: dict[str, Callable[..., dict]] = {
 
 def validate_result(*, project, sample, result) -> dict:
     if not isinstance(result, dict):
-        raise ValidationFailed("result must be a JSON object.", code="invalid_result")
+        raise ValidationFailed("result must be a JSON object.", code=ErrorCode.INVALID_RESULT)
     validator = VALIDATORS.get(project.task_type)
     if validator is None:
-        raise ValidationFailed(f"Task type {project.task_type!r} is not supported.", code="unsupported_task_type")
+        raise ValidationFailed(f"Task type {project.task_type!r} is not supported.",
+                               code=ErrorCode.UNSUPPORTED_TASK_TYPE)
     return validator(result, labels=list(project.labels), info=sample.content_info or {})

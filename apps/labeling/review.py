@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.models import Role
-from apps.core.errors import ValidationFailed
+from apps.core.errors import ErrorCode, ValidationFailed
 from apps.core.ids import get_by_id, is_id
 from apps.labeling.models import Annotation, ReviewStatus, Task
 from apps.labeling.services import task_settle
@@ -37,16 +37,17 @@ def annotations_for_review(*, project, review_status: str | None = None, annotat
         bad = [s for s in statuses if s not in ReviewStatus.values]
         if bad:
             raise ValidationFailed(f"review_status must be among {ReviewStatus.values}; got {bad}.",
-                                   code="invalid_review_status", details={"review_status": bad})
+                                   code=ErrorCode.INVALID_REVIEW_STATUS, details={"review_status": bad})
         qs = qs.filter(review_status__in=statuses)
     if annotator:
         if "\x00" in str(annotator):
-            raise ValidationFailed("annotator cannot contain NUL characters.", code="invalid_filter")
+            raise ValidationFailed("annotator cannot contain NUL characters.", code=ErrorCode.INVALID_FILTER)
         qs = qs.filter(annotator_id=int(annotator)) if is_id(annotator) else qs.filter(annotator__username=annotator)
     for name, value in (("task_id", task_id), ("sample_id", sample_id)):
         if value not in (None, ""):
             if not is_id(value):
-                raise ValidationFailed(f"{name[:-3]} must be an integer id.", code="invalid_filter", details={name[:-3]: value})
+                raise ValidationFailed(f"{name[:-3]} must be an integer id.", code=ErrorCode.INVALID_FILTER,
+                                       details={name[:-3]: value})
             qs = qs.filter(**{name: int(value)})
     return qs
 
@@ -58,21 +59,21 @@ def annotation_review(*, annotation: Annotation, user, action: str, comment: str
     project = annotation.task.project
     require_role(project=project, user=user, min_role=Role.LEAD)
     if action not in ACTIONS:
-        raise ValidationFailed(f"action must be one of {list(ACTIONS)}; got {action!r}.", code="invalid_action",
+        raise ValidationFailed(f"action must be one of {list(ACTIONS)}; got {action!r}.", code=ErrorCode.INVALID_ACTION,
                                details={"actions": list(ACTIONS)})
     comment = (comment or "").strip()
     if len(comment) > MAX_COMMENT:
-        raise ValidationFailed(f"comment: at most {MAX_COMMENT} characters.", code="invalid_comment")
+        raise ValidationFailed(f"comment: at most {MAX_COMMENT} characters.", code=ErrorCode.INVALID_COMMENT)
     if action == "reject" and not comment:
         raise ValidationFailed("A rejection needs a comment that tells the annotator what was wrong.",
-                               code="comment_required")
+                               code=ErrorCode.COMMENT_REQUIRED)
     corrected = None
     if action == "correct":
         if result is None:
-            raise ValidationFailed('A correction needs the corrected "result".', code="result_required")
+            raise ValidationFailed('A correction needs the corrected "result".', code=ErrorCode.RESULT_REQUIRED)
         corrected = validate_result(project=project, sample=annotation.sample, result=result)
     elif result is not None:
-        raise ValidationFailed('"result" is only for the "correct" action.', code="unexpected_result")
+        raise ValidationFailed('"result" is only for the "correct" action.', code=ErrorCode.UNEXPECTED_RESULT)
     with transaction.atomic():
         task = Task.objects.select_for_update().select_related("project").get(pk=annotation.task_id)
         now = timezone.now()

@@ -9,6 +9,8 @@ from rest_framework.views import APIView
 
 from apps.accounts.models import Role
 from apps.core.api import idempotent_response
+from apps.core.errors import Conflict, ErrorCode
+from apps.core.jobs import job_cancel
 from apps.projects.selectors import project_get_for_user, require_object_role
 
 
@@ -99,12 +101,9 @@ class JobCancelView(ProjectScopedView):
         raise NotImplementedError
 
     def cancel(self, job):
-        from apps.core.errors import Conflict
-        from apps.core.jobs import job_cancel
-
         if not job_cancel(job):
             raise Conflict(f"This job has already ended ({job.status}); there is nothing to cancel.",
-                           code="job_finished", details={"status": job.status})
+                           code=ErrorCode.JOB_FINISHED, details={"status": job.status})
         return job
 
     def post(self, request, pk):

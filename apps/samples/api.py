@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from apps.accounts.models import Role
 from apps.core.api import query_bool
 from apps.projects.views import ProjectScopedView
-from apps.core.errors import ValidationFailed
+from apps.core.errors import Conflict, ErrorCode, ValidationFailed
 from apps.core.pagination import Pagination
 from apps.core.services import idempotent_call, request_fingerprint
 from apps.samples import content as content_io
@@ -85,14 +85,15 @@ def _parse_json_batch(data) -> tuple[list[IngestItem], bool]:
     cannot store (NUL, unpaired surrogates) is refused by samples_ingest, with its field path, as for a
     multipart push."""
     if not isinstance(data, dict) or not isinstance(data.get("samples"), list):
-        raise ValidationFailed('Expected {"samples": [...], "predict": false}.', code="invalid_body")
+        raise ValidationFailed('Expected {"samples": [...], "predict": false}.', code=ErrorCode.INVALID_BODY)
     predict = data.get("predict", False)
     if not isinstance(predict, bool):
-        raise ValidationFailed("predict must be true or false.", code="invalid_body")
+        raise ValidationFailed("predict must be true or false.", code=ErrorCode.INVALID_BODY)
     items, errors = [], []
     for index, raw in enumerate(data["samples"]):
         if not isinstance(raw, dict):
-            errors.append({"index": index, "code": "invalid_item", "message": "each sample must be a JSON object"})
+            errors.append({"index": index, "code": ErrorCode.INVALID_ITEM,
+                           "message": "each sample must be a JSON object"})
             continue
         unknown = set(raw) - {"external_id", "content", "uri", "metadata"}
         external_id = raw.get("external_id", "")
@@ -114,23 +115,23 @@ def _parse_json_batch(data) -> tuple[list[IngestItem], bool]:
             except (binascii.Error, ValueError):
                 problem = "content is not valid base64"
         if problem:
-            errors.append({"index": index, "code": "invalid_item", "message": problem})
+            errors.append({"index": index, "code": ErrorCode.INVALID_ITEM, "message": problem})
             continue
         items.append(IngestItem(external_id=str(external_id), content=content, uri=uri, metadata=metadata or {}))
     if errors:
         raise ValidationFailed(f"{len(errors)} samples are malformed; nothing was stored. First: samples[{errors[0]['index']}]: "
-                               f"{errors[0]['message']}", code="invalid_samples", details={"errors": errors})
+                               f"{errors[0]['message']}", code=ErrorCode.INVALID_SAMPLES, details={"errors": errors})
     return items, predict
 
 
 def _parse_multipart(request) -> tuple[list[IngestItem], bool]:
     upload = request.FILES.get("file")
     if upload is None:
-        raise ValidationFailed("A multipart push needs a 'file' part.", code="invalid_body")
+        raise ValidationFailed("A multipart push needs a 'file' part.", code=ErrorCode.INVALID_BODY)
     try:
         metadata = json.loads(request.data.get("metadata") or "{}")
     except ValueError:
-        raise ValidationFailed("metadata must be a JSON object string.", code="invalid_metadata")
+        raise ValidationFailed("metadata must be a JSON object string.", code=ErrorCode.INVALID_METADATA)
     predict = str(request.data.get("predict", "false")).lower() in ("1", "true", "yes")
     return [IngestItem(external_id=request.data.get("external_id", "") or "", content=upload.read(),
                        metadata=metadata)], predict
@@ -286,10 +287,9 @@ class SampleSimilar(ProjectScopedView):
         try:
             k = max(1, min(100, int(request.query_params.get("k", 10))))
         except ValueError:
-            raise ValidationFailed("k must be an integer.", code="invalid_k")
+            raise ValidationFailed("k must be an integer.", code=ErrorCode.INVALID_K)
         if not sample.embedding_space:
-            raise ValidationFailed("This sample has no embedding yet; try again shortly.", code="not_embedded",
-                                   status_code=409)
+            raise Conflict("This sample has no embedding yet; try again shortly.", code=ErrorCode.NOT_EMBEDDED)
         neighbours, _ = samples_similar(sample=sample, k=k)
         results = [{"distance": distance, "sample": SampleOut(other).data} for other, distance in neighbours]
         return Response({"sample": sample.pk, "space": sample.embedding_space, "results": results})

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 
-from apps.core.errors import DomainError, ValidationFailed
+from apps.core.errors import Conflict, ErrorCode, ValidationFailed
 
 _EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "BMP": "bmp", "WAV": "wav", "FLAC": "flac",
                "OGG": "ogg", "PLY": "ply", "PCD": "pcd", "XYZ": "xyz"}
@@ -40,7 +40,7 @@ def _modality(name: str):
     try:
         return modalities.get(name)
     except modalities.UnknownModality:
-        raise ValidationFailed(f"Unknown modality {name!r}.", code="invalid_modality") from None
+        raise ValidationFailed(f"Unknown modality {name!r}.", code=ErrorCode.INVALID_MODALITY) from None
 
 
 def _limits(*, max_duration_s: float):
@@ -81,13 +81,12 @@ def store_content(name: str, data: bytes) -> None:
         default_storage.save(name, ContentFile(data))
 
 
-class ContentUnavailable(DomainError):
+class ContentUnavailable(Conflict):
     """The sample's bytes cannot be reached from this server (a reference URI, a missing file).
 
     Services record it on the sample and go on; an API view that needed the bytes answers 409."""
 
-    status_code = 409
-    code = "content_unavailable"
+    code = ErrorCode.CONTENT_UNAVAILABLE
 
 
 def uri_scheme(uri: str) -> str:

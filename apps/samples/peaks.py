@@ -21,10 +21,10 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from apps.core.errors import ValidationFailed
+from apps.core.errors import Conflict, ErrorCode, NotApplicable
 from apps.samples import content as content_io
 from ml import modalities
-from ml.errors import CorruptData, TooLarge
+from ml.errors import CorruptData, MLError, TooLarge
 from ml.modalities.audio_view import (  # noqa: F401 - re-exported for the API module
     N_MELS, Peaks, Spectrogram, compute_peaks, compute_spectrogram, samples_per_bucket_for,
     spectrogram_png,
@@ -37,8 +37,8 @@ MAX_SPECTROGRAM_WIDTH = 8192
 DEFAULT_SPECTROGRAM_WIDTH = 2048
 
 
-class NotAudio(ValidationFailed):
-    pass
+class NotAudio(NotApplicable):
+    code = ErrorCode.NOT_AUDIO
 
 
 # -- reading -----------------------------------------------------------------------------------------
@@ -46,7 +46,7 @@ class NotAudio(ValidationFailed):
 def _check_audio(sample) -> None:
     if "waveform" not in modalities.get(sample.project.modality).views:
         raise NotAudio(f"Sample {sample.pk} belongs to a {sample.project.modality} project; peaks and spectrograms "
-                       "exist only for audio.", code="not_audio", status_code=409)
+                       "exist only for audio.")
 
 
 @contextmanager
@@ -59,12 +59,11 @@ def open_sound(sample):
         try:
             sound = sf.SoundFile(fh)
         except Exception as exc:  # noqa: BLE001 - libsndfile raises several types
-            raise ValidationFailed(f"The audio of sample {sample.pk} cannot be decoded: {exc}", code="audio_unreadable",
-                                   status_code=409) from exc
+            raise Conflict(f"The audio of sample {sample.pk} cannot be decoded: {exc}",
+                           code=ErrorCode.AUDIO_UNREADABLE) from exc
         with sound:
             if sound.samplerate <= 0 or sound.channels <= 0:
-                raise ValidationFailed("The audio header has no sample rate or channels.", code="audio_unreadable",
-                                       status_code=409)
+                raise Conflict("The audio header has no sample rate or channels.", code=ErrorCode.AUDIO_UNREADABLE)
             _check_limits(sound)
             yield sound
 
@@ -72,15 +71,14 @@ def open_sound(sample):
 def _check_limits(sound) -> None:
     """The caps of ingest (LOOPLAB_MAX_AUDIO_SAMPLES, LOOPLAB_MAX_LONG_AUDIO_SECONDS), from the header: a
     file:// sample was never validated, and a decompression bomb is refused before it is decoded."""
-    from ml.errors import MLError
     from ml.modalities.audio import check_header
 
     try:
         check_header(sound, max_duration_s=settings.LOOPLAB["MAX_LONG_AUDIO_SECONDS"],
                      max_samples=settings.LOOPLAB["MAX_AUDIO_SAMPLES"])
     except MLError as exc:
-        raise ValidationFailed(f"The audio cannot be drawn: {exc.message}", code=exc.code, details=exc.details,
-                               status_code=409) from exc
+        raise Conflict(f"The audio cannot be drawn: {exc.message}", code=ErrorCode(exc.code),
+                       details=exc.details) from exc
 
 
 @contextmanager
@@ -90,9 +88,9 @@ def _decoding():
     try:
         yield
     except TooLarge as exc:
-        raise ValidationFailed(exc.message, code="too_large", details=exc.details, status_code=409) from exc
+        raise Conflict(exc.message, code=ErrorCode.TOO_LARGE, details=exc.details) from exc
     except CorruptData as exc:
-        raise ValidationFailed(exc.message, code="audio_unreadable", status_code=409) from exc
+        raise Conflict(exc.message, code=ErrorCode.AUDIO_UNREADABLE) from exc
 
 
 # -- cache -------------------------------------------------------------------------------------------
@@ -146,7 +144,7 @@ def sample_peaks(*, sample, buckets: int = DEFAULT_BUCKETS) -> Peaks:
         data, frames = compute_peaks(sound, spb, max_samples=settings.LOOPLAB["MAX_AUDIO_SAMPLES"])
         sr, channels = int(sound.samplerate), int(sound.channels)
     if frames == 0:
-        raise ValidationFailed("The audio has no samples.", code="audio_empty", status_code=409)
+        raise Conflict("The audio has no samples.", code=ErrorCode.AUDIO_EMPTY)
     _cache_save(name, peaks=data, meta=np.array([sr, channels, frames], dtype=np.int64))
     return Peaks(data=data, sample_rate=sr, channels=channels, frames=frames, samples_per_bucket=spb,
                  seconds=time.perf_counter() - started)
@@ -170,7 +168,7 @@ def sample_spectrogram(*, sample, width: int = DEFAULT_SPECTROGRAM_WIDTH, n_mels
                                                                max_samples=settings.LOOPLAB["MAX_AUDIO_SAMPLES"])
         sr = int(sound.samplerate)
     if frames == 0:
-        raise ValidationFailed("The audio has no samples.", code="audio_empty", status_code=409)
+        raise Conflict("The audio has no samples.", code=ErrorCode.AUDIO_EMPTY)
     _cache_save(name, db=db, meta=np.array([sr, n_fft, hop, n_frames, frames], dtype=np.int64))
     return Spectrogram(db=db, sample_rate=sr, n_fft=n_fft, hop=hop, n_frames=n_frames, frames=frames,
                        seconds=time.perf_counter() - started)

@@ -15,23 +15,23 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.response import Response
 
 from apps.projects.views import ProjectScopedView
-from apps.core.errors import ValidationFailed
+from apps.core.errors import ErrorCode, ValidationFailed
 from apps.samples import peaks as peaks_service
 from apps.samples.selectors import sample_get
 
 _IMMUTABLE = "private, max-age=86400"  # content-addressed: a sample's audio never changes
 
 
-def _int_param(request, name: str, default: int, lo: int, hi: int) -> int:
+def _int_param(request, name: str, default: int, lo: int, hi: int, *, code: ErrorCode) -> int:
     raw = request.query_params.get(name)
     if raw in (None, ""):
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ValidationFailed(f"{name} must be an integer.", code=f"invalid_{name}", details={name: raw})
+        raise ValidationFailed(f"{name} must be an integer.", code=code, details={name: raw})
     if not lo <= value <= hi:
-        raise ValidationFailed(f"{name} must be within {lo}..{hi}; got {value}.", code=f"invalid_{name}",
+        raise ValidationFailed(f"{name} must be within {lo}..{hi}; got {value}.", code=code,
                                details={name: value, "min": lo, "max": hi})
     return value
 
@@ -51,10 +51,12 @@ class SamplePeaks(ProjectScopedView):
         summary="Waveform peaks of an audio sample (min/max per bucket, computed on the server and cached)")
     def get(self, request, sample_id):
         sample = _audio_sample(self, request, sample_id)
-        buckets = _int_param(request, "buckets", peaks_service.DEFAULT_BUCKETS, 1, peaks_service.MAX_BUCKETS)
+        buckets = _int_param(request, "buckets", peaks_service.DEFAULT_BUCKETS, 1, peaks_service.MAX_BUCKETS,
+                             code=ErrorCode.INVALID_BUCKETS)
         encoding = request.query_params.get("encoding", "json")
         if encoding not in ("json", "int16"):
-            raise ValidationFailed("encoding must be json or int16.", code="invalid_encoding", details={"encoding": encoding})
+            raise ValidationFailed("encoding must be json or int16.", code=ErrorCode.INVALID_ENCODING,
+                                   details={"encoding": encoding})
         peaks = peaks_service.sample_peaks(sample=sample, buckets=buckets)  # 409 content_unavailable if unreadable
         meta = {"duration_s": peaks.duration_s, "sample_rate": peaks.sample_rate, "channels": peaks.channels,
                 "frames": peaks.frames, "samples_per_bucket": peaks.samples_per_bucket, "buckets": peaks.buckets}
@@ -84,8 +86,8 @@ class SampleSpectrogram(ProjectScopedView):
     def get(self, request, sample_id):
         sample = _audio_sample(self, request, sample_id)
         width = _int_param(request, "width", peaks_service.DEFAULT_SPECTROGRAM_WIDTH, 16,
-                           peaks_service.MAX_SPECTROGRAM_WIDTH)
-        n_mels = _int_param(request, "n_mels", peaks_service.N_MELS, 16, 256)
+                           peaks_service.MAX_SPECTROGRAM_WIDTH, code=ErrorCode.INVALID_WIDTH)
+        n_mels = _int_param(request, "n_mels", peaks_service.N_MELS, 16, 256, code=ErrorCode.INVALID_N_MELS)
         spec = peaks_service.sample_spectrogram(sample=sample, width=width, n_mels=n_mels)
         response = HttpResponse(peaks_service.spectrogram_png(spec), content_type="image/png")
         headers = {"X-Spectrogram-Span": repr(spec.span_s), "X-Spectrogram-Duration": repr(spec.duration_s),

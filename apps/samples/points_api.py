@@ -9,7 +9,7 @@ from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 
 from apps.projects.views import ProjectScopedView
-from apps.core.errors import ValidationFailed
+from apps.core.errors import ErrorCode, NotApplicable
 from apps.samples.points import sample_points
 from apps.samples.selectors import sample_get
 from ml import modalities
@@ -23,7 +23,7 @@ class SamplePoints(ProjectScopedView):
         sample = sample_get(sample_id=sample_id)
         self.check_object_project(request, sample)
         if "points" not in modalities.get(sample.project.modality).views:
-            raise ValidationFailed("This sample is not a point cloud.", code="not_a_point_cloud", status_code=409)
+            raise NotApplicable("This sample is not a point cloud.", code=ErrorCode.NOT_A_POINT_CLOUD)
         arrays = sample_points(sample=sample)  # ContentUnavailable answers 409 content_unavailable
         response = HttpResponse(arrays.to_bytes(), content_type="application/octet-stream")
         response["X-Point-Count"] = str(arrays.n_points)
