@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 from django.db import transaction
 
-from apps.core.errors import ValidationFailed
+from apps.core.errors import ErrorCode, ValidationFailed
 from apps.core.jobs import JobContext, job_enqueue
 from apps.labeling.models import Annotation, LabelCheck, ReviewStatus
 from apps.samples.models import Sample
@@ -25,13 +25,13 @@ MAX_LIMIT = 1000
 def _require_classification(project) -> None:
     if project.task_type != "classification":
         raise ValidationFailed("Label-quality checks compare each sample's class label with what its neighbours "
-                               f"say; this is a {project.task_type} project.", code="unsupported_task_type",
+                               f"say; this is a {project.task_type} project.", code=ErrorCode.UNSUPPORTED_TASK_TYPE,
                                details={"task_type": project.task_type})
 
 
 def _not_enough_labels(n: int) -> ValidationFailed:
     return ValidationFailed(f"Label-quality checks need at least {MIN_LABELED} labeled, embedded samples; "
-                            f"this project has {n}.", code="not_enough_labels",
+                            f"this project has {n}.", code=ErrorCode.NOT_ENOUGH_LABELS,
                             details={"labeled": n, "needed": MIN_LABELED})
 
 
@@ -103,7 +103,7 @@ def label_check_create(*, project, user, limit: int = 200) -> LabelCheck:
     """Queue a label-quality check of the project's labeled samples (a job with progress)."""
     _require_classification(project)
     if not 1 <= int(limit) <= MAX_LIMIT:
-        raise ValidationFailed(f"limit must be between 1 and {MAX_LIMIT}.", code="invalid_limit")
+        raise ValidationFailed(f"limit must be between 1 and {MAX_LIMIT}.", code=ErrorCode.INVALID_LIMIT)
     n = Sample.objects.filter(project=project, label__in=list(project.labels)).exclude(embedding_space="").count()
     if n < MIN_LABELED:  # the cheap part of the validation, before anything is queued
         raise _not_enough_labels(n)

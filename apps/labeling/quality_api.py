@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from apps.accounts.models import Role
 from apps.core.api import IDEMPOTENCY_KEY, JobOut
-from apps.core.errors import ValidationFailed
+from apps.core.errors import ErrorCode, ValidationFailed
 from apps.labeling.quality import label_check_create, label_issues_find
 from apps.labeling.selectors import label_check_findings, label_check_get, label_checks_for_project
 from apps.projects.views import JobCancelView, JobDetailView, JobListCreateView, ProjectScopedView
@@ -42,7 +42,7 @@ class LabelIssues(ProjectScopedView):
         try:
             limit = max(1, min(1000, int(request.query_params.get("limit", 100))))
         except ValueError:
-            raise ValidationFailed("limit must be an integer.", code="invalid_limit")
+            raise ValidationFailed("limit must be an integer.", code=ErrorCode.INVALID_LIMIT)
         return Response(label_issues_find(project=project, limit=limit))
 
 
