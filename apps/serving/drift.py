@@ -29,6 +29,7 @@ from apps.core.errors import Conflict, ValidationFailed
 from apps.core.jobs import JobContext, job_enqueue
 from apps.samples.models import Sample
 from apps.samples.selectors import metadata_slices
+from apps.samples.services import samples_features, samples_flag_drifted
 from apps.serving.models import DriftCheck
 from apps.serving.selectors import current_deployment, drift_schedule_next
 
@@ -131,8 +132,6 @@ def drift_checks_schedule(*, now=None) -> list[DriftCheck]:
 
 def _score(project, runner, ids: list[int], progress, lo: float, hi: float, what: str):
     """(samples that could be read, embeddings, probabilities) in the serving model's space, in chunks."""
-    from apps.samples.services import samples_features
-
     by_id = Sample.objects.in_bulk(ids)
     samples = [by_id[i] for i in ids if i in by_id]
     ok, E, P = [], [], []
@@ -207,8 +206,7 @@ def drift_check_flag(*, check: DriftCheck) -> int:
                        details={"status": check.status})
     ids = [w["sample"] for w in check.witnesses]
     with transaction.atomic():
-        n = (Sample.objects.filter(pk__in=ids, label__isnull=True, task__isnull=True, drift_flagged=False)
-             .update(drift_flagged=True))
+        n = samples_flag_drifted(project=check.project, sample_ids=ids)
         DriftCheck.objects.filter(pk=check.pk).update(flagged_at=check.flagged_at or timezone.now(),
                                                       flagged=check.flagged + n)
     check.refresh_from_db()
