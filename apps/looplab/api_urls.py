@@ -3,6 +3,8 @@ from django.urls import path
 from apps.exports import api as exports
 from apps.labeling import api as labeling
 from apps.labeling import quality_api, review_api
+from apps.monitoring import api as monitoring
+from apps.monitoring import project_api
 from apps.projects import api as projects
 from apps.samples import api as samples
 from apps.samples import peaks_api, points_api
@@ -10,11 +12,11 @@ from apps.serving import api as serving
 from apps.training import api as training
 
 urlpatterns = [
-    path("projects/", projects.ProjectListCreate.as_view()),
-    path("projects/<int:project_id>/", projects.ProjectDetail.as_view()),
+    path("projects/", project_api.ProjectListCreate.as_view()),
+    path("projects/<int:project_id>/", project_api.ProjectDetail.as_view()),
     path("projects/<int:project_id>/members/", projects.ProjectMembers.as_view()),
     path("projects/<int:project_id>/members/<str:username>/", projects.ProjectMember.as_view()),
-    path("projects/<int:project_id>/drift-webhook-secret/rotate/", projects.ProjectWebhookSecretRotate.as_view()),
+    path("projects/<int:project_id>/drift-webhook-secret/rotate/", monitoring.ProjectWebhookSecretRotate.as_view()),
     path("projects/<int:project_id>/samples/", samples.SampleListPush.as_view()),
     path("projects/<int:project_id>/label-issues/", quality_api.LabelIssues.as_view()),
     path("projects/<int:project_id>/label-checks/", quality_api.LabelCheckListCreate.as_view()),
@@ -40,10 +42,10 @@ urlpatterns = [
     path("models/<int:model_id>/confusion.png", training.ModelConfusion.as_view()),
     path("projects/<int:project_id>/deployments/", serving.Deployments.as_view()),
     path("projects/<int:project_id>/predict/", serving.Predict.as_view()),
-    path("projects/<int:project_id>/drift-checks/", serving.DriftCheckListCreate.as_view()),
-    path("drift-checks/<int:check_id>/", serving.DriftCheckDetail.as_view()),
-    path("drift-checks/<int:check_id>/cancel/", serving.DriftCheckCancel.as_view()),
-    path("drift-checks/<int:check_id>/flag/", serving.DriftCheckFlag.as_view()),
+    path("projects/<int:project_id>/drift-checks/", monitoring.DriftCheckListCreate.as_view()),
+    path("drift-checks/<int:check_id>/", monitoring.DriftCheckDetail.as_view()),
+    path("drift-checks/<int:check_id>/cancel/", monitoring.DriftCheckCancel.as_view()),
+    path("drift-checks/<int:check_id>/flag/", monitoring.DriftCheckFlag.as_view()),
     path("projects/<int:project_id>/annotations/", review_api.AnnotationList.as_view()),
     path("annotations/<int:annotation_id>/review/", review_api.AnnotationReview.as_view()),
     path("projects/<int:project_id>/agreement/", review_api.Agreement.as_view()),

@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "apps.labeling",
     "apps.training",
     "apps.serving",
+    "apps.monitoring",
     "apps.exports",
     "apps.web",
     "apps.looplab",  # the project package: load_demo (it builds a project across apps)

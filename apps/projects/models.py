@@ -40,18 +40,6 @@ class Project(models.Model):
     confidence_threshold = models.FloatField(default=0.6, help_text="predictions below this go back to labeling")
     auto_deploy = models.BooleanField(default=False, help_text="deploy a new model when it does not regress")
     annotations_per_task = models.PositiveSmallIntegerField(default=1, help_text="independent annotations each task needs")
-    drift_check_hours = models.PositiveIntegerField(
-        null=True, blank=True, help_text="check production for drift every N hours (null: only when a lead asks)")
-    drift_auto_flag = models.BooleanField(
-        default=False, help_text="when a check finds drift, send its witnesses back to labeling without asking")
-    drift_webhook_url = models.URLField(
-        max_length=500, blank=True, default="", help_text="POST a JSON alert here when a check finds drift")
-    drift_webhook_secret = models.CharField(
-        max_length=64, blank=True, default="", help_text="signs the alerts (HMAC-SHA256); made when a URL is set")
-    drift_webhook_secret_previous = models.CharField(
-        max_length=64, blank=True, default="",
-        help_text="the secret before the last rotation: alerts are signed with it too for a day after")
-    drift_webhook_secret_rotated_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 

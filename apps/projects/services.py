@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.db import transaction
-from django.utils import timezone
 
 from apps.accounts.models import Role
 from apps.accounts.services import account_role
@@ -63,8 +60,7 @@ def project_create(*, user, name: str, modality: str, labels: list, task_type: s
 
 
 def project_update(*, project: Project, **fields) -> Project:
-    allowed = {"name", "label_budget", "confidence_threshold", "auto_deploy", "annotations_per_task",
-               "drift_check_hours", "drift_auto_flag", "drift_webhook_url"}
+    allowed = {"name", "label_budget", "confidence_threshold", "auto_deploy", "annotations_per_task"}
     unknown = set(fields) - allowed
     if unknown:
         raise ValidationFailed(f"These fields cannot be changed: {sorted(unknown)}.", code="read_only_fields")
@@ -72,52 +68,9 @@ def project_update(*, project: Project, **fields) -> Project:
         raise ValidationFailed("confidence_threshold must be within 0..1.", code="invalid_threshold")
     if "annotations_per_task" in fields and not 1 <= fields["annotations_per_task"] <= 10:
         raise ValidationFailed("annotations_per_task must be within 1..10.", code="invalid_annotations_per_task")
-    if fields.get("drift_check_hours") is not None:
-        from apps.serving.drift import MAX_WINDOW_HOURS
-
-        if not 1 <= fields["drift_check_hours"] <= MAX_WINDOW_HOURS:
-            raise ValidationFailed(f"drift_check_hours must be within 1..{MAX_WINDOW_HOURS} (or null: no schedule).",
-                                   code="invalid_drift_schedule", details={"drift_check_hours": fields["drift_check_hours"]})
-    if fields.get("drift_webhook_url"):
-        from django.core.exceptions import ValidationError
-        from django.core.validators import URLValidator
-
-        try:
-            URLValidator(schemes=["http", "https"])(fields["drift_webhook_url"])
-        except ValidationError:
-            raise ValidationFailed("drift_webhook_url must be an http(s) URL (or empty: no alerts).",
-                                   code="invalid_webhook_url") from None
-        if len(fields["drift_webhook_url"]) > 500:
-            raise ValidationFailed("drift_webhook_url is longer than 500 characters.", code="invalid_webhook_url")
-    if "drift_webhook_url" in fields:  # alerts are signed with a per-project secret, made with the first URL
-        import secrets
-
-        if not fields["drift_webhook_url"]:
-            fields.update(drift_webhook_secret="", drift_webhook_secret_previous="", drift_webhook_secret_rotated_at=None)
-        elif not project.drift_webhook_secret:
-            fields["drift_webhook_secret"] = secrets.token_hex(32)
     for key, value in fields.items():
         setattr(project, key, value)
     project.save(update_fields=list(fields) or None)
-    return project
-
-
-WEBHOOK_SECRET_OVERLAP = timedelta(hours=24)  # after a rotation, alerts carry the old secret's signature too
-
-
-def project_webhook_secret_rotate(*, project: Project) -> Project:
-    """A new signing secret for the project's drift alerts (when the old one leaked, or on a schedule). For
-    WEBHOOK_SECRET_OVERLAP afterwards, alerts also carry ``X-Looplab-Signature-Previous`` made with the old
-    secret, so a receiver can switch to the new one without refusing alerts in between."""
-    import secrets
-
-    if not project.drift_webhook_url:
-        raise Conflict("There is no alert webhook to sign for: set drift_webhook_url first.", code="no_webhook")
-    project.drift_webhook_secret_previous = project.drift_webhook_secret
-    project.drift_webhook_secret = secrets.token_hex(32)
-    project.drift_webhook_secret_rotated_at = timezone.now()
-    project.save(update_fields=["drift_webhook_secret", "drift_webhook_secret_previous",
-                                "drift_webhook_secret_rotated_at"])
     return project
 
 

@@ -280,6 +280,15 @@ def samples_features(*, project: Project, samples: list[Sample], runner=None) ->
     return ok, np.asarray(embed_arrays(project=project, X=X, runner=runner), dtype=np.float32), probs
 
 
+def samples_flag_drifted(*, project: Project, sample_ids: list[int]) -> int:
+    """Send samples of ``project`` back to labeling after a drift check found them unlike the training data:
+    the unlabeled ones without a task are flagged (``drift_flagged``), and rounds take flagged samples first.
+    Returns how many were flagged now (0 for samples flagged, labeled or in a task already)."""
+    return (Sample.objects.filter(project=project, pk__in=sample_ids, label__isnull=True, task__isnull=True,
+                                  drift_flagged=False)
+            .update(drift_flagged=True))
+
+
 def embedding_jobs_create(*, project: Project, sample_ids: list[int]) -> list[EmbeddingJob]:
     """Queue the embedding of these samples as jobs of at most LOOPLAB_EMBED_BATCH samples each."""
     from apps.core.jobs import job_enqueue

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from apps.accounts.models import ROLE_RANK, Role
+from apps.monitoring.selectors import drift_last_check
 
 
 def can_lead(role: str | None) -> bool:
@@ -17,7 +18,6 @@ def project_rows_for_user(*, user) -> list[dict]:
     from apps.labeling.selectors import budget_summary
     from apps.projects.selectors import project_role, projects_for_user
     from apps.samples.selectors import sample_counts
-    from apps.serving.selectors import drift_last_check
 
     rows = []
     for project in projects_for_user(user=user).order_by("name", "id"):

@@ -78,7 +78,7 @@ def _start(kind: str) -> dict:
 
             job = label_check_create(project=project, user=lead, limit=10)
         elif kind == "drift_check":
-            from apps.serving.drift import drift_check_create
+            from apps.monitoring.drift import drift_check_create
 
             job = drift_check_create(project=project, user=lead, window_hours=24)
         else:
@@ -121,7 +121,7 @@ def _verify(kind: str, pk: int) -> dict:
         job = LabelCheck.objects.get(pk=pk)
         facts = {"n_checked": job.n_checked, "findings": len(job.findings or [])}
     elif kind == "drift_check":
-        from apps.serving.models import DriftCheck
+        from apps.monitoring.models import DriftCheck
 
         job = DriftCheck.objects.get(pk=pk)
         facts = {"has_report": bool(job.report), "n_prod": (job.report or {}).get("n_prod")}

@@ -47,8 +47,8 @@ def drifting_project(transactional_db, digits):
 
 
 def test_drift_check_and_send_back(live_server, drifting_project, new_page, artifacts):
+    from apps.monitoring.models import DriftCheck, DriftMonitor
     from apps.samples.models import Sample
-    from apps.serving.models import DriftCheck
 
     project = drifting_project
     page = new_page()
@@ -92,22 +92,22 @@ def test_drift_check_and_send_back(live_server, drifting_project, new_page, arti
     page.fill("#drift-webhook", "https://hooks.example.com/looplab/drift")
     page.click("#drift-schedule-btn")
     page.wait_for_function("() => document.getElementById('drift-schedule-status').textContent.includes('due')")
-    project.refresh_from_db()
-    assert project.drift_check_hours == 24 and project.drift_auto_flag is True
-    assert project.drift_webhook_url == "https://hooks.example.com/looplab/drift"
+    monitor = DriftMonitor.objects.get(project=project)
+    assert monitor.drift_check_hours == 24 and monitor.drift_auto_flag is True
+    assert monitor.drift_webhook_url == "https://hooks.example.com/looplab/drift"
     page.reload()
     page.wait_for_function("() => window.__looplab.drift.schedule !== null")
     assert page.locator("#drift-every").input_value() == "24" and page.locator("#drift-auto-flag").is_checked()
     assert page.locator("#drift-webhook").input_value() == "https://hooks.example.com/looplab/drift"
-    assert page.locator("#drift-webhook-secret").text_content() == project.drift_webhook_secret != ""
+    assert page.locator("#drift-webhook-secret").text_content() == monitor.drift_webhook_secret != ""
     # a new signing secret: shown at once, and the page says the old one still signs for a day
-    old_secret = project.drift_webhook_secret
+    old_secret = monitor.drift_webhook_secret
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#drift-webhook-rotate")
     page.wait_for_function("() => document.getElementById('drift-webhook-rotated').textContent.includes('Previous')")
-    project.refresh_from_db()
-    assert project.drift_webhook_secret_previous == old_secret != project.drift_webhook_secret
-    assert page.locator("#drift-webhook-secret").text_content() == project.drift_webhook_secret
+    monitor = DriftMonitor.objects.get(project=project)
+    assert monitor.drift_webhook_secret_previous == old_secret != monitor.drift_webhook_secret
+    assert page.locator("#drift-webhook-secret").text_content() == monitor.drift_webhook_secret
     page.locator("#drift").screenshot(path=str(artifacts / "drift-monitoring.png"))
     # the project list marks the project whose latest check found drift
     page.goto(f"{live_server.url}/")

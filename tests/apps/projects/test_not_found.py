@@ -17,7 +17,7 @@ def one_of_each(lead, annotator, project, digits, django_capture_on_commit_callb
     from apps.projects.services import project_update
     from apps.samples.models import Sample
     from apps.labeling.quality import label_check_create
-    from apps.serving.drift import drift_check_create
+    from apps.monitoring.drift import drift_check_create
     from apps.training.models import ModelVersion
 
     project_update(project=project, auto_deploy=True)

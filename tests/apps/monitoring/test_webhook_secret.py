@@ -6,8 +6,9 @@ import hmac
 from datetime import timedelta
 
 from apps.projects.models import Project
-from apps.projects.services import WEBHOOK_SECRET_OVERLAP
-from apps.serving.drift import drift_alert_signatures
+from apps.monitoring.alerts import drift_alert_signatures
+from apps.monitoring.models import DriftMonitor
+from apps.monitoring.services import WEBHOOK_SECRET_OVERLAP
 
 HOOK = "https://hooks.example.com/looplab"
 
@@ -37,7 +38,7 @@ def test_a_lead_rotates_the_secret_and_alerts_carry_both_signatures_for_a_day(ap
     assert drift_alert_signatures(project=fresh, body=body) == {
         "X-Looplab-Signature": _sig(new, body), "X-Looplab-Signature-Previous": _sig(old, body)}
     # after it: the new one only
-    later = fresh.drift_webhook_secret_rotated_at + WEBHOOK_SECRET_OVERLAP + timedelta(seconds=1)
+    later = DriftMonitor.objects.get(project=project).drift_webhook_secret_rotated_at + WEBHOOK_SECRET_OVERLAP + timedelta(seconds=1)
     assert drift_alert_signatures(project=fresh, body=body, now=later) == {"X-Looplab-Signature": _sig(new, body)}
 
     # rotating twice: the previous is the one just replaced
@@ -47,7 +48,7 @@ def test_a_lead_rotates_the_secret_and_alerts_carry_both_signatures_for_a_day(ap
 
     # removing the webhook forgets every secret
     api(lead).patch(url, {"drift_webhook_url": ""}, format="json")
-    gone = Project.objects.get(pk=project.pk)
+    gone = DriftMonitor.objects.get(project=project)
     assert (gone.drift_webhook_secret, gone.drift_webhook_secret_previous, gone.drift_webhook_secret_rotated_at) == ("", "", None)
 
 
@@ -56,10 +57,10 @@ def test_rotation_needs_a_lead_and_a_webhook(api, lead, annotator, outsider, pro
     r = api(lead).post(rotate, {}, format="json")
     assert r.status_code == 409 and r.json()["error"]["code"] == "no_webhook", r.content
     api(lead).patch(f"/api/v1/projects/{project.id}/", {"drift_webhook_url": HOOK}, format="json")
-    before = Project.objects.get(pk=project.pk).drift_webhook_secret
+    before = DriftMonitor.objects.get(project=project).drift_webhook_secret
     assert api(annotator).post(rotate, {}, format="json").status_code == 403
     assert api(outsider).post(rotate, {}, format="json").status_code in (403, 404)
-    assert Project.objects.get(pk=project.pk).drift_webhook_secret == before  # nothing half-done
+    assert DriftMonitor.objects.get(project=project).drift_webhook_secret == before  # nothing half-done
     # annotators see neither the secret nor when it changed hands... the time is not a credential
     seen = api(annotator).get(f"/api/v1/projects/{project.id}/").json()
     assert seen["drift_webhook_secret"] == ""

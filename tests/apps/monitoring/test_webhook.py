@@ -1,4 +1,4 @@
-"""apps.serving.webhook: one POST to a lead's URL, to the address that was checked, without redirects."""
+"""apps.monitoring.webhook: one POST to a lead's URL, to the address that was checked, without redirects."""
 from __future__ import annotations
 
 import base64
@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from apps.serving import webhook
+from apps.monitoring import webhook
 from tests.apps.helpers import Receiver
 
 BODY = json.dumps({"event": "looplab.drift.detected"}).encode()

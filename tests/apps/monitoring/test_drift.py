@@ -25,7 +25,7 @@ def _same_draws(request):
     from django.db import connection
 
     from apps.labeling.models import Round
-    from apps.serving.models import DriftCheck
+    from apps.monitoring.models import DriftCheck
 
     if connection.vendor != "postgresql":
         return
@@ -152,7 +152,7 @@ def test_more_of_the_same_is_not_drift(api, lead, serving, digits, django_captur
 
 
 def test_drift_check_needs_a_model_enough_samples_and_a_lead(api, lead, annotator, outsider, project, digits):
-    from apps.serving.models import DriftCheck
+    from apps.monitoring.models import DriftCheck
 
     url = f"/api/v1/projects/{project.id}/drift-checks/"
     r = api(lead).post(url, {}, format="json")
@@ -167,8 +167,8 @@ def test_drift_check_needs_a_model_enough_samples_and_a_lead(api, lead, annotato
 
 @pytest.mark.slow
 def test_drift_check_input_errors_with_a_model(api, lead, serving, digits, django_capture_on_commit_callbacks):
-    from apps.serving.drift import drift_check_create, drift_check_flag
-    from apps.serving.models import DriftCheck
+    from apps.monitoring.drift import drift_check_create, drift_check_flag
+    from apps.monitoring.models import DriftCheck
 
     from django.utils import timezone
 
@@ -197,9 +197,9 @@ def test_scheduled_checks_cover_consecutive_windows(api, lead, annotator, servin
     from django.utils import timezone
 
     from apps.projects.services import project_update
-    from apps.serving.drift import drift_checks_schedule
-    from apps.serving.models import DriftCheck
-    from apps.serving.tasks import schedule_drift_checks
+    from apps.monitoring.drift import drift_checks_schedule
+    from apps.monitoring.models import DriftCheck
+    from apps.monitoring.tasks import schedule_drift_checks
 
     project = serving
     t0 = timezone.now()
@@ -260,7 +260,7 @@ def test_drift_schedule_settings_are_validated(api, lead, project):
     r = api(lead).patch(url, {"drift_check_hours": 24, "drift_auto_flag": True}, format="json")
     assert r.status_code == 200 and r.json()["drift_check_hours"] == 24 and r.json()["drift_auto_flag"] is True
     # no model serving: the schedule is recorded, and the beat tick skips the project until one is deployed
-    from apps.serving.drift import drift_checks_schedule
+    from apps.monitoring.drift import drift_checks_schedule
 
     assert drift_checks_schedule() == []
     beat = settings.CELERY_BEAT_SCHEDULE["looplab-schedule-drift-checks"]
@@ -298,7 +298,7 @@ def test_a_drifted_check_alerts_the_webhook_with_retries(api, lead, annotator, s
                                                           django_capture_on_commit_callbacks):
     from django.utils import timezone
 
-    from apps.serving.models import DriftCheck
+    from apps.monitoring.models import DriftCheck
 
     project = serving
     url = f"/api/v1/projects/{project.id}/"

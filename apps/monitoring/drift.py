@@ -8,12 +8,13 @@ At most 1,000 samples of each are scored; ml.drift subsamples to that anyway. Th
 ``ml.drift.detect_drift``: one permutation test on the embeddings (MMD and novelty), PSI of the top-1 confidence and
 of the predicted classes, and per-metadata-slice figures. Its witnesses are the production samples
 most unlike the reference. A lead can send them back to labeling (:func:`drift_check_flag`), or the
-project does it by itself (``drift_auto_flag``); rounds then take them first, like low-confidence samples.
+project does it by itself (its monitor's ``drift_auto_flag``); rounds then take them first, like low-confidence
+samples.
 
-Checks run when a lead asks (:func:`drift_check_create`) or on the project's schedule
-(``drift_check_hours``): celery beat calls :func:`drift_checks_schedule`, which covers production in
-consecutive windows. A check that finds drift POSTs an alert to the project's ``drift_webhook_url``
-(:func:`drift_alert_deliver`, retried with backoff).
+Checks run when a lead asks (:func:`drift_check_create`) or on the project's schedule (its monitor's
+``drift_check_hours``): celery beat calls :func:`drift_checks_schedule`, which covers production in
+consecutive windows. A check that finds drift POSTs an alert to the monitor's ``drift_webhook_url``
+(:func:`apps.monitoring.alerts.drift_alert_deliver`, retried with backoff).
 """
 from __future__ import annotations
 
@@ -25,12 +26,18 @@ import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
+from ml.drift import detect_drift
+
 from apps.core.errors import Conflict, ValidationFailed
 from apps.core.jobs import JobContext, job_enqueue
+from apps.monitoring.models import DriftCheck, DriftMonitor
+from apps.monitoring.selectors import drift_monitor_get, drift_schedule_next
+from apps.monitoring.tasks import run_drift_check, send_drift_alert
+from apps.projects.models import Project
 from apps.samples.models import Sample
 from apps.samples.selectors import metadata_slices
-from apps.serving.models import DriftCheck
-from apps.serving.selectors import current_deployment, drift_schedule_next
+from apps.samples.services import samples_features, samples_flag_drifted
+from apps.serving.selectors import current_deployment, model_runner
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +75,6 @@ def _queue(*, project, deployment, start, end, user, trigger: str) -> DriftCheck
     with transaction.atomic():
         check = DriftCheck.objects.create(project=project, model_version=deployment.model_version, created_by=user,
                                           trigger=trigger, window_start=start, window_end=end, message="queued")
-        from apps.serving.tasks import run_drift_check
-
         job_enqueue(check, run_drift_check, check.pk)
     return check
 
@@ -101,16 +106,14 @@ def drift_check_create(*, project, user, window_hours: float | None = None, sinc
 
 def drift_checks_schedule(*, now=None) -> list[DriftCheck]:
     """Queue the scheduled drift checks that are due (run by celery beat every
-    ``LOOPLAB_DRIFT_SCHEDULE_TICK_S``). A project is due when it has ``drift_check_hours``, a model serving,
-    no scheduled check queued or running, and its next window
-    (:func:`apps.serving.selectors.drift_schedule_next`) is one interval
+    ``LOOPLAB_DRIFT_SCHEDULE_TICK_S``). A project is due when its monitor has ``drift_check_hours``, a model
+    serving, no scheduled check queued or running, and its next window
+    (:func:`apps.monitoring.selectors.drift_schedule_next`) is one interval
     long. A window with fewer than MIN_WINDOW production samples is left to grow until the next tick."""
-    from apps.projects.models import Project
-
     now = now or timezone.now()
     queued = []
-    for project_id in (Project.objects.filter(drift_check_hours__isnull=False).order_by("id")
-                       .values_list("id", flat=True)):
+    for project_id in (DriftMonitor.objects.filter(drift_check_hours__isnull=False).order_by("project_id")
+                       .values_list("project_id", flat=True)):
         try:
             with transaction.atomic():
                 project = Project.objects.select_for_update().get(pk=project_id)  # one scheduler at a time per project
@@ -131,8 +134,6 @@ def drift_checks_schedule(*, now=None) -> list[DriftCheck]:
 
 def _score(project, runner, ids: list[int], progress, lo: float, hi: float, what: str):
     """(samples that could be read, embeddings, probabilities) in the serving model's space, in chunks."""
-    from apps.samples.services import samples_features
-
     by_id = Sample.objects.in_bulk(ids)
     samples = [by_id[i] for i in ids if i in by_id]
     ok, E, P = [], [], []
@@ -152,10 +153,6 @@ def _score(project, runner, ids: list[int], progress, lo: float, hi: float, what
 def drift_check_run(*, check: DriftCheck, job: JobContext) -> None:
     """The check's job (claimed by the job runner). Its result, the samples it flags and the alert it queues
     are written in one transaction."""
-    from ml.drift import detect_drift
-
-    from apps.serving.selectors import model_runner
-
     progress = job.progress
     project, mv = check.project, check.model_version
     runner = model_runner(model_version=mv)
@@ -177,15 +174,14 @@ def drift_check_run(*, check: DriftCheck, job: JobContext) -> None:
     verdict = "drift" if report.drifted else "no drift"
     conf = f", confidence PSI {report.confidence_psi:.3f} ({report.confidence_level})" \
         if report.confidence_psi is not None else ""
+    monitor = drift_monitor_get(project=project)
     with transaction.atomic():
         job.succeed(f"{verdict}: p = {report.p_value:.3f} ({_led_by(report)}) on {report.n_prod} production vs "
                     f"{report.n_ref} reference samples{conf}", report=report.to_dict(), witnesses=witnesses)
-        if report.drifted and project.drift_auto_flag and witnesses:
+        if report.drifted and monitor.drift_auto_flag and witnesses:
             check.refresh_from_db()
             drift_check_flag(check=check)
-        if report.drifted and project.drift_webhook_url:
-            from apps.serving.tasks import send_drift_alert
-
+        if report.drifted and monitor.drift_webhook_url:
             DriftCheck.objects.filter(pk=check.pk).update(alert_status="sending")
             transaction.on_commit(lambda: send_drift_alert.delay(check.pk))
 
@@ -207,95 +203,9 @@ def drift_check_flag(*, check: DriftCheck) -> int:
                        details={"status": check.status})
     ids = [w["sample"] for w in check.witnesses]
     with transaction.atomic():
-        n = (Sample.objects.filter(pk__in=ids, label__isnull=True, task__isnull=True, drift_flagged=False)
-             .update(drift_flagged=True))
+        n = samples_flag_drifted(project=check.project, sample_ids=ids)
         DriftCheck.objects.filter(pk=check.pk).update(flagged_at=check.flagged_at or timezone.now(),
                                                       flagged=check.flagged + n)
     check.refresh_from_db()
     return n
 
-
-ALERT_ATTEMPTS = 5
-ALERT_TIMEOUT_S = 10
-ALERT_BACKOFF_S = 30  # the n-th retry waits ALERT_BACKOFF_S * 2 ** (n - 1) seconds
-
-
-def drift_alert_payload(*, check: DriftCheck) -> dict:
-    """The JSON a drift alert carries (``event`` = "looplab.drift.detected")."""
-    report = check.report or {}
-    project = check.project
-    return {
-        "event": "looplab.drift.detected",
-        "project": {"id": project.pk, "name": project.name},
-        "check": {
-            "id": check.pk, "trigger": check.trigger, "model": check.model_version_id,
-            "window_start": check.window_start.isoformat(), "window_end": check.window_end.isoformat(),
-            "p_value": report.get("p_value"), "confidence_psi": report.get("confidence_psi"),
-            "confidence_level": report.get("confidence_level"), "prediction_psi": report.get("prediction_psi"),
-            "n_ref": report.get("n_ref"), "n_prod": report.get("n_prod"),
-            "drifted_slices": sorted(name for name, sl in (report.get("slices") or {}).items() if sl.get("drifted")),
-            "witnesses": len(check.witnesses), "sent_to_labeling": check.flagged,
-            "api": f"/api/v1/drift-checks/{check.pk}/", "page": f"/projects/{project.pk}/#drift",
-        },
-    }
-
-
-def drift_alert_signatures(*, project, body: bytes, now=None) -> dict[str, str]:
-    """``X-Looplab-Signature: sha256=<hex HMAC-SHA256 of the body with the project's secret>``, and for a day
-    after a rotation ``X-Looplab-Signature-Previous`` with the old secret, so receivers can switch over."""
-    import hashlib
-    import hmac
-
-    from apps.projects.services import WEBHOOK_SECRET_OVERLAP
-
-    def sign(secret: str) -> str:
-        return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-    out = {"X-Looplab-Signature": sign(project.drift_webhook_secret)}
-    rotated = project.drift_webhook_secret_rotated_at
-    if project.drift_webhook_secret_previous and rotated and (now or timezone.now()) < rotated + WEBHOOK_SECRET_OVERLAP:
-        out["X-Looplab-Signature-Previous"] = sign(project.drift_webhook_secret_previous)
-    return out
-
-
-def drift_alert_deliver(*, check: DriftCheck, attempt: int = 1) -> bool:
-    """POST the check's alert to the project's ``drift_webhook_url`` once (a 2xx answer within
-    ALERT_TIMEOUT_S counts) and record the outcome on the check; after a failure, queue the next attempt
-    with exponential backoff, up to ALERT_ATTEMPTS. The body is signed: ``X-Looplab-Signature: sha256=``
-    the hex HMAC-SHA256 of the raw body with the project's ``drift_webhook_secret``; it carries
-    ``sent_at``, so a receiver can refuse replays. Returns whether this attempt was delivered; a check
-    already delivered (a repeated message) is not sent again."""
-    import json
-
-    from django.conf import settings
-
-    from apps.serving import webhook
-    from apps.serving.tasks import send_drift_alert
-
-    project = check.project
-    url = project.drift_webhook_url
-    if check.alert_status == "sent" or not url:
-        return False
-    body = json.dumps({**drift_alert_payload(check=check), "sent_at": timezone.now().isoformat()}).encode()
-    headers = {"Content-Type": "application/json", "User-Agent": "Looplab drift alert",
-               "X-Looplab-Event": "drift.detected", **drift_alert_signatures(project=project, body=body)}
-    try:
-        error = webhook.post(url, body, headers, timeout=ALERT_TIMEOUT_S,
-                             allow_private=settings.LOOPLAB["WEBHOOK_ALLOW_PRIVATE"])
-    except webhook.WebhookRefused as refused:  # a setting, not a passing fault: no retries
-        DriftCheck.objects.filter(pk=check.pk).update(
-            alert_status="failed", alert_attempts=attempt,
-            alert_error=f"refused: {refused} "
-                        f"(LOOPLAB_WEBHOOK_ALLOW_PRIVATE=true allows it)")
-        return False
-    if not error:
-        DriftCheck.objects.filter(pk=check.pk).update(alert_status="sent", alert_attempts=attempt, alert_error="",
-                                                      alert_sent_at=timezone.now())
-        return True
-    last = attempt >= ALERT_ATTEMPTS
-    DriftCheck.objects.filter(pk=check.pk).update(
-        alert_status="failed" if last else "sending", alert_attempts=attempt,
-        alert_error=f"attempt {attempt} of {ALERT_ATTEMPTS}: {error}"[:2000])
-    if not last:
-        send_drift_alert.apply_async((check.pk, attempt + 1), countdown=ALERT_BACKOFF_S * 2 ** (attempt - 1))
-    return False
