@@ -1,5 +1,5 @@
-"""This server's caps on decoded content (LOOPLAB_MAX_*), one place for validation at ingest and model input
-(apps.samples.content) and the point-cloud tool's decoding (apps.samples.points).
+"""This server's caps on decoded content (LOOPLAB_MAX_*), one place for validation at ingest (apps.samples.content),
+model input (apps.registry.runtime) and the point-cloud tool's decoding (apps.samples.points).
 ml/ is imported lazily so the web process stays light."""
 from __future__ import annotations
 

@@ -75,7 +75,8 @@ def _project_out(project, role) -> dict:
 def project_detail(project, user) -> dict:
     from apps.labeling.selectors import budget_summary
     from apps.samples.selectors import sample_counts
-    from apps.serving.selectors import current_deployment, drift_status
+    from apps.registry.selectors import current_deployment
+    from apps.serving.selectors import drift_status
 
     role = project_role(project=project, user=user)
     data = _project_out(project, role)

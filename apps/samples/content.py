@@ -1,6 +1,7 @@
-"""Per-modality content handling: validation before anything is stored, loading for the models.
+"""Per-modality content handling: validation before anything is stored, reading what is stored.
 
-The modality is a field of the project; this is the only place that maps it to ml/ loaders.
+The modality is a field of the project; this is the only place that maps it to ml/ validators (model input
+is loaded by apps.registry.runtime.load_batch, under the same caps, apps.core.limits).
 ml/ is imported lazily so the web process stays light.
 """
 from __future__ import annotations
@@ -9,7 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
-import numpy as np
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
@@ -42,15 +42,6 @@ def _modality(name: str):
         return modalities.get(name)
     except modalities.UnknownModality:
         raise ValidationFailed(f"Unknown modality {name!r}.", code="invalid_modality") from None
-
-
-def load_batch(modality: str, blobs: list[bytes]) -> np.ndarray:
-    """Model input for a batch of validated contents (shapes per ml/ contract). The same caps as at
-    ingest apply (a file:// sample was never validated); long audio is read in blocks."""
-    # Long recordings (region projects) are cut to their loudest window for the model.
-    from ml import modalities
-
-    return modalities.get(modality).load_batch(blobs, content_limits(max_duration_s=settings.LOOPLAB["MAX_LONG_AUDIO_SECONDS"]))
 
 
 def extension_for(fmt: str) -> str:

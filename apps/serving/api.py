@@ -12,9 +12,10 @@ from apps.accounts.models import Role
 from apps.core.api import IDEMPOTENCY_KEY, JobOut
 from apps.projects.views import JobCancelView, JobDetailView, JobListCreateView, ProjectScopedView
 from apps.core.errors import NotFound, ValidationFailed
-from apps.serving.selectors import current_deployment
-from apps.serving.services import deployment_create, predict_one
-from apps.training.models import ModelVersion
+from apps.registry.models import ModelVersion
+from apps.registry.selectors import current_deployment
+from apps.registry.services import deployment_create
+from apps.serving.services import predict_one
 
 
 class DeployIn(serializers.Serializer):

@@ -27,10 +27,12 @@ from django.utils import timezone
 
 from apps.core.errors import Conflict, ValidationFailed
 from apps.core.jobs import JobContext, job_enqueue
+from apps.registry.runtime import model_runner
+from apps.registry.selectors import current_deployment
 from apps.samples.models import Sample
 from apps.samples.selectors import metadata_slices
 from apps.serving.models import DriftCheck
-from apps.serving.selectors import current_deployment, drift_schedule_next
+from apps.serving.selectors import drift_schedule_next
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +155,6 @@ def drift_check_run(*, check: DriftCheck, job: JobContext) -> None:
     """The check's job (claimed by the job runner). Its result, the samples it flags and the alert it queues
     are written in one transaction."""
     from ml.drift import detect_drift
-
-    from apps.serving.selectors import model_runner
 
     progress = job.progress
     project, mv = check.project, check.model_version
