@@ -15,7 +15,7 @@ class Round(JobFields):
     strategy_used = models.CharField(max_length=80, blank=True, default="")
     budget = models.PositiveIntegerField()
     selected = models.PositiveIntegerField(default=0)
-    model_version = models.ForeignKey("training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    model_version = models.ForeignKey("registry.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     details = models.JSONField(default=dict, blank=True)
     # batch constraints on the train split (slice and class quotas/caps, cost, near-duplicate exclusion), as

@@ -15,6 +15,8 @@ from apps.core.jobs import JobContext, job_enqueue
 from apps.labeling.models import Annotation, ReviewStatus, Round, Task, TaskSkip, TaskState
 from apps.labeling.selectors import budget_summary
 from apps.projects.models import Project
+from apps.registry.runtime import load_batch, model_runner
+from apps.registry.selectors import current_deployment, model_checkpoint_load
 from apps.samples.models import Sample
 
 log = logging.getLogger(__name__)
@@ -94,8 +96,6 @@ def round_create(*, project: Project, user, budget: int, strategy: str = "auto",
     model's predicted class, ``cost`` {metadata_key, max_total} (cost-aware: uncertainty per unit of cost), and
     ``exclude_near_duplicates`` (cosine similarity to an already labeled sample)."""
     from ml.selection import MODEL_FREE_STRATEGIES, STRATEGIES, RoundConstraints
-
-    from apps.serving.selectors import current_deployment
 
     if strategy not in STRATEGIES:
         raise ValidationFailed(f"Unknown strategy {strategy!r}.", code="invalid_strategy",
@@ -196,12 +196,12 @@ def _pool_mc_probs(project: Project, samples: list[Sample], model, progress, *, 
     for start in range(0, len(samples), CHUNK):
         chunk = samples[start:start + CHUNK]
         try:
-            X, ok = content_io.load_batch(project.modality, [content_io.read_content(s) for s in chunk]), None
+            X, ok = load_batch(project.modality, [content_io.read_content(s) for s in chunk]), None
         except (content_io.ContentUnavailable, MLError):  # read a moment ago, gone or changed now: one by one
             arrays, ok = [], np.zeros(len(chunk), bool)
             for i, sample in enumerate(chunk):
                 try:
-                    arrays.append(content_io.load_batch(project.modality, [content_io.read_content(sample)]))
+                    arrays.append(load_batch(project.modality, [content_io.read_content(sample)]))
                     ok[i] = True
                 except (content_io.ContentUnavailable, MLError):
                     pass
@@ -222,8 +222,6 @@ def round_run(*, rnd: Round, job: JobContext) -> None:
     """The round's job (claimed by the job runner): score the unlabeled pool, select under the budget, create
     tasks. The tasks and the round's success are written in one transaction, so a run that was killed or
     cancelled leaves no task behind and a rerun starts clean."""
-    from apps.serving.selectors import current_deployment, model_runner
-
     project = rnd.project
     progress = job.progress
     progress(0, "loading the pool")
@@ -266,8 +264,6 @@ def round_run(*, rnd: Round, job: JobContext) -> None:
             extra, notes = _constraint_options(project, rnd.constraints, [pool[i] for i in positions],
                                                probs[positions] if probs is not None else None)
         if strategy == "bald":
-            from apps.training.selectors import model_checkpoint_load
-
             model = model_checkpoint_load(model_version=deployment.model_version, device="auto")
             extra["mc_probs"] = _pool_mc_probs(project, [pool[i] for i in positions], model, progress,
                                                random_state=rnd.pk)

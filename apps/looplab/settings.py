@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.accounts",
     "apps.projects",
+    "apps.registry",
     "apps.samples",
     "apps.labeling",
     "apps.training",

@@ -34,10 +34,11 @@ from apps.monitoring.models import DriftCheck, DriftMonitor
 from apps.monitoring.selectors import drift_monitor_get, drift_schedule_next
 from apps.monitoring.tasks import run_drift_check, send_drift_alert
 from apps.projects.models import Project
+from apps.registry.runtime import model_runner
+from apps.registry.selectors import current_deployment
 from apps.samples.models import Sample
 from apps.samples.selectors import metadata_slices
 from apps.samples.services import samples_features, samples_flag_drifted
-from apps.serving.selectors import current_deployment, model_runner
 
 log = logging.getLogger(__name__)
 

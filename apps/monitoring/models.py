@@ -45,7 +45,7 @@ class DriftCheck(JobFields):
     """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="drift_checks")
-    model_version = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="+")
+    model_version = models.ForeignKey("registry.ModelVersion", on_delete=models.CASCADE, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     trigger = models.CharField(max_length=16, default="manual")  # manual (a lead) | schedule (celery beat)
     window_start = models.DateTimeField()

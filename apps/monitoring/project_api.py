@@ -19,7 +19,7 @@ from apps.projects.selectors import project_role, projects_for_user
 from apps.projects.services import project_create
 from apps.projects.views import ProjectScopedView
 from apps.samples.selectors import sample_counts
-from apps.serving.selectors import current_deployment
+from apps.registry.selectors import current_deployment
 
 
 MAX_LABEL_BUDGET = 2**31 - 1  # Project.label_budget is a 32-bit integer column on PostgreSQL

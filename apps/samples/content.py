@@ -1,6 +1,7 @@
-"""Per-modality content handling: validation before anything is stored, loading for the models.
+"""Per-modality content handling: validation before anything is stored, reading what is stored.
 
-The modality is a field of the project; this is the only place that maps it to ml/ loaders.
+The modality is a field of the project; this is the only place that maps it to ml/ validators (model input
+is loaded by apps.registry.runtime.load_batch, under the same caps, apps.core.limits).
 ml/ is imported lazily so the web process stays light.
 """
 from __future__ import annotations
@@ -9,12 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
-import numpy as np
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 
 from apps.core.errors import Conflict, ErrorCode, ValidationFailed
+from apps.core.limits import content_limits
 
 _EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "BMP": "bmp", "WAV": "wav", "FLAC": "flac",
                "OGG": "ogg", "PLY": "ply", "PCD": "pcd", "XYZ": "xyz"}
@@ -29,7 +30,7 @@ def validate_content(modality: str, data: bytes, *, long_audio: bool = False) ->
     capped and checked from the header before decoding (ml.errors.TooLarge: at ingest a 422 whose item code is too_large):
     LOOPLAB_MAX_IMAGE_PIXELS, LOOPLAB_MAX_AUDIO_SAMPLES (frames x channels), LOOPLAB_MAX_POINTS and
     LOOPLAB_MAX_POINT_VALUES (points x fields)."""
-    limits = _limits(max_duration_s=settings.LOOPLAB["MAX_LONG_AUDIO_SECONDS" if long_audio else "MAX_AUDIO_SECONDS"])
+    limits = content_limits(max_duration_s=settings.LOOPLAB["MAX_LONG_AUDIO_SECONDS" if long_audio else "MAX_AUDIO_SECONDS"])
     info = _modality(modality).validate(data, limits)
     return info.format, info.meta
 
@@ -41,28 +42,6 @@ def _modality(name: str):
         return modalities.get(name)
     except modalities.UnknownModality:
         raise ValidationFailed(f"Unknown modality {name!r}.", code=ErrorCode.INVALID_MODALITY) from None
-
-
-def _limits(*, max_duration_s: float):
-    """This server's caps (LOOPLAB_MAX_*) as ml.modalities.Limits."""
-    from ml.modalities import Limits
-
-    return Limits(max_pixels=settings.LOOPLAB["MAX_IMAGE_PIXELS"], max_duration_s=max_duration_s,
-                  max_samples=settings.LOOPLAB["MAX_AUDIO_SAMPLES"], **point_limits())
-
-
-def point_limits() -> dict:
-    """The point-cloud caps of this server, as keyword arguments of ml.modalities.pointcloud's readers."""
-    return {"max_points": settings.LOOPLAB["MAX_POINTS"], "max_values": settings.LOOPLAB["MAX_POINT_VALUES"]}
-
-
-def load_batch(modality: str, blobs: list[bytes]) -> np.ndarray:
-    """Model input for a batch of validated contents (shapes per ml/ contract). The same caps as at
-    ingest apply (a file:// sample was never validated); long audio is read in blocks."""
-    # Long recordings (region projects) are cut to their loudest window for the model.
-    from ml import modalities
-
-    return modalities.get(modality).load_batch(blobs, _limits(max_duration_s=settings.LOOPLAB["MAX_LONG_AUDIO_SECONDS"]))
 
 
 def extension_for(fmt: str) -> str:

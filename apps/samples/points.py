@@ -14,6 +14,7 @@ import numpy as np
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
+from apps.core.limits import point_limits
 from apps.samples import content as content_io
 from ml.modalities.pointcloud import PointArrays, read_point_arrays
 
@@ -24,7 +25,7 @@ _MAGIC = b"LLPTS1\n"  # cache file: magic, one ascii header line "n stride chann
 def points_decode(data: bytes) -> PointArrays:
     """Decode point-cloud bytes to float32 arrays (every point, file order) under this server's caps (those of
     ingest, checked from the header). Raises ml.errors.MLError."""
-    return read_point_arrays(data, **content_io.point_limits())
+    return read_point_arrays(data, **point_limits())
 
 
 def _cache_name(sample) -> str | None:

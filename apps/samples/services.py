@@ -14,6 +14,7 @@ from django.db import IntegrityError, connection, transaction
 from apps.core.errors import PayloadTooLarge, ValidationFailed
 from apps.projects.models import Project
 from apps.projects.selectors import split_for_hash
+from apps.registry.runtime import current_model_runner, load_batch, predict_contents
 from apps.samples import content as content_io
 from apps.samples.models import EmbeddingJob, Sample
 from apps.samples.selectors import label_free_space
@@ -219,8 +220,6 @@ def _insert(project: Project, items: list[IngestItem], checked: list[tuple[str, 
 
 
 def _attach_predictions(project: Project, items: list[IngestItem], results: list[dict]) -> None:
-    from apps.serving.services import predict_contents
-
     with_content = [(i, item.content) for i, item in enumerate(items) if item.content is not None]
     if not with_content:
         return
@@ -260,12 +259,12 @@ def samples_features(*, project: Project, samples: list[Sample], runner=None) ->
     arrays = []
     if ok:
         try:
-            X = content_io.load_batch(project.modality, blobs)
+            X = load_batch(project.modality, blobs)
         except MLError:  # find the bad ones one by one
             good = []
             for sample, blob in zip(ok, blobs):
                 try:
-                    arrays.append(content_io.load_batch(project.modality, [blob]))
+                    arrays.append(load_batch(project.modality, [blob]))
                     good.append(sample)
                 except MLError as exc:
                     sample.embed_error = f"cannot decode: {exc.message}"[:300]
@@ -318,8 +317,6 @@ def samples_embed(*, project: Project, sample_ids: list[int], space: str | None 
     The space is the deployed model's ("model:<id>") when one is deployed, else label-free features.
     Returns how many were embedded; unreadable samples get ``embed_error`` and are skipped.
     """
-    from apps.serving.selectors import current_model_runner
-
     runner = current_model_runner(project=project)
     space = space or (f"model:{runner.model_id}" if runner else label_free_space())
     samples = list(Sample.objects.filter(project=project, pk__in=sample_ids).exclude(embedding_space=space))

@@ -11,9 +11,10 @@ from rest_framework.response import Response
 from apps.accounts.models import Role
 from apps.projects.views import ProjectScopedView
 from apps.core.errors import NotFound, ValidationFailed
-from apps.serving.selectors import current_deployment
-from apps.serving.services import deployment_create, predict_one
-from apps.training.models import ModelVersion
+from apps.registry.models import ModelVersion
+from apps.registry.selectors import current_deployment
+from apps.registry.services import deployment_create
+from apps.serving.services import predict_one
 
 
 class DeployIn(serializers.Serializer):

@@ -11,7 +11,8 @@ from apps.core.api import IDEMPOTENCY_KEY, JobOut
 from apps.projects.views import JobCancelView, JobDetailView, JobListCreateView, ProjectScopedView
 from apps.core.errors import NotFound
 from apps.core.ids import get_by_id
-from apps.training.models import ModelVersion, TrainingRun
+from apps.registry.models import ModelVersion
+from apps.training.models import TrainingRun
 from apps.training.services import training_run_cancel, training_run_create
 
 

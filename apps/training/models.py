@@ -31,7 +31,7 @@ class TrainingRun(JobFields):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
     number = models.PositiveIntegerField()
     dataset_version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="training_runs")
-    model = models.OneToOneField("ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    model = models.OneToOneField("registry.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     config = models.JSONField(default=dict)
     stage = models.CharField(max_length=16, default="queued")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
@@ -58,30 +58,3 @@ class PipelineStep(JobFields):
     class Meta:
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["training_run", "kind"], name="step_unique_kind")]
-
-
-class ModelVersion(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
-    training_run = models.OneToOneField(TrainingRun, on_delete=models.CASCADE, related_name="+")
-    version = models.PositiveIntegerField()
-    modality = models.CharField(max_length=16)
-    labels = models.JSONField()
-    checkpoint = models.FileField(max_length=300, blank=True, default="")
-    onnx = models.FileField(max_length=300, blank=True, default="")
-    confusion_png = models.FileField(max_length=300, blank=True, default="")
-    history = models.JSONField(default=list, blank=True)
-    eval_report = models.JSONField(null=True, blank=True)
-    baseline_model = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    baseline_report = models.JSONField(null=True, blank=True, help_text="the deployed model on the same test set")
-    comparison = models.JSONField(null=True, blank=True)
-    parity = models.JSONField(null=True, blank=True)
-    onnx_int8 = models.FileField(max_length=300, blank=True, default="")
-    runtime = models.CharField(max_length=8, default="fp32", help_text="what serving runs: fp32 or int8 (onnx_int8)")
-    runtime_report = models.JSONField(null=True, blank=True, help_text="fp32 vs int8: latency, accuracy, decision")
-    curve = models.JSONField(null=True, blank=True,
-                             help_text="learning curve: this and earlier versions scored on this version's test split")
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["id"]
-        constraints = [models.UniqueConstraint(fields=["project", "version"], name="model_unique_version")]

@@ -25,11 +25,14 @@ from apps.core.jobs import JobContext, job_cancel, job_enqueue, job_execute
 from apps.core.models import JobStatus
 from apps.labeling.models import Annotation
 from apps.projects.models import Project
+from apps.registry.models import ModelVersion
+from apps.registry.runtime import load_batch, model_runner
+from apps.registry.selectors import current_deployment, model_checkpoint_load
+from apps.registry.services import deployment_create, model_version_create, model_version_update
 from apps.samples import content as content_io
 from apps.samples.models import Sample
 from apps.samples.selectors import metadata_slices
-from apps.training.models import DatasetVersion, ModelVersion, PipelineStep, StepKind, TrainingRun
-from apps.training.selectors import model_checkpoint_load
+from apps.training.models import DatasetVersion, PipelineStep, StepKind, TrainingRun
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +139,7 @@ def _load_split(run: TrainingRun, splits: tuple[str, ...], limit: int | None = N
         blobs.append(content_io.read_content(sample))
         labels.append(label_index)
         ids.append(pk)
-    X = content_io.load_batch(run.project.modality, blobs)
+    X = load_batch(run.project.modality, blobs)
     return X, np.asarray(labels, dtype=np.int64), ids
 
 
@@ -229,13 +232,8 @@ def _train(run: TrainingRun, progress) -> dict:
         model.save(path)
         name = file_put(name=f"models/{project.pk}/run{run.pk}/model.pt", content=ContentFile(path.read_bytes()))
     with transaction.atomic():
-        Project.objects.select_for_update().filter(pk=project.pk).first()  # serialise version numbers
-        mv = ModelVersion.objects.filter(training_run=run).first()
-        if mv is None:
-            version = (ModelVersion.objects.filter(project=project).aggregate(n=Max("version"))["n"] or 0) + 1
-            mv = ModelVersion(project=project, training_run=run, version=version)
-        mv.modality, mv.labels, mv.checkpoint, mv.history = project.modality, list(run.dataset_version.labels), name, model.history
-        mv.save()
+        mv = model_version_create(project=project, training_run=run, labels=list(run.dataset_version.labels),
+                                  checkpoint=name, history=model.history)
         TrainingRun.objects.filter(pk=run.pk).update(model=mv)
     version = mv.version
     best = min(model.history, key=lambda h: h.get("val_loss", float("inf"))) if model.history else {}
@@ -258,8 +256,6 @@ def _learning_curve(mv: ModelVersion, X, y, report) -> dict:
     split, so the curve's points differ only in the labels the models had."""
     from ml.evaluation import evaluate
 
-    from apps.serving.selectors import model_runner
-
     points = [{"model": mv.pk, "version": mv.version, "labels": mv.training_run.dataset_version.n_labeled,
                "accuracy": report.accuracy, "macro_f1": report.macro_f1}]
     earlier = (ModelVersion.objects.filter(project_id=mv.project_id, version__lt=mv.version).exclude(onnx="")
@@ -277,8 +273,6 @@ def _learning_curve(mv: ModelVersion, X, y, report) -> dict:
 def _evaluate(run: TrainingRun, progress) -> dict:
     from ml.evaluation import compare_models, confusion_png, evaluate
 
-    from apps.serving.selectors import current_deployment, model_runner
-
     mv = ModelVersion.objects.get(pk=run.model_id)
     progress(5, "loading the test split")
     X, y, ids = _load_split(run, ("test",))
@@ -292,19 +286,18 @@ def _evaluate(run: TrainingRun, progress) -> dict:
     report = evaluate(y, probs, labels, slices=slices)
     png = confusion_png(report, title=f"model v{mv.version} on {len(y)} test samples")
     png_name = file_put(name=f"models/{mv.project_id}/run{run.pk}/confusion.png", content=ContentFile(png))
-    mv.eval_report, mv.confusion_png = report.to_dict(), png_name
+    baseline = {}
     deployment = current_deployment(project=run.project)
     if deployment is not None and deployment.model_version_id != mv.pk:
         progress(70, "evaluating the deployed model on the same test set")
         old = deployment.model_version
         old_probs = model_runner(model_version=old).predict_proba(X)
-        mv.baseline_model = old
-        mv.baseline_report = evaluate(y, old_probs, labels, slices=slices).to_dict()
-        mv.comparison = compare_models(y, probs, old_probs, labels, slices=slices).to_dict()
+        baseline = {"baseline_model": old,
+                    "baseline_report": evaluate(y, old_probs, labels, slices=slices).to_dict(),
+                    "comparison": compare_models(y, probs, old_probs, labels, slices=slices).to_dict()}
     progress(85, "scoring earlier versions on this test set (learning curve)")
-    mv.curve = _learning_curve(mv, X, y, report)
-    mv.save(update_fields=["eval_report", "confusion_png", "baseline_model", "baseline_report", "comparison",
-                           "curve"])
+    model_version_update(model_version=mv, eval_report=report.to_dict(), confusion_png=png_name,
+                         curve=_learning_curve(mv, X, y, report), **baseline)
     return {"accuracy": report.accuracy, "macro_f1": report.macro_f1, "n_test": int(len(y)),
             "baseline_accuracy": (mv.baseline_report or {}).get("accuracy")}
 
@@ -377,17 +370,13 @@ def _export(run: TrainingRun, progress) -> dict:
         int8_name = ""
         if path.with_name("int8.onnx").exists():
             int8_name = file_put(name=f"{folder}/model.int8.onnx", content=ContentFile(path.with_name("int8.onnx").read_bytes()))
-    mv.onnx, mv.parity, mv.onnx_int8, mv.runtime_report = name, parity.to_dict(), int8_name, report
-    mv.runtime = report["decision"]["runtime"]
-    mv.save(update_fields=["onnx", "parity", "onnx_int8", "runtime", "runtime_report"])
+    model_version_update(model_version=mv, onnx=name, parity=parity.to_dict(), onnx_int8=int8_name,
+                         runtime=report["decision"]["runtime"], runtime_report=report)
     return {"parity": parity.to_dict(), "runtime": mv.runtime, "reason": report["decision"]["reason"]}
 
 
 def _gate(run: TrainingRun, progress) -> dict:
     """Deploy automatically when the project's gate is on and the new model does not regress."""
-    from apps.serving.selectors import current_deployment
-    from apps.serving.services import deployment_create
-
     project = run.project
     mv = ModelVersion.objects.get(pk=run.model_id)
     progress(10, "deciding whether to deploy")  # the last point where a cancel stops a deploy

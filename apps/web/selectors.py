@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from apps.accounts.models import ROLE_RANK, Role
 from apps.monitoring.selectors import drift_last_check
+from apps.registry.models import ModelVersion
+from apps.registry.selectors import current_deployment
 
 
 def can_lead(role: str | None) -> bool:
@@ -57,7 +59,6 @@ def learning_curve(*, project, deployed_id: int | None) -> tuple[str, str]:
     From the newest evaluated version that re-scored the earlier ones on its own test split
     (``ModelVersion.curve``): every point on one test set. Otherwise (models from before that) each
     version's accuracy on the test split of its own dataset version."""
-    from apps.training.models import ModelVersion
     from apps.web.charts import CurvePoint, learning_curve_svg
 
     newest = (ModelVersion.objects.filter(project=project, curve__isnull=False).order_by("-version").first())
@@ -89,8 +90,7 @@ def project_page_data(*, project, user) -> dict:
     from apps.labeling.selectors import annotation_stats, budget_summary, round_constraints_summary, rounds_for_project
     from apps.projects.selectors import project_role
     from apps.samples.selectors import sample_counts
-    from apps.serving.selectors import current_deployment
-    from apps.training.models import ModelVersion, TrainingRun
+    from apps.training.models import TrainingRun
 
     role = project_role(project=project, user=user)
     counts = sample_counts(project=project)

@@ -55,8 +55,8 @@ def fuzz_state(transactional_db, django_capture_on_commit_callbacks, lead, annot
     from apps.labeling.models import Annotation, Task
     from apps.labeling.services import round_create
     from apps.samples.models import Sample
-    from apps.serving.services import deployment_create
-    from apps.training.models import ModelVersion
+    from apps.registry.models import ModelVersion
+    from apps.registry.services import deployment_create
     from tests.apps.helpers import train_digits
 
     run = train_digits(project, lead, annotator, digits, django_capture_on_commit_callbacks, n=30, epochs=2,

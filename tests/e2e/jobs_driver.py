@@ -104,7 +104,8 @@ def _verify(kind: str, pk: int) -> dict:
         job = Round.objects.get(pk=pk)
         facts = {"tasks": Task.objects.filter(round=job).count(), "selected": job.selected}
     elif kind == "training":
-        from apps.training.models import ModelVersion, TrainingRun
+        from apps.registry.models import ModelVersion
+        from apps.training.models import TrainingRun
 
         job = TrainingRun.objects.get(pk=pk)
         facts = {"model_versions": ModelVersion.objects.filter(training_run=job).count(),

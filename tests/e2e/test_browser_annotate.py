@@ -188,7 +188,7 @@ def test_project_page_live_progress_deploy_and_prediction(live_server, people, d
     assert page.evaluate("() => window.__noReload") is True
 
     # The gate is off: the lead deploys the new model with its button.
-    from apps.serving.selectors import current_deployment
+    from apps.registry.selectors import current_deployment
 
     assert current_deployment(project=project).model_version_id == first.model_id
     page.click(f"button[data-deploy='{run.model_id}']")

@@ -33,8 +33,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('projects', '0004_webhook_secret_rotation'),
-        ('serving', '0004_job_runner'),
-        ('training', '0003_job_runner'),
+        ('serving', '0005_model_registry_move'),  # DriftCheck's model version is the registry's
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -85,7 +84,7 @@ class Migration(migrations.Migration):
                         ('alert_error', models.TextField(blank=True, default='')),
                         ('alert_sent_at', models.DateTimeField(blank=True, null=True)),
                         ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                        ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='training.modelversion')),
+                        ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='registry.modelversion')),
                         ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='drift_checks', to='projects.project')),
                     ],
                     options={

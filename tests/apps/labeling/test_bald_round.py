@@ -13,10 +13,10 @@ def test_bald_round_ranks_the_train_pool_by_mc_dropout_disagreement(lead, annota
     from apps.labeling.models import Task
     from apps.labeling.services import MC_SAMPLES, round_create
     from apps.projects.services import project_update
+    from apps.registry.runtime import load_batch
+    from apps.registry.selectors import current_deployment, model_checkpoint_load
     from apps.samples import content as content_io
     from apps.samples.models import Sample
-    from apps.serving.selectors import current_deployment
-    from apps.training.selectors import model_checkpoint_load
 
     project_update(project=project, auto_deploy=True)
     run = train_digits(project, lead, annotator, digits, django_capture_on_commit_callbacks, n=200, labeled=60, epochs=3)
@@ -35,7 +35,7 @@ def test_bald_round_ranks_the_train_pool_by_mc_dropout_disagreement(lead, annota
     assert len(chosen) >= 10
     unlabeled = list(Sample.objects.filter(project=project, split="train", label__isnull=True).order_by("id"))
     model = model_checkpoint_load(model_version=deployment.model_version)
-    X = content_io.load_batch("image", [content_io.read_content(s) for s in unlabeled])
+    X = load_batch("image", [content_io.read_content(s) for s in unlabeled])
     scores = bald(model.predict_proba_mc(X, n_samples=MC_SAMPLES, random_state=rnd.pk))
     by_sample = dict(zip((s.pk for s in unlabeled), scores))
     got = np.array([by_sample[t.sample_id] for t in chosen])

@@ -40,7 +40,7 @@ def serving(request, lead, annotator, project, digits, django_capture_on_commit_
     """A digits project with a model trained on 120 labels and deployed by the gate. It serves fp32: export picks
     int8 by timing it, which varies with the machine's load, and the embeddings (so the p-values) with it."""
     from apps.projects.services import project_update
-    from apps.serving.selectors import current_deployment
+    from apps.registry.selectors import current_deployment
 
     _same_draws(request)
     settings.LOOPLAB = {**settings.LOOPLAB, "EXPORT_INT8": False}

@@ -15,10 +15,10 @@ def one_of_each(lead, annotator, project, digits, django_capture_on_commit_callb
     from apps.exports.services import export_create
     from apps.labeling.models import Annotation, Round, Task
     from apps.projects.services import project_update
+    from apps.registry.models import ModelVersion
     from apps.samples.models import Sample
     from apps.labeling.quality import label_check_create
     from apps.monitoring.drift import drift_check_create
-    from apps.training.models import ModelVersion
 
     project_update(project=project, auto_deploy=True)
     run = train_digits(project, lead, annotator, digits, django_capture_on_commit_callbacks, n=40, epochs=1)

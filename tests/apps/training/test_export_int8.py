@@ -10,8 +10,8 @@ def test_export_decides_between_fp32_and_int8_and_serving_follows(api, lead, ann
                                                                  django_capture_on_commit_callbacks):
     from ml.serving import runtime_decision
 
-    from apps.serving.selectors import _CACHE, model_runner
-    from apps.training.models import ModelVersion
+    from apps.registry.models import ModelVersion
+    from apps.registry.runtime import _CACHE, model_runner
 
     run = train_digits(project, lead, annotator, digits, django_capture_on_commit_callbacks, n=200, epochs=3)
     body = api(lead).get(f"/api/v1/models/{run.model_id}/").json()
@@ -39,28 +39,8 @@ def test_export_decides_between_fp32_and_int8_and_serving_follows(api, lead, ann
 
 
 @pytest.mark.slow
-def test_int8_with_full_range_weights_is_not_served_on_a_cpu_without_vnni(lead, annotator, project, digits, monkeypatch,
-                                                                          django_capture_on_commit_callbacks):
-    import ml.export
-
-    from apps.serving.selectors import serving_file
-    from apps.training.models import ModelVersion
-
-    run = train_digits(project, lead, annotator, digits, django_capture_on_commit_callbacks, n=60, epochs=2)
-    mv = ModelVersion.objects.get(pk=run.model_id)
-    mv.runtime = "int8"  # as if export had chosen int8
-    for reduce_range, has_vnni, served in ((False, False, mv.onnx), (False, True, mv.onnx_int8),
-                                           (True, False, mv.onnx_int8), (False, None, mv.onnx_int8)):
-        mv.runtime_report["int8"]["reduce_range"] = reduce_range  # quantized on a CPU with / without VNNI
-        monkeypatch.setattr(ml.export, "cpu_has_vnni", lambda v=has_vnni: v)  # the CPU serving now
-        assert serving_file(model_version=mv).name == served.name, (reduce_range, has_vnni)
-    mv.runtime = "fp32"
-    assert serving_file(model_version=mv).name == mv.onnx.name
-
-
-@pytest.mark.slow
 def test_int8_export_can_be_turned_off(lead, annotator, project, digits, settings, django_capture_on_commit_callbacks):
-    from apps.training.models import ModelVersion
+    from apps.registry.models import ModelVersion
 
     settings.LOOPLAB = {**settings.LOOPLAB, "EXPORT_INT8": False}
     run = train_digits(project, lead, annotator, digits, django_capture_on_commit_callbacks, n=60, epochs=3)

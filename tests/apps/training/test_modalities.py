@@ -54,7 +54,7 @@ def test_train_deploy_predict(api, lead, annotator, modality, django_capture_on_
 def test_pipeline_step_delivered_twice_does_not_run_twice(lead, project, digits, django_capture_on_commit_callbacks, annotator):
     """A redelivered Celery message for a finished step only re-queues the next step; a second training
     of the same run never creates a second model."""
-    from apps.training.models import ModelVersion
+    from apps.registry.models import ModelVersion
     from apps.training.services import training_step_run
     from tests.apps.helpers import train_digits
 

@@ -178,7 +178,7 @@ def test_project_page_learning_curve_and_slice_metrics(client, lead, annotator, 
     assert len(re.findall(r'<circle class="dot accuracy[^"]*" cx="[\d.]+" cy="[\d.]+" r="\d" data-version', svg)) == 2
     assert re.search(r"v1: [\d.]+% accuracy with 80 labels", svg) and re.search(r"v2: [\d.]+% accuracy with 160 labels", svg)
     # both points are on v2's test split: v1 was re-scored there when v2 was evaluated
-    from apps.training.models import ModelVersion
+    from apps.registry.models import ModelVersion
 
     v1, v2 = ModelVersion.objects.filter(project=project).order_by("version")
     points = {p["version"]: p for p in v2.curve["points"]}

@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('monitoring', '0001_drift_monitoring'),
-        ('serving', '0004_job_runner'),
+        ('serving', '0005_model_registry_move'),
     ]
 
     # DriftCheck moved to apps.monitoring with its table (serving_driftcheck): state only, no row moves

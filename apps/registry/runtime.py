@@ -1,14 +1,24 @@
-"""The serving path: onnxruntime only. torch is never imported here."""
+"""Loaded models: the per-process LRU of ONNX sessions and running the deployed model on contents.
+
+The serving path is onnxruntime only; torch is never imported here. What needs the torch network itself
+(evaluation, export, MC dropout) loads the checkpoint with :func:`apps.registry.selectors.model_checkpoint_load`.
+"""
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+from django.conf import settings
 from django.core.files.storage import default_storage
 
-from apps.serving.models import Deployment
+from apps.core.limits import content_limits
+from apps.projects.models import Project
+from apps.registry.models import ModelVersion
+from apps.registry.selectors import current_deployment
+from apps.registry.signals import predictions_made
 
 _CACHE: "OrderedDict[int, ModelRunner]" = OrderedDict()
 _LOCK = threading.Lock()
@@ -26,10 +36,6 @@ class ModelRunner:
 
     def embed(self, X: np.ndarray) -> np.ndarray:
         return self.session.embed(X)
-
-
-def current_deployment(*, project) -> Deployment | None:
-    return Deployment.objects.filter(project=project).select_related("model_version").order_by("-id").first()
 
 
 def serving_file(*, model_version):
@@ -74,3 +80,33 @@ def current_model_runner(*, project) -> ModelRunner | None:
         return None
     return model_runner(model_version=deployment.model_version)
 
+
+def load_batch(modality: str, blobs: list[bytes]) -> np.ndarray:
+    """Model input for a batch of validated contents (shapes per ml/ contract). The same caps as at
+    ingest apply (a file:// sample was never validated); long audio is read in blocks."""
+    # Long recordings (region projects) are cut to their loudest window for the model.
+    from ml import modalities
+
+    return modalities.get(modality).load_batch(
+        blobs, content_limits(max_duration_s=settings.LOOPLAB["MAX_LONG_AUDIO_SECONDS"]))
+
+
+def predict_contents(*, project: Project, blobs: list[bytes], sample_ids: list[int | None] | None = None) -> list[dict] | None:
+    """Predict with the deployed model; None when nothing is deployed. Every prediction is logged (the
+    ``predictions_made`` signal, which the serving app turns into PredictionLog rows)."""
+    runner = current_model_runner(project=project)
+    if runner is None:
+        return None
+    started = time.perf_counter()
+    X = load_batch(project.modality, blobs)
+    probs = runner.predict_proba(X)
+    latency_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(blobs))
+    results = []
+    for row in np.asarray(probs, dtype=np.float64):
+        top = int(row.argmax())
+        results.append({"label": runner.labels[top],
+                        "scores": {name: round(float(p), 6) for name, p in zip(runner.labels, row)},
+                        "confidence": float(row[top]), "model": runner.model_id, "latency_ms": round(latency_ms, 3)})
+    predictions_made.send(sender=ModelVersion, project=project, model_id=runner.model_id, results=results,
+                          latency_ms=latency_ms, sample_ids=sample_ids)
+    return results

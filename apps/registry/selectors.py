@@ -1,9 +1,13 @@
-"""Reads of the training app."""
+"""Reads of the registry: which deployment serves, and a model version's torch checkpoint."""
 from __future__ import annotations
 
 from django.core.files.storage import default_storage
 
-from apps.training.models import ModelVersion
+from apps.registry.models import Deployment, ModelVersion
+
+
+def current_deployment(*, project) -> Deployment | None:
+    return Deployment.objects.filter(project=project).select_related("model_version").order_by("-id").first()
 
 
 def model_checkpoint_load(*, model_version: ModelVersion, device: str = "cpu"):
