@@ -7,6 +7,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from apps.core.errors import ErrorCode, ValidationFailed
+from apps.core.services import idempotent_call, request_fingerprint
 
 
 def query_bool(value: str | None, name: str = "parameter") -> bool | None:
@@ -44,8 +45,6 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 def idempotent_response(request, *, scope: str, call) -> Response:
     """Run ``call`` (-> (status, body)) once per caller, ``scope`` and Idempotency-Key; a repeat replays the
     first response with ``Idempotent-Replayed: true`` (apps.core.services.idempotent_call)."""
-    from apps.core.services import idempotent_call, request_fingerprint
-
     code, body, replayed = idempotent_call(user=request.user, scope=scope, key=request.headers.get("Idempotency-Key"),
                                            fingerprint=request_fingerprint(request.body), call=call)
     response = Response(body, status=code)

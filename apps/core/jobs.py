@@ -42,6 +42,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
+from apps.core.errors import DomainError
 from apps.core.models import JobStatus
 
 log = logging.getLogger(__name__)
@@ -277,8 +278,6 @@ class _Heartbeat(threading.Thread):
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    from apps.core.errors import DomainError
-
     try:
         from ml.errors import MLError
     except ImportError:  # pragma: no cover

@@ -5,7 +5,6 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.response import Response
 
 from apps.accounts.models import Role
 from apps.core.api import IDEMPOTENCY_KEY, JobOut

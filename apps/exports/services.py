@@ -15,8 +15,13 @@ from apps.core.files import file_put
 from apps.core.jobs import JobContext, job_enqueue
 from apps.exports import writers
 from apps.exports.models import Export
+from apps.exports.tasks import run_export
 from apps.labeling.models import Annotation, ReviewStatus, TaskState
 from apps.projects.models import Project
+from apps.samples import content as content_io
+from apps.samples.models import Sample
+from apps.samples.points import sample_points
+from apps.training.services import dataset_version_freeze
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +39,6 @@ def export_create(*, project: Project, user, format: str, reviewed_only: bool = 
     with transaction.atomic():
         export = Export.objects.create(project=project, format=format, created_by=user, message="queued",
                                        options={"reviewed_only": bool(reviewed_only)})
-        from apps.exports.tasks import run_export
 
         job_enqueue(export, run_export, export.pk)
     return export
@@ -54,9 +58,6 @@ def export_items(*, export: Export) -> list[writers.Item]:
     """What an export writes, in sample id order; also records which data it was (version or annotation ids)."""
     project = export.project
     if project.task_type == "classification":
-        from apps.samples.models import Sample
-        from apps.training.services import dataset_version_freeze
-
         version = dataset_version_freeze(project=project)
         samples = Sample.objects.in_bulk([pk for pk, _, _ in version.items])
         Export.objects.filter(pk=export.pk).update(dataset_version=version, digest=version.digest)
@@ -82,14 +83,10 @@ def export_items(*, export: Export) -> list[writers.Item]:
 
 
 def _read_content(sample) -> bytes:
-    from apps.samples import content as content_io
-
     return content_io.read_content(sample)
 
 
 def _read_points(sample):
-    from apps.samples.points import sample_points
-
     return sample_points(sample=sample).data[:, :3]
 
 

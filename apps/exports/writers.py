@@ -28,6 +28,7 @@ from xml.etree import ElementTree as ET
 import numpy as np
 
 from apps.labeling.results import shapes_as_boxes
+from apps.samples.content import extension_for
 
 FORMATS_BY_TASK_TYPE = {
     "classification": ("csv", "json"),
@@ -103,8 +104,6 @@ def _size(item: Item) -> tuple[int, int]:
 
 
 def _image_ext(item: Item) -> str:
-    from apps.samples.content import extension_for
-
     return extension_for(item.sample.content_format or "png")
 
 

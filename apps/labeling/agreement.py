@@ -24,6 +24,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from apps.labeling.models import Annotation, ReviewStatus
 from apps.labeling.results import shapes_as_boxes
 
 # -- kappas ---------------------------------------------------------------------------------------
@@ -263,8 +264,6 @@ def agreement_compute(*, task_type: str, tasks: list[tuple[int, list[tuple[str, 
 
 def project_agreement(*, project) -> dict:
     """Agreement over the project's tasks with >= 2 annotations that were not rejected in review."""
-    from apps.labeling.models import Annotation, ReviewStatus
-
     grouped: dict[int, list] = defaultdict(list)
     rows = (Annotation.objects.filter(task__project=project).exclude(review_status=ReviewStatus.REJECTED)
             .select_related("annotator").order_by("task_id", "id"))

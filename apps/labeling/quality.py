@@ -16,6 +16,7 @@ from django.db import transaction
 from apps.core.errors import ErrorCode, ValidationFailed
 from apps.core.jobs import JobContext, job_enqueue
 from apps.labeling.models import Annotation, LabelCheck, ReviewStatus
+from apps.labeling.tasks import run_label_check
 from apps.samples.models import Sample
 
 MIN_LABELED = 20
@@ -109,7 +110,6 @@ def label_check_create(*, project, user, limit: int = 200) -> LabelCheck:
         raise _not_enough_labels(n)
     with transaction.atomic():
         check = LabelCheck.objects.create(project=project, created_by=user, limit=int(limit), message="queued")
-        from apps.labeling.tasks import run_label_check
 
         job_enqueue(check, run_label_check, check.pk)
     return check

@@ -15,6 +15,7 @@ from apps.accounts.models import Role
 from apps.core.errors import ErrorCode, ValidationFailed
 from apps.core.ids import get_by_id, is_id
 from apps.labeling.models import Annotation, ReviewStatus, Task
+from apps.labeling.results import validate_result
 from apps.labeling.services import task_settle
 from apps.projects.selectors import require_role
 
@@ -54,8 +55,6 @@ def annotations_for_review(*, project, review_status: str | None = None, annotat
 
 def annotation_review(*, annotation: Annotation, user, action: str, comment: str = "", result=None) -> Annotation:
     """Accept, reject (with a comment) or correct an annotation. Leads and admins of the project only."""
-    from apps.labeling.results import validate_result
-
     project = annotation.task.project
     require_role(project=project, user=user, min_role=Role.LEAD)
     if action not in ACTIONS:

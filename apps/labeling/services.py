@@ -10,14 +10,19 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from apps.core.errors import Conflict, ValidationFailed
+from apps.core.errors import Conflict, ErrorCode, ValidationFailed
 from apps.core.jobs import JobContext, job_enqueue
 from apps.labeling.models import Annotation, ReviewStatus, Round, Task, TaskSkip, TaskState
+from apps.labeling.results import validate_result
 from apps.labeling.selectors import budget_summary
+from apps.labeling.tasks import run_round
 from apps.projects.models import Project
 from apps.registry.runtime import load_batch, model_runner
 from apps.registry.selectors import current_deployment, model_checkpoint_load
+from apps.samples import content as content_io
 from apps.samples.models import Sample
+from apps.samples.selectors import label_free_space
+from apps.samples.services import samples_features
 
 log = logging.getLogger(__name__)
 
@@ -98,20 +103,20 @@ def round_create(*, project: Project, user, budget: int, strategy: str = "auto",
     from ml.selection import MODEL_FREE_STRATEGIES, STRATEGIES, RoundConstraints
 
     if strategy not in STRATEGIES:
-        raise ValidationFailed(f"Unknown strategy {strategy!r}.", code="invalid_strategy",
+        raise ValidationFailed(f"Unknown strategy {strategy!r}.", code=ErrorCode.INVALID_STRATEGY,
                                details={"strategies": list(STRATEGIES)})
     has_model = current_deployment(project=project) is not None
     if strategy not in MODEL_FREE_STRATEGIES and not has_model:
         raise ValidationFailed(f"Strategy {strategy!r} scores samples with the deployed model, and none is deployed yet; "
-                               f"use one of {', '.join(MODEL_FREE_STRATEGIES)} first.", code="model_required",
+                               f"use one of {', '.join(MODEL_FREE_STRATEGIES)} first.", code=ErrorCode.MODEL_REQUIRED,
                                details={"model_free_strategies": list(MODEL_FREE_STRATEGIES)})
     if not isinstance(budget, int) or budget < 1:
-        raise ValidationFailed("budget must be a positive integer.", code="invalid_budget")
+        raise ValidationFailed("budget must be a positive integer.", code=ErrorCode.INVALID_BUDGET)
     # the grammar is checked by ml.selection.RoundConstraints: InvalidConstraints (422 invalid_constraints)
     def classes_need_a_model():
         if not has_model:
             raise ValidationFailed("Class quotas count the deployed model's predicted classes, and no model is "
-                                   "deployed yet.", code="model_required")
+                                   "deployed yet.", code=ErrorCode.MODEL_REQUIRED)
 
     checked = RoundConstraints.parse(constraints, labels=project.labels, on_classes=classes_need_a_model)
     constraints = checked.to_dict()
@@ -120,11 +125,11 @@ def round_create(*, project: Project, user, budget: int, strategy: str = "auto",
         remaining = budget_summary(project=project)["remaining"]
         if budget > remaining:
             raise ValidationFailed(f"The project has {remaining} labels of budget left; this round asks for {budget}.",
-                                   code="budget_exceeded", details={"remaining": remaining, "requested": budget})
+                                   code=ErrorCode.BUDGET_EXCEEDED,
+                                   details={"remaining": remaining, "requested": budget})
         number = (Round.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
         rnd = Round.objects.create(project=project, number=number, strategy=strategy, budget=budget,
                                    constraints=constraints, created_by=user, message="queued")
-        from apps.labeling.tasks import run_round
 
         job_enqueue(rnd, run_round, rnd.pk)
     return rnd
@@ -152,9 +157,6 @@ def _pool_features(project: Project, samples: list[Sample], runner, progress):
     Returns (usable samples, embeddings, probs or None). Samples whose content cannot be read or
     decoded are marked with ``embed_error`` (by samples_features) and left out of the round.
     """
-    from apps.samples.services import samples_features
-
-    from apps.samples.selectors import label_free_space
 
     space = f"model:{runner.model_id}" if runner else label_free_space()
     vectors: dict[int, np.ndarray] = {}
@@ -189,8 +191,6 @@ def _pool_mc_probs(project: Project, samples: list[Sample], model, progress, *, 
 
     ONNX export drops dropout, so this runs the checkpoint; the samples are the ones _pool_features could read."""
     from ml.errors import MLError
-
-    from apps.samples import content as content_io
 
     out = []
     for start in range(0, len(samples), CHUNK):
@@ -256,7 +256,7 @@ def round_run(*, rnd: Round, job: JobContext) -> None:
         strategy = rnd.strategy if split == "train" else "random"
         if strategy not in MODEL_FREE_STRATEGIES and probs is None:
             raise ValidationFailed(f"Strategy {strategy!r} needs a deployed model; before the first one use one of "
-                                   f"{', '.join(MODEL_FREE_STRATEGIES)}.", code="model_required")
+                                   f"{', '.join(MODEL_FREE_STRATEGIES)}.", code=ErrorCode.MODEL_REQUIRED)
         # low-confidence production samples and samples a lead sent back from a drift check go first
         prefer = np.array([pool[i].low_confidence or pool[i].drift_flagged for i in positions])
         extra, notes = {}, {}
@@ -381,13 +381,13 @@ def _still_callers(task: Task, user, *, now) -> None:
     slip in between this check and the caller's write.
     """
     if task.state != TaskState.PENDING:
-        raise Conflict("This task is already done.", code="task_done")
+        raise Conflict("This task is already done.", code=ErrorCode.TASK_DONE)
     if task.leased_by_id == user.pk:
         return
     if task.leased_by_id is not None and task.lease_expires_at is not None and task.lease_expires_at > now:
         raise Conflict("Another annotator holds this task now (a lease that runs out can be claimed by others); "
-                       "nothing was stored. Take the next task with tasks/next.", code="task_taken")
-    raise Conflict("You do not hold the lease on this task; claim it with tasks/next.", code="not_leased")
+                       "nothing was stored. Take the next task with tasks/next.", code=ErrorCode.TASK_TAKEN)
+    raise Conflict("You do not hold the lease on this task; claim it with tasks/next.", code=ErrorCode.NOT_LEASED)
 
 
 def task_skip(*, task: Task, user) -> None:
@@ -406,12 +406,10 @@ def annotation_submit(*, task: Task, user, result, active_seconds: float | None 
     A task is done once it has the project's ``annotations_per_task`` counted (not rejected)
     annotations; for classification the sample's label is then set (see task_settle).
     """
-    from apps.labeling.results import validate_result
-
     project = task.project
     clean = validate_result(project=project, sample=task.sample, result=result)
     if active_seconds is not None and (active_seconds < 0 or active_seconds > 86400):
-        raise ValidationFailed("active_seconds must be within 0..86400.", code="invalid_active_seconds")
+        raise ValidationFailed("active_seconds must be within 0..86400.", code=ErrorCode.INVALID_ACTIVE_SECONDS)
     with transaction.atomic():
         task = Task.objects.select_for_update().select_related("sample").get(pk=task.pk)
         now = timezone.now()

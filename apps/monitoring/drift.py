@@ -28,9 +28,9 @@ from django.utils import timezone
 
 from ml.drift import detect_drift
 
-from apps.core.errors import Conflict, ValidationFailed
+from apps.core.errors import Conflict, ErrorCode, ValidationFailed
 from apps.core.jobs import JobContext, job_enqueue
-from apps.monitoring.models import DriftCheck, DriftMonitor
+from apps.monitoring.models import MAX_WINDOW_HOURS, DriftCheck, DriftMonitor
 from apps.monitoring.selectors import drift_monitor_get, drift_schedule_next
 from apps.monitoring.tasks import run_drift_check, send_drift_alert
 from apps.projects.models import Project
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 MIN_WINDOW = 20
 MAX_WINDOW = 1000
-MAX_WINDOW_HOURS = 24 * 90
 CHUNK = 256
 WITNESSES = 50
 
@@ -86,21 +85,21 @@ def drift_check_create(*, project, user, window_hours: float | None = None, sinc
     deployment = current_deployment(project=project)
     if deployment is None:
         raise ValidationFailed("A drift check compares production with the serving model's training data; "
-                               "deploy a model first.", code="no_deployment")
+                               "deploy a model first.", code=ErrorCode.NO_DEPLOYMENT)
     end = timezone.now()
     if since is not None and window_hours is not None:
-        raise ValidationFailed("Give window_hours or since, not both.", code="invalid_window")
+        raise ValidationFailed("Give window_hours or since, not both.", code=ErrorCode.INVALID_WINDOW)
     if since is not None:
         window_hours = (end - since).total_seconds() / 3600.0
     window_hours = 24.0 if window_hours is None else float(window_hours)
     if not 0 < window_hours <= MAX_WINDOW_HOURS:
         raise ValidationFailed(f"The window must be between 0 and {MAX_WINDOW_HOURS} hours long.",
-                               code="invalid_window", details={"window_hours": window_hours})
+                               code=ErrorCode.INVALID_WINDOW, details={"window_hours": window_hours})
     start = end - timedelta(hours=window_hours)
     n = _window_size(project, deployment, start=start, end=end)
     if n < MIN_WINDOW:
         raise ValidationFailed(f"{n} samples outside the training data were pushed in the last {window_hours:.3g} h; "
-                               f"a drift check needs at least {MIN_WINDOW}.", code="not_enough_samples",
+                               f"a drift check needs at least {MIN_WINDOW}.", code=ErrorCode.NOT_ENOUGH_SAMPLES,
                                details={"samples": n, "needed": MIN_WINDOW, "window_hours": window_hours})
     return _queue(project=project, deployment=deployment, start=start, end=end, user=user, trigger="manual")
 
@@ -166,7 +165,7 @@ def drift_check_run(*, check: DriftCheck, job: JobContext) -> None:
     prod, E_prod, P_prod = _score(project, runner, production, progress, 45, 85, "production")
     if len(ref) < MIN_WINDOW or len(prod) < MIN_WINDOW:
         raise ValidationFailed(f"Too few readable samples to compare: {len(ref)} reference, {len(prod)} "
-                               f"production (at least {MIN_WINDOW} each).", code="window_too_small")
+                               f"production (at least {MIN_WINDOW} each).", code=ErrorCode.WINDOW_TOO_SMALL)
     progress(88, "testing for drift (MMD and novelty permutation test, PSI)")
     report = detect_drift(E_ref, E_prod, ref_probs=P_ref, prod_probs=P_prod,
                           slices=metadata_slices([s.metadata for s in ref], [s.metadata for s in prod]), top_k=WITNESSES, random_state=check.pk)
@@ -200,7 +199,7 @@ def drift_check_flag(*, check: DriftCheck) -> int:
     """Send the check's witnesses back to labeling: the unlabeled ones without a task are flagged, and rounds
     take flagged samples first. Returns how many were flagged now (0 on a repeat)."""
     if check.status != "succeeded":
-        raise Conflict(f"The drift check is {check.status}; nothing to send yet.", code="check_not_ready",
+        raise Conflict(f"The drift check is {check.status}; nothing to send yet.", code=ErrorCode.CHECK_NOT_READY,
                        details={"status": check.status})
     ids = [w["sample"] for w in check.witnesses]
     with transaction.atomic():

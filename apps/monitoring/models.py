@@ -4,6 +4,9 @@ from django.db import models
 from apps.core.models import JobFields
 from apps.projects.models import Project
 
+# The longest production window a check looks at, and so the longest schedule interval: 90 days.
+MAX_WINDOW_HOURS = 24 * 90
+
 
 class DriftMonitor(models.Model):
     """How a project's production is watched for drift: the schedule of checks, whether a drifted check sends

@@ -6,7 +6,7 @@ import datetime
 from django.utils import timezone
 
 from apps.core.ids import get_by_id
-from apps.monitoring.models import DriftCheck, DriftMonitor
+from apps.monitoring.models import MAX_WINDOW_HOURS, DriftCheck, DriftMonitor
 from apps.samples.models import Sample
 
 
@@ -44,8 +44,6 @@ def drift_schedule_next(*, project, now=None) -> dict | None:
     """Where a project's scheduled checks stand: ``{"every_hours", "auto_flag", "window_start", "due_at"}``,
     or None when the project has no schedule. The next window starts where the last scheduled check's
     window ended (the first one looks back one interval) and is due once it is one interval long."""
-    from apps.monitoring.drift import MAX_WINDOW_HOURS  # noqa: PLC0415 (drift imports this module)
-
     monitor = drift_monitor_get(project=project)
     if not monitor.drift_check_hours:
         return None

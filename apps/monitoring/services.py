@@ -11,9 +11,8 @@ from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core.errors import Conflict, ValidationFailed
-from apps.monitoring.drift import MAX_WINDOW_HOURS
-from apps.monitoring.models import DriftMonitor
+from apps.core.errors import Conflict, ErrorCode, ValidationFailed
+from apps.monitoring.models import MAX_WINDOW_HOURS, DriftMonitor
 from apps.monitoring.selectors import drift_monitor_get
 from apps.projects.models import Project
 from apps.projects.services import project_update
@@ -25,19 +24,21 @@ WEBHOOK_SECRET_OVERLAP = timedelta(hours=24)  # after a rotation, alerts carry t
 def _validate(fields: dict) -> None:
     unknown = set(fields) - set(DRIFT_MONITOR_FIELDS)
     if unknown:
-        raise ValidationFailed(f"These fields cannot be changed: {sorted(unknown)}.", code="read_only_fields")
+        raise ValidationFailed(f"These fields cannot be changed: {sorted(unknown)}.", code=ErrorCode.READ_ONLY_FIELDS)
     if fields.get("drift_check_hours") is not None:
         if not 1 <= fields["drift_check_hours"] <= MAX_WINDOW_HOURS:
             raise ValidationFailed(f"drift_check_hours must be within 1..{MAX_WINDOW_HOURS} (or null: no schedule).",
-                                   code="invalid_drift_schedule", details={"drift_check_hours": fields["drift_check_hours"]})
+                                   code=ErrorCode.INVALID_DRIFT_SCHEDULE,
+                                   details={"drift_check_hours": fields["drift_check_hours"]})
     if fields.get("drift_webhook_url"):
         try:
             URLValidator(schemes=["http", "https"])(fields["drift_webhook_url"])
         except ValidationError:
             raise ValidationFailed("drift_webhook_url must be an http(s) URL (or empty: no alerts).",
-                                   code="invalid_webhook_url") from None
+                                   code=ErrorCode.INVALID_WEBHOOK_URL) from None
         if len(fields["drift_webhook_url"]) > 500:
-            raise ValidationFailed("drift_webhook_url is longer than 500 characters.", code="invalid_webhook_url")
+            raise ValidationFailed("drift_webhook_url is longer than 500 characters.",
+                                   code=ErrorCode.INVALID_WEBHOOK_URL)
 
 
 def drift_monitor_update(*, project: Project, **fields) -> DriftMonitor:
@@ -65,7 +66,7 @@ def drift_monitor_webhook_secret_rotate(*, project: Project) -> DriftMonitor:
     secret, so a receiver can switch to the new one without refusing alerts in between."""
     monitor = drift_monitor_get(project=project)
     if not monitor.drift_webhook_url:
-        raise Conflict("There is no alert webhook to sign for: set drift_webhook_url first.", code="no_webhook")
+        raise Conflict("There is no alert webhook to sign for: set drift_webhook_url first.", code=ErrorCode.NO_WEBHOOK)
     monitor.drift_webhook_secret_previous = monitor.drift_webhook_secret
     monitor.drift_webhook_secret = secrets.token_hex(32)
     monitor.drift_webhook_secret_rotated_at = timezone.now()

@@ -4,20 +4,20 @@ from django.db import transaction
 
 from apps.accounts.models import Role
 from apps.accounts.services import account_role
-from apps.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from apps.core.errors import Conflict, ErrorCode, Forbidden, NotFound, ValidationFailed
 from apps.projects.models import TASK_TYPES_BY_MODALITY, Membership, Modality, Project, TaskType, default_split_ratios
 
 
 def _validate_labels(labels) -> list[str]:
     if not isinstance(labels, list) or not labels:
-        raise ValidationFailed("labels must be a non-empty list of strings.", code="invalid_labels")
+        raise ValidationFailed("labels must be a non-empty list of strings.", code=ErrorCode.INVALID_LABELS)
     clean = [str(label).strip() for label in labels]
     if any(not label for label in clean) or any(len(label) > 100 for label in clean):
-        raise ValidationFailed("Each label must be 1-100 characters.", code="invalid_labels")
+        raise ValidationFailed("Each label must be 1-100 characters.", code=ErrorCode.INVALID_LABELS)
     if len(set(clean)) != len(clean):
-        raise ValidationFailed("labels must be unique.", code="invalid_labels")
+        raise ValidationFailed("labels must be unique.", code=ErrorCode.INVALID_LABELS)
     if len(clean) > 1000:
-        raise ValidationFailed("At most 1000 labels.", code="invalid_labels")
+        raise ValidationFailed("At most 1000 labels.", code=ErrorCode.INVALID_LABELS)
     return clean
 
 
@@ -27,10 +27,10 @@ def _validate_ratios(ratios) -> dict:
     try:
         clean = {name: float(ratios.get(name, 0.0)) for name in ("train", "val", "test")}
     except (TypeError, ValueError, AttributeError):
-        raise ValidationFailed("split_ratios must map train/val/test to numbers.", code="invalid_split_ratios")
+        raise ValidationFailed("split_ratios must map train/val/test to numbers.", code=ErrorCode.INVALID_SPLIT_RATIOS)
     if set(ratios) - set(clean) or any(v < 0 for v in clean.values()) or abs(sum(clean.values()) - 1.0) > 1e-6 or clean["train"] <= 0:
         raise ValidationFailed("split_ratios must be train/val/test fractions summing to 1 with train > 0.",
-                               code="invalid_split_ratios", details={"split_ratios": ratios})
+                               code=ErrorCode.INVALID_SPLIT_RATIOS, details={"split_ratios": ratios})
     return clean
 
 
@@ -41,14 +41,15 @@ def project_create(*, user, name: str, modality: str, labels: list, task_type: s
     if account_role(user) == Role.ANNOTATOR:
         raise Forbidden("Annotators cannot create projects; ask a lead.")
     if modality not in Modality.values:
-        raise ValidationFailed(f"modality must be one of {Modality.values}.", code="invalid_modality")
+        raise ValidationFailed(f"modality must be one of {Modality.values}.", code=ErrorCode.INVALID_MODALITY)
     if task_type not in TASK_TYPES_BY_MODALITY[modality]:
         raise ValidationFailed(f"A {modality} project supports the task types {list(TASK_TYPES_BY_MODALITY[modality])}.",
-                               code="invalid_task_type")
+                               code=ErrorCode.INVALID_TASK_TYPE)
     if not 1 <= annotations_per_task <= 10:
-        raise ValidationFailed("annotations_per_task must be within 1..10.", code="invalid_annotations_per_task")
+        raise ValidationFailed("annotations_per_task must be within 1..10.",
+                               code=ErrorCode.INVALID_ANNOTATIONS_PER_TASK)
     if not 0.0 <= confidence_threshold <= 1.0:
-        raise ValidationFailed("confidence_threshold must be within 0..1.", code="invalid_threshold")
+        raise ValidationFailed("confidence_threshold must be within 0..1.", code=ErrorCode.INVALID_THRESHOLD)
     with transaction.atomic():
         project = Project.objects.create(
             name=name, modality=modality, task_type=task_type, labels=_validate_labels(labels),
@@ -63,11 +64,12 @@ def project_update(*, project: Project, **fields) -> Project:
     allowed = {"name", "label_budget", "confidence_threshold", "auto_deploy", "annotations_per_task"}
     unknown = set(fields) - allowed
     if unknown:
-        raise ValidationFailed(f"These fields cannot be changed: {sorted(unknown)}.", code="read_only_fields")
+        raise ValidationFailed(f"These fields cannot be changed: {sorted(unknown)}.", code=ErrorCode.READ_ONLY_FIELDS)
     if "confidence_threshold" in fields and not 0.0 <= fields["confidence_threshold"] <= 1.0:
-        raise ValidationFailed("confidence_threshold must be within 0..1.", code="invalid_threshold")
+        raise ValidationFailed("confidence_threshold must be within 0..1.", code=ErrorCode.INVALID_THRESHOLD)
     if "annotations_per_task" in fields and not 1 <= fields["annotations_per_task"] <= 10:
-        raise ValidationFailed("annotations_per_task must be within 1..10.", code="invalid_annotations_per_task")
+        raise ValidationFailed("annotations_per_task must be within 1..10.",
+                               code=ErrorCode.INVALID_ANNOTATIONS_PER_TASK)
     for key, value in fields.items():
         setattr(project, key, value)
     project.save(update_fields=list(fields) or None)
@@ -77,7 +79,7 @@ def project_update(*, project: Project, **fields) -> Project:
 class LastAdmin(Conflict):
     """The change would leave the project without an admin: nobody could manage its members any more."""
 
-    code = "last_admin"
+    code = ErrorCode.LAST_ADMIN
 
 
 def _lock_memberships(project: Project) -> None:
@@ -99,7 +101,7 @@ def membership_set(*, project: Project, user, role: str) -> Membership:
     """Add ``user`` to the project with ``role``, or change their role. A project always keeps an admin:
     demoting its last admin is refused (LastAdmin, 409)."""
     if role not in Role.values:
-        raise ValidationFailed(f"role must be one of {Role.values}.", code="invalid_role")
+        raise ValidationFailed(f"role must be one of {Role.values}.", code=ErrorCode.INVALID_ROLE)
     with transaction.atomic():
         _lock_memberships(project)
         current = Membership.objects.filter(project=project, user=user).first()
@@ -116,7 +118,7 @@ def membership_remove(*, project: Project, user) -> None:
         _lock_memberships(project)
         current = Membership.objects.filter(project=project, user=user).first()
         if current is None:
-            raise NotFound(f"{user.username} is not a member of this project.", code="member_not_found")
+            raise NotFound(f"{user.username} is not a member of this project.", code=ErrorCode.MEMBER_NOT_FOUND)
         if current.role == Role.ADMIN:
             _refuse_last_admin(project=project, user=user, change="leave")
         current.delete()
@@ -127,7 +129,7 @@ def _user_by_username(username: str):
 
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
-        raise NotFound(f"No user {username!r}.", code="user_not_found")
+        raise NotFound(f"No user {username!r}.", code=ErrorCode.USER_NOT_FOUND)
     return user
 
 

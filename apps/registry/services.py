@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.db.models import Max
 
-from apps.core.errors import Conflict
+from apps.core.errors import Conflict, ErrorCode
 from apps.projects.models import Project
 from apps.registry.models import Deployment, ModelVersion
 from apps.registry.runtime import model_runner
@@ -37,10 +37,10 @@ def model_version_update(*, model_version: ModelVersion, **fields) -> ModelVersi
 
 def deployment_create(*, project: Project, model_version, user=None, reason: str = "manual") -> Deployment:
     if model_version.project_id != project.pk:
-        raise Conflict("That model belongs to another project.", code="model_not_in_project")
+        raise Conflict("That model belongs to another project.", code=ErrorCode.MODEL_NOT_IN_PROJECT)
     if not model_version.onnx:
         raise Conflict("This model has no ONNX export yet; wait for its training run to finish.",
-                       code="model_not_ready", details={"model": model_version.pk})
+                       code=ErrorCode.MODEL_NOT_READY, details={"model": model_version.pk})
     model_runner(model_version=model_version)  # load (and check) the ONNX session before it takes traffic
     with transaction.atomic():
         deployment = Deployment.objects.create(project=project, model_version=model_version, deployed_by=user, reason=reason)

@@ -14,13 +14,14 @@ from rest_framework.response import Response
 
 from apps.accounts.models import Role
 from apps.core.api import query_bool
-from apps.projects.views import ProjectScopedView
 from apps.core.errors import Conflict, ErrorCode, ValidationFailed
 from apps.core.pagination import Pagination
 from apps.core.services import idempotent_call, request_fingerprint
+from apps.projects.views import ProjectScopedView
 from apps.samples import content as content_io
 from apps.samples.selectors import MAX_METADATA_FILTERS, METADATA_OPERATORS, sample_get, samples_filter
 from apps.samples.services import IngestItem, samples_ingest
+from apps.samples.similar import samples_similar
 
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "BMP": "image/bmp", "WAV": "audio/wav",
          "FLAC": "audio/flac", "OGG": "audio/ogg"}
@@ -280,8 +281,6 @@ class SampleSimilar(ProjectScopedView):
     @extend_schema(parameters=[OpenApiParameter("k", int)], responses=SimilarOut,
                    summary="Nearest samples in embedding space")
     def get(self, request, sample_id):
-        from apps.samples.similar import samples_similar
-
         sample = sample_get(sample_id=sample_id)
         self.check_object_project(request, sample)
         try:

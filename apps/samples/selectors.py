@@ -8,7 +8,7 @@ from django.db.models import Case, FloatField, Q, When
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast
 
-from apps.core.errors import DomainError, ValidationFailed
+from apps.core.errors import BadRequest, ErrorCode, ValidationFailed
 from apps.core.ids import get_by_id
 from apps.samples.models import Sample
 
@@ -27,7 +27,7 @@ def samples_filter(*, project, split: str | None = None, labeled: bool | None = 
     qs = Sample.objects.filter(project=project)
     if split:
         if split not in ("train", "val", "test"):
-            raise ValidationFailed("split must be train, val or test.", code="invalid_filter")
+            raise ValidationFailed("split must be train, val or test.", code=ErrorCode.INVALID_FILTER)
         qs = qs.filter(split=split)
     if labeled is not None:
         qs = qs.filter(label__isnull=not labeled)
@@ -35,7 +35,7 @@ def samples_filter(*, project, split: str | None = None, labeled: bool | None = 
         qs = qs.filter(low_confidence=low_confidence)
     if external_id:
         if "\x00" in external_id:
-            raise ValidationFailed("external_id cannot contain NUL characters.", code="invalid_filter")
+            raise ValidationFailed("external_id cannot contain NUL characters.", code=ErrorCode.INVALID_FILTER)
         qs = qs.filter(external_id=external_id)
     if metadata:
         qs = metadata_filter_apply(qs, metadata_filters_parse(metadata))
@@ -73,7 +73,8 @@ def metadata_filters_parse(params: dict[str, str]) -> list[MetadataFilter]:
     """{"<key>[:<op>]": raw value} (the query parameters without their ``metadata.`` prefix) -> filters.
     Unknown operators are a 400 (``unknown_filter_operator``); bad keys or values a 422 (``invalid_filter``)."""
     if len(params) > MAX_METADATA_FILTERS:
-        raise ValidationFailed(f"At most {MAX_METADATA_FILTERS} metadata filters per request.", code="invalid_filter")
+        raise ValidationFailed(f"At most {MAX_METADATA_FILTERS} metadata filters per request.",
+                               code=ErrorCode.INVALID_FILTER)
     return [_metadata_filter_parse(name, raw) for name, raw in params.items()]
 
 
@@ -82,18 +83,18 @@ def _metadata_filter_parse(name: str, raw: str) -> MetadataFilter:
     if not sep:
         key, op = name, "eq"
     if op not in METADATA_OPERATORS:
-        raise DomainError(f"Unknown metadata filter operator {op[:40]!r}: use one of {', '.join(METADATA_OPERATORS)} "
-                          "(metadata.<key>:<op>=<value>; a key containing ':' needs an explicit ':eq').",
-                          code="unknown_filter_operator", details={"parameter": f"metadata.{name}"[:300]})
+        raise BadRequest(f"Unknown metadata filter operator {op[:40]!r}: use one of {', '.join(METADATA_OPERATORS)} "
+                         "(metadata.<key>:<op>=<value>; a key containing ':' needs an explicit ':eq').",
+                         code=ErrorCode.UNKNOWN_FILTER_OPERATOR, details={"parameter": f"metadata.{name}"[:300]})
     _check_key(key)
     if "\x00" in raw:
-        raise ValidationFailed("Filter values cannot contain NUL characters.", code="invalid_filter")
+        raise ValidationFailed("Filter values cannot contain NUL characters.", code=ErrorCode.INVALID_FILTER)
     if op == "eq":
         return MetadataFilter(key, op, _json_scalar(raw))
     if op == "in":
         values = raw.split(",")
         if len(values) > MAX_IN_VALUES:
-            raise ValidationFailed(f"At most {MAX_IN_VALUES} values for ':in'.", code="invalid_filter")
+            raise ValidationFailed(f"At most {MAX_IN_VALUES} values for ':in'.", code=ErrorCode.INVALID_FILTER)
         return MetadataFilter(key, op, tuple(_json_scalar(v) for v in values))
     try:
         number = float(raw)
@@ -101,20 +102,20 @@ def _metadata_filter_parse(name: str, raw: str) -> MetadataFilter:
         number = math.nan
     if not math.isfinite(number):
         raise ValidationFailed(f"metadata.{key[:40]}:{op} takes a finite number; got {raw[:40]!r}.",
-                               code="invalid_filter")
+                               code=ErrorCode.INVALID_FILTER)
     return MetadataFilter(key, op, number)
 
 
 def _check_key(key: str) -> None:
     if not key or len(key) > MAX_KEY_CHARS or any(ord(c) < 32 for c in key):
         raise ValidationFailed(f"A metadata key has 1 to {MAX_KEY_CHARS} characters and no control characters.",
-                               code="invalid_filter")
+                               code=ErrorCode.INVALID_FILTER)
     try:
         int(key)  # Django's JSON key transforms read such a key as an array index
     except ValueError:
         return
     raise ValidationFailed(f"Metadata key {key[:40]!r} reads as a number; keys that are numbers cannot be filtered on.",
-                           code="invalid_filter")
+                           code=ErrorCode.INVALID_FILTER)
 
 
 def metadata_filter_apply(qs, filters: list[MetadataFilter]):

@@ -11,13 +11,16 @@ import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from apps.core.errors import PayloadTooLarge, ValidationFailed
+from apps.core.errors import ErrorCode, PayloadTooLarge, ValidationFailed
+from apps.core.jobs import job_enqueue
 from apps.projects.models import Project
 from apps.projects.selectors import split_for_hash
 from apps.registry.runtime import current_model_runner, load_batch, predict_contents
 from apps.samples import content as content_io
 from apps.samples.models import EmbeddingJob, Sample
+from apps.samples.points import sample_points
 from apps.samples.selectors import label_free_space
+from apps.samples.tasks import embed_job
 from ml import modalities
 
 log = logging.getLogger(__name__)
@@ -80,25 +83,28 @@ def _check_items(project: Project, items: list[IngestItem]) -> list[tuple[str, s
                 found = unstorable_text(getattr(item, name), f"samples[{index}].{name}")
                 if found:
                     field, problem = found
-                    raise ValidationFailed(f"{field} {problem}.", code="invalid_text", details={"field": field})
+                    raise ValidationFailed(f"{field} {problem}.", code=ErrorCode.INVALID_TEXT, details={"field": field})
             if (item.content is None) == (not item.uri):
-                raise ValidationFailed("Give exactly one of content (base64) or uri.", code="content_or_uri")
+                raise ValidationFailed("Give exactly one of content (base64) or uri.", code=ErrorCode.CONTENT_OR_URI)
             if len(item.external_id) > MAX_EXTERNAL_ID:
-                raise ValidationFailed(f"external_id is longer than {MAX_EXTERNAL_ID} characters.", code="external_id_too_long")
+                raise ValidationFailed(f"external_id is longer than {MAX_EXTERNAL_ID} characters.",
+                                       code=ErrorCode.EXTERNAL_ID_TOO_LONG)
             if not isinstance(item.metadata, dict):
-                raise ValidationFailed("metadata must be a JSON object.", code="invalid_metadata")
+                raise ValidationFailed("metadata must be a JSON object.", code=ErrorCode.INVALID_METADATA)
             if item.content is not None:
                 fmt, info = content_io.validate_content(project.modality, item.content,
                                                         long_audio=project.task_type == "audio_regions")
                 out.append((hashlib.sha256(item.content).hexdigest(), fmt, info))
             else:
                 if len(item.uri) > MAX_URI or "://" not in item.uri:
-                    raise ValidationFailed("uri must be an absolute URI of at most 2000 characters.", code="invalid_uri")
+                    raise ValidationFailed("uri must be an absolute URI of at most 2000 characters.",
+                                           code=ErrorCode.INVALID_URI)
                 if content_io.uri_scheme(item.uri) == "file":  # any case: FILE:/// is read as file:///
                     try:
                         content_io.uri_path(item.uri)
                     except content_io.ContentUnavailable as exc:
-                        raise ValidationFailed(f"{exc}; file:// URIs must lie under LOOPLAB_URI_ROOTS.", code="uri_not_allowed")
+                        raise ValidationFailed(f"{exc}; file:// URIs must lie under LOOPLAB_URI_ROOTS.",
+                                               code=ErrorCode.URI_NOT_ALLOWED)
                 out.append((hashlib.sha256(b"uri:" + item.uri.encode()).hexdigest(), "", {}))
         except ValidationFailed as exc:
             errors.append({"index": index, "code": exc.code, "message": exc.message,
@@ -114,7 +120,7 @@ def _check_items(project: Project, items: list[IngestItem]) -> list[tuple[str, s
         raise ValidationFailed(
             f"{len(errors)} of {len(items)} samples are invalid; nothing was stored. "
             f"First: samples[{first['index']}]: {first['message']}",
-            code="invalid_samples", details={"errors": errors})
+            code=ErrorCode.INVALID_SAMPLES, details={"errors": errors})
     return out
 
 
@@ -122,10 +128,10 @@ def samples_ingest(*, project: Project, items: list[IngestItem], predict: bool =
     """Store new samples (all or nothing) and return one result per item, in request order."""
     max_batch = settings.LOOPLAB["MAX_BATCH"]
     if not items:
-        raise ValidationFailed("samples must not be empty.", code="empty_batch")
+        raise ValidationFailed("samples must not be empty.", code=ErrorCode.EMPTY_BATCH)
     if len(items) > max_batch:
         raise PayloadTooLarge(f"At most {max_batch} samples per request; got {len(items)}.",
-                              code="batch_too_large", details={"max_batch": max_batch, "got": len(items)})
+                              code=ErrorCode.BATCH_TOO_LARGE, details={"max_batch": max_batch, "got": len(items)})
     checked = _check_items(project, items)
     for attempt in range(3):
         try:
@@ -290,9 +296,6 @@ def samples_flag_drifted(*, project: Project, sample_ids: list[int]) -> int:
 
 def embedding_jobs_create(*, project: Project, sample_ids: list[int]) -> list[EmbeddingJob]:
     """Queue the embedding of these samples as jobs of at most LOOPLAB_EMBED_BATCH samples each."""
-    from apps.core.jobs import job_enqueue
-    from apps.samples.tasks import embed_job
-
     batch = settings.LOOPLAB["EMBED_BATCH"]
     jobs = []
     with transaction.atomic():
@@ -336,8 +339,6 @@ def _warm_point_caches(samples: list[Sample]) -> None:
     """Decode each cloud for the 3D tool now, in the background job, so the annotator's first open of
     a large cloud is served from the cache instead of waiting for the decode."""
     from ml.errors import MLError
-
-    from apps.samples.points import sample_points
 
     for sample in samples:
         try:

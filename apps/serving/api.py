@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from apps.accounts.models import Role
 from apps.projects.views import ProjectScopedView
-from apps.core.errors import NotFound, ValidationFailed
+from apps.core.errors import ErrorCode, NotFound, ValidationFailed
 from apps.registry.models import ModelVersion
 from apps.registry.selectors import current_deployment
 from apps.registry.services import deployment_create
@@ -38,7 +38,7 @@ class Deployments(ProjectScopedView):
         project = self.project(request, project_id)
         deployment = current_deployment(project=project)
         if deployment is None:
-            raise NotFound("No model is deployed for this project yet.", code="no_deployment")
+            raise NotFound("No model is deployed for this project yet.", code=ErrorCode.NO_DEPLOYMENT)
         return Response(DeploymentOut(deployment).data)
 
     @extend_schema(request=DeployIn, responses={201: DeploymentOut}, summary="Deploy a model version (leads)")
@@ -48,7 +48,7 @@ class Deployments(ProjectScopedView):
         payload.is_valid(raise_exception=True)
         mv = ModelVersion.objects.filter(pk=payload.validated_data["model"], project=project).first()
         if mv is None:
-            raise ValidationFailed("No such model in this project.", code="invalid_model")
+            raise ValidationFailed("No such model in this project.", code=ErrorCode.INVALID_MODEL)
         deployment = deployment_create(project=project, model_version=mv, user=request.user)
         return Response(DeploymentOut(deployment).data, status=status.HTTP_201_CREATED)
 
@@ -76,7 +76,7 @@ class Predict(ProjectScopedView):
         if request.content_type.startswith("multipart/"):
             upload = request.FILES.get("file")
             if upload is None:
-                raise ValidationFailed("A multipart predict needs a 'file' part.", code="invalid_body")
+                raise ValidationFailed("A multipart predict needs a 'file' part.", code=ErrorCode.INVALID_BODY)
             data = upload.read()
         else:
             payload = PredictIn(data=request.data)
@@ -84,6 +84,6 @@ class Predict(ProjectScopedView):
             try:
                 data = base64.b64decode(payload.validated_data["content"], validate=True)
             except (binascii.Error, ValueError):
-                raise ValidationFailed("content is not valid base64.", code="invalid_base64")
+                raise ValidationFailed("content is not valid base64.", code=ErrorCode.INVALID_BASE64)
         return Response(PredictOut(predict_one(project=project, data=data)).data)
 

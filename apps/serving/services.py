@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from apps.core.errors import Conflict
+from apps.core.errors import Conflict, ErrorCode
 from apps.projects.models import Project
 from apps.registry.runtime import predict_contents
 from apps.samples import content as content_io
@@ -11,7 +11,7 @@ def predict_one(*, project: Project, data: bytes) -> dict:
     content_io.validate_content(project.modality, data)  # typed 4xx before the model sees it
     results = predict_contents(project=project, blobs=[data])
     if results is None:
-        raise Conflict("No model is deployed for this project yet.", code="no_deployment")
+        raise Conflict("No model is deployed for this project yet.", code=ErrorCode.NO_DEPLOYMENT)
     return results[0]
 
 

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from apps.core.errors import ValidationFailed
+from apps.core.errors import Conflict, ErrorCode, ValidationFailed
 from apps.core.files import file_put
 from apps.core.jobs import JobContext, job_cancel, job_enqueue, job_execute
 from apps.core.models import JobStatus
@@ -32,6 +32,7 @@ from apps.registry.services import deployment_create, model_version_create, mode
 from apps.samples import content as content_io
 from apps.samples.models import Sample
 from apps.samples.selectors import metadata_slices
+from apps.training import tasks
 from apps.training.models import DatasetVersion, PipelineStep, StepKind, TrainingRun
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def dataset_version_freeze(*, project: Project) -> DatasetVersion:
 def training_run_create(*, project: Project, user, epochs: int | None = None, seed: int = 0) -> TrainingRun:
     if project.task_type != "classification":
         raise ValidationFailed(f"Training supports classification projects; this one is {project.task_type}.",
-                               code="unsupported_task_type")
+                               code=ErrorCode.UNSUPPORTED_TASK_TYPE)
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()  # serialise run numbers
         dataset = dataset_version_freeze(project=project)
@@ -80,7 +81,7 @@ def training_run_create(*, project: Project, user, epochs: int | None = None, se
         if n_train < MIN_LABELS or len(classes) < 2:
             raise ValidationFailed(
                 f"Training needs at least {MIN_LABELS} labeled training samples in at least 2 classes; "
-                f"this project has {n_train} in {len(classes)}.", code="not_enough_labels",
+                f"this project has {n_train} in {len(classes)}.", code=ErrorCode.NOT_ENOUGH_LABELS,
                 details={"labeled_train": n_train, "classes": len(classes)})
         number = (TrainingRun.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
         run = TrainingRun.objects.create(
@@ -92,8 +93,6 @@ def training_run_create(*, project: Project, user, epochs: int | None = None, se
 
 
 def _step_task(kind: str):
-    from apps.training import tasks
-
     return {StepKind.TRAIN: tasks.train, StepKind.EVALUATE: tasks.evaluate,
             StepKind.EXPORT: tasks.export, StepKind.DEPLOY: tasks.gate}[kind]
 
@@ -111,10 +110,8 @@ def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
     """Cancel a training run: queued steps end at once, a running step stops at its next progress point
     (its model version, if the train step already wrote one, stays as it is). False-free: a finished run
     raises Conflict."""
-    from apps.core.errors import Conflict
-
     if not job_cancel(run):
-        raise Conflict(f"Training run {run.pk} has already ended ({run.status}).", code="job_finished",
+        raise Conflict(f"Training run {run.pk} has already ended ({run.status}).", code=ErrorCode.JOB_FINISHED,
                        details={"status": run.status})
     for step in PipelineStep.objects.filter(training_run=run).exclude(status__in=(JobStatus.SUCCEEDED, JobStatus.FAILED)):
         job_cancel(step)

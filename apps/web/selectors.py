@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 from apps.accounts.models import ROLE_RANK, Role
+from apps.labeling.selectors import annotation_stats, budget_summary, round_constraints_summary, rounds_for_project
 from apps.monitoring.selectors import drift_last_check
+from apps.projects.selectors import project_role, projects_for_user
 from apps.registry.models import ModelVersion
 from apps.registry.selectors import current_deployment
+from apps.samples.selectors import sample_counts
+from apps.training.models import TrainingRun
+from apps.web.charts import CurvePoint, learning_curve_svg
 
 
 def can_lead(role: str | None) -> bool:
@@ -17,10 +22,6 @@ def _totals(counts: dict) -> dict:
 
 
 def project_rows_for_user(*, user) -> list[dict]:
-    from apps.labeling.selectors import budget_summary
-    from apps.projects.selectors import project_role, projects_for_user
-    from apps.samples.selectors import sample_counts
-
     rows = []
     for project in projects_for_user(user=user).order_by("name", "id"):
         counts = sample_counts(project=project)
@@ -59,8 +60,6 @@ def learning_curve(*, project, deployed_id: int | None) -> tuple[str, str]:
     From the newest evaluated version that re-scored the earlier ones on its own test split
     (``ModelVersion.curve``): every point on one test set. Otherwise (models from before that) each
     version's accuracy on the test split of its own dataset version."""
-    from apps.web.charts import CurvePoint, learning_curve_svg
-
     newest = (ModelVersion.objects.filter(project=project, curve__isnull=False).order_by("-version").first())
     if newest is not None:
         points = [CurvePoint(labels=int(p["labels"]), accuracy=float(p["accuracy"]), macro_f1=float(p["macro_f1"]),
@@ -86,11 +85,6 @@ def learning_curve(*, project, deployed_id: int | None) -> tuple[str, str]:
 def project_page_data(*, project, user) -> dict:
     """Everything the project page shows, read through the apps' selectors."""
     from ml.selection import STRATEGIES
-
-    from apps.labeling.selectors import annotation_stats, budget_summary, round_constraints_summary, rounds_for_project
-    from apps.projects.selectors import project_role
-    from apps.samples.selectors import sample_counts
-    from apps.training.models import TrainingRun
 
     role = project_role(project=project, user=user)
     counts = sample_counts(project=project)

@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
+from apps.labeling.review import review_summary
 from apps.projects.models import Project
 from apps.projects.selectors import project_role
 from apps.web.selectors import can_lead, project_page_data, project_rows_for_user
@@ -92,7 +93,6 @@ def review(request, project_id: int):
     project, role = _member_project(request, project_id)
     if project is None:
         return _not_found(request)
-    from apps.labeling.review import review_summary
 
     return render(request, "web/review.html", {
         "project": project, "role": role, "is_lead": can_lead(role),

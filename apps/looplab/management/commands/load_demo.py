@@ -4,8 +4,10 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from apps.accounts.services import user_create, user_set_role
+from apps.labeling.services import round_create
 from apps.projects.models import Project
 from apps.projects.services import membership_set, project_create
+from apps.samples.services import IngestItem, samples_ingest
 
 USERS = {"lead": ("lead", "looplab-lead"), "annotator": ("annotator", "looplab-annotator")}
 DIGITS_PROJECT = "Digits (demo)"
@@ -92,9 +94,6 @@ class Command(BaseCommand):
         return user
 
     def _project(self, users, name, modality, task_type, labels, items_fn, n, first_round, auto_deploy):
-        from apps.labeling.services import round_create
-        from apps.samples.services import IngestItem, samples_ingest
-
         items = items_fn(n)
         with transaction.atomic():
             project = project_create(user=users["lead"], name=name, modality=modality, task_type=task_type,

@@ -6,6 +6,8 @@ from django.utils import timezone
 
 from apps.accounts.models import Role
 from apps.accounts.services import token_create, token_revoke, user_create, user_set_role
+from apps.projects.models import Project
+from apps.projects.services import membership_set
 
 
 class Command(BaseCommand):
@@ -35,9 +37,6 @@ class Command(BaseCommand):
         elif role:
             user_set_role(user=user, role=role)
         if project is not None:
-            from apps.projects.models import Project
-            from apps.projects.services import membership_set
-
             proj = Project.objects.filter(pk=project).first()
             if proj is None:
                 raise CommandError(f"No project with id {project}.")
