@@ -8,6 +8,7 @@ under ``bench/out/cache/`` keyed by the dataset parameters and a hash of the sou
 from __future__ import annotations
 
 import hashlib
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,43 +47,32 @@ def _source_hash(files) -> str:
     return h.hexdigest()[:16]
 
 
+# name -> (fixture module, its items function, its class names, what the items are)
+_FIXTURES = {
+    "digits": ("fixtures.digits", "digits_pngs", "DIGIT_LABELS", "PNGs (scikit-learn digits, 32x32)"),
+    "audio": ("fixtures.speech", "spoken_digits", "SPOKEN_LABELS", "espeak-ng WAVs"),
+    "3d": ("fixtures.shapes", "shapes", "SHAPE_LABELS", "PLY point clouds (open3d primitives)"),
+}
+
+
 def _build(name: str, n_per_class: int | None, limit: int | None = None,
            fixture_seed: int = 0) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
+    from ml import modalities
     from ml.features import label_free_embeddings
 
-    if name == "digits":
-        from fixtures.digits import DIGIT_LABELS, digits_pngs
-        from ml.modalities.image import load_images
-
-        items = digits_pngs()[:limit]
-        X = load_images([b for b, _ in items])
-        src = f"fixtures.digits.digits_pngs(): {len(items)} PNGs (scikit-learn digits, 32x32)"
-        names = tuple(DIGIT_LABELS)
-        modality = "image"
-    elif name == "audio":
-        from fixtures.speech import SPOKEN_LABELS, spoken_digits
-        from ml.modalities.audio import load_audio_batch
-
-        items = spoken_digits(n_per_class, fixture_seed)[:limit]
-        X = load_audio_batch([b for b, _ in items])
-        src = f"fixtures.speech.spoken_digits({n_per_class}, seed={fixture_seed}): {len(items)} espeak-ng WAVs"
-        names = tuple(SPOKEN_LABELS)
-        modality = "audio"
-    elif name == "3d":
-        from fixtures.shapes import SHAPE_LABELS, shapes
-        from ml.modalities.pointcloud import load_points_batch
-
-        items = shapes(n_per_class, fixture_seed)[:limit]
-        X = load_points_batch([b for b, _ in items])
-        src = (f"fixtures.shapes.shapes({n_per_class}, seed={fixture_seed}): {len(items)} PLY point clouds "
-               "(open3d primitives)")
-        names = tuple(SHAPE_LABELS)
-        modality = "pointcloud"
-    else:
+    if name not in _FIXTURES:
         raise ValueError(f"unknown dataset {name!r}")
+    modality, size_key, _ = _SPECS[name]
+    module_name, items_fn, labels, what = _FIXTURES[name]
+    module = importlib.import_module(module_name)
+    args = () if size_key is None else (n_per_class, fixture_seed)
+    items = getattr(module, items_fn)(*args)[:limit]
+    X = modalities.get(modality).load_batch([b for b, _ in items])
+    call = "" if size_key is None else f"{n_per_class}, seed={fixture_seed}"
+    src = f"{module_name}.{items_fn}({call}): {len(items)} {what}"
     y = np.asarray([c for _, c in items], dtype=np.int64)
     E = label_free_embeddings(modality, X)
-    return np.asarray(E, np.float32), y, names, src
+    return np.asarray(E, np.float32), y, tuple(getattr(module, labels)), src
 
 
 def load_dataset(name: str, *, n_per_class: int | None = None, cache_dir: Path | None = None,

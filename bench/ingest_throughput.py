@@ -27,7 +27,7 @@ import threading
 import time
 
 from bench.report import fmt, latency_summary, loadavg, machine_info, print_table, spread, write_report
-from bench.stack import BenchError, Deadline, GunicornConfig, Stack, check, session
+from bench.stack import BenchError, Deadline, GunicornConfig, Stack, check, repeat_runs, session
 
 TARGET_SAMPLES_PER_S = {"postgres": 20_000}
 
@@ -157,13 +157,9 @@ def main(argv=None) -> int:
         parser.error("need samples >= 1, 1 <= batch <= 1000, clients >= 1, repeat >= 1")
     backends = ["postgres", "embedded"] if args.backend == "all" else [args.backend]
     machine = machine_info()
-    runs = []
-    for backend in backends:
-        for repeat in range(1, args.repeat + 1):
-            run = run_once(args, backend, repeat)
-            runs.append(run)
-            print(f"  {backend} #{repeat}: {run['samples_per_s']:,.0f} samples/s, p99 {run['latency']['p99_ms']:.0f} ms, "
-                  f"load {run['loadavg_before']}", flush=True)
+    runs = repeat_runs(backends, args.repeat, lambda backend, k: run_once(args, backend, k),
+                       lambda run: f"{run['samples_per_s']:,.0f} samples/s, p99 {run['latency']['p99_ms']:.0f} ms, "
+                                   f"load {run['loadavg_before']}")
     rows, summary = [], {}
     for run in runs:
         lat = run["latency"]

@@ -26,7 +26,7 @@ import time
 from datetime import datetime
 
 from bench.report import fmt, loadavg, machine_info, print_table, spread, write_report
-from bench.stack import BenchError, Deadline, GunicornConfig, Stack, check, session
+from bench.stack import BenchError, Deadline, GunicornConfig, Stack, check, repeat_runs, session
 
 TARGET_S = 60.0
 POLL_S = 0.25
@@ -172,14 +172,10 @@ def main(argv=None) -> int:
         parser.error("need 20 <= budget <= samples")
     backends = ["embedded", "postgres"] if args.backend == "all" else [args.backend]
     machine = machine_info()
-    runs = []
-    for backend in backends:
-        for repeat in range(1, args.repeat + 1):
-            run = run_once(args, backend, repeat)
-            runs.append(run)
-            print(f"  {backend} #{repeat}: last label -> first prediction {run['label_to_first_prediction_s']:.1f} s "
-                  f"(server label_to_serving_s {fmt(run['deployment_label_to_serving_s'])}), load {run['loadavg_before']}",
-                  flush=True)
+    runs = repeat_runs(backends, args.repeat, lambda backend, k: run_once(args, backend, k),
+                       lambda run: f"last label -> first prediction {run['label_to_first_prediction_s']:.1f} s "
+                                   f"(server label_to_serving_s {fmt(run['deployment_label_to_serving_s'])}), "
+                                   f"load {run['loadavg_before']}")
     kinds = [s["kind"] for s in runs[0]["steps"]]
     rows = []
     for run in runs:

@@ -346,6 +346,18 @@ class Stack:
 
 # -- HTTP client helpers ---------------------------------------------------------------------------
 
+def repeat_runs(backends, repeat: int, run_once, describe) -> list[dict]:
+    """``run_once(backend, k)`` for k = 1..``repeat`` on each backend in turn (each run on a fresh stack),
+    printing ``describe(run)`` after each; the runs in that order."""
+    runs = []
+    for backend in backends:
+        for k in range(1, repeat + 1):
+            run = run_once(backend, k)
+            runs.append(run)
+            print(f"  {backend} #{k}: {describe(run)}", flush=True)
+    return runs
+
+
 def session(token: str, pool: int = 4):
     import requests
     from requests.adapters import HTTPAdapter

@@ -21,12 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.browser import launch, login, new_page  # noqa: E402
 from bench.report import OUT_DIR, median, print_table, write_report  # noqa: E402
 from bench.stack import GunicornConfig, Stack  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 
 SETUP = """
 from apps.accounts.services import user_create
@@ -87,15 +85,9 @@ def browser_run(base_url: str, project: int) -> dict:
 
     out = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1360, "height": 900})
-        context.set_default_timeout(60_000)
-        page = context.new_page()
-        page.goto(f"{base_url}/login/")
-        page.fill("#id_username", "annotator")
-        page.fill("#id_password", "pw-annotator")
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{base_url}/")
+        browser = launch(p)
+        context, page = new_page(browser, timeout_ms=60_000)
+        login(page, base_url)
         opens = []
         for label in ("cold", "cached", "cached again"):
             started = time.perf_counter()

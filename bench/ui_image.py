@@ -32,12 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.browser import launch, open_tool, require_chromium
 from bench.report import fmt, machine_info, median, percentile, print_table, write_report
 from bench.stack import BenchError, GunicornConfig, Stack
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 LABELS = ["car", "person", "bike", "sign", "light", "truck"]
 SCENARIOS = [  # name, boxes, polygons (12 vertices each)
     ("500 boxes", 500, 0),
@@ -144,28 +142,14 @@ def shapes(n_boxes: int, n_polygons: int, seed: int = 1) -> dict:
     return {"boxes": boxes, "polygons": polygons}
 
 
-def login(page, base: str) -> None:
-    page.goto(f"{base}/login/")
-    page.fill("#id_username", "annotator")
-    page.fill("#id_password", "pw-annotator")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
-
-
 READY = "() => { const s = window.__looplab?.state; return s && s.status === 'ready' && s.timings && s.timings.firstFrameMs !== null; }"
 
 
 def run_scenario(browser, base: str, project: int, expect: tuple[int, int], loads: int, frames: int, shot: str | None):
     renders, frame_runs = [], {}
     for k in range(loads):
-        context = browser.new_context(viewport={"width": 1360, "height": 900}, device_scale_factor=1)
-        context.set_default_timeout(120_000)
-        page = context.new_page()
         errors = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        login(page, base)
-        page.goto(f"{base}/projects/{project}/annotate/")
-        page.wait_for_function(READY, timeout=120_000, polling=20)
+        context, page = open_tool(browser, base, project, READY, polling=20, errors=errors)
         s = page.evaluate("() => ({t: window.__looplab.state.timings, nb: window.__looplab.state.boxes.length, "
                           "np: window.__looplab.state.polygons.length, draw: window.__looplab.state.drawMs})")
         if (s["nb"], s["np"]) != expect:
@@ -191,8 +175,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--loads", type=int, default=3)
     args = parser.parse_args()
-    if not Path(CHROMIUM).exists():
-        raise BenchError(f"no Chromium at {CHROMIUM}")
+    require_chromium()
     machine = machine_info()
     results = {}
     with Stack("embedded", gunicorn=GunicornConfig(workers=2, threads=2), name="uiimg") as stack:
@@ -206,7 +189,7 @@ def main() -> None:
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            browser = launch(p)
             try:
                 version = browser.version
                 for name, nb, npoly in SCENARIOS:

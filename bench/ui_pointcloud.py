@@ -34,12 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.browser import launch, open_tool, require_chromium
 from bench.report import fmt, machine_info, median, print_table, write_report
-from bench.stack import BenchError, GunicornConfig, Stack
+from bench.stack import GunicornConfig, Stack
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 TARGET_FIRST_FRAME_MS = 1000.0
 TARGET_LASSO_MS = 200.0
 
@@ -93,14 +91,6 @@ def street_scene(n: int, seed: int = 0) -> np.ndarray:
     return pts[rng.permutation(len(pts))]
 
 
-def login(page, base: str) -> None:
-    page.goto(f"{base}/login/")
-    page.fill("#id_username", "annotator")
-    page.fill("#id_password", "pw-annotator")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
-
-
 READY = "() => { const s = window.__looplab?.state; return s && s.status === 'ready' && s.cloudReady && s.timings; }"
 FULL = "() => window.__looplab.state.timings.fullFrameMs !== null"
 
@@ -108,12 +98,7 @@ FULL = "() => window.__looplab.state.timings.fullFrameMs !== null"
 def first_frames(browser, base: str, project: int, loads: int) -> list[dict]:
     runs = []
     for k in range(loads):
-        context = browser.new_context(viewport={"width": 1360, "height": 900}, device_scale_factor=1)
-        context.set_default_timeout(120_000)
-        page = context.new_page()
-        login(page, base)
-        page.goto(f"{base}/projects/{project}/annotate/")
-        page.wait_for_function(READY, timeout=120_000, polling=50)
+        context, page = open_tool(browser, base, project, READY)
         page.wait_for_function(FULL, timeout=120_000, polling=50)
         t = page.evaluate("() => ({...window.__looplab.state.timings, n: window.__looplab.state.nPoints})")
         t["load"] = "cold" if k == 0 else "warm"
@@ -125,12 +110,7 @@ def first_frames(browser, base: str, project: int, loads: int) -> list[dict]:
 
 
 def lassos(browser, base: str, project: int, repeats: int) -> list[dict]:
-    context = browser.new_context(viewport={"width": 1360, "height": 900}, device_scale_factor=1)
-    context.set_default_timeout(120_000)
-    page = context.new_page()
-    login(page, base)
-    page.goto(f"{base}/projects/{project}/annotate/")
-    page.wait_for_function(READY, timeout=120_000, polling=50)
+    context, page = open_tool(browser, base, project, READY)
     n = page.evaluate("() => window.__looplab.state.nPoints")
     box = page.locator("#pc-canvas").bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
@@ -165,8 +145,7 @@ def main() -> None:
     parser.add_argument("--loads", type=int, default=3)
     parser.add_argument("--lassos", type=int, default=5)
     args = parser.parse_args()
-    if not Path(CHROMIUM).exists():
-        raise BenchError(f"no Chromium at {CHROMIUM}")
+    require_chromium()
     from fixtures.shapes import encode_points  # noqa: F401  (same PLY writer as the fixtures)
     from ml.modalities.pointcloud import points_to_ply
 
@@ -183,7 +162,7 @@ def main() -> None:
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            browser = launch(p)
             try:
                 version = browser.version
                 stack.log(f"first frame of {state['big']['n_points']:,} points, {args.loads} loads")

@@ -27,28 +27,12 @@ from typing import Mapping
 import numpy as np
 
 from ml.errors import InvalidInput
+from ml.jsonable import jsonable
 
 __all__ = ["DriftReport", "detect_drift", "mmd_test", "witness", "psi", "psi_categorical", "psi_level", "SCALES",
            "NOVELTY_QUANTILES"]
 
 _EPS = 1e-4
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    return obj
 
 
 # --------------------------------------------------------------------------- PSI
@@ -294,7 +278,7 @@ class DriftReport:
     novelty: dict | None = None
 
     def to_dict(self) -> dict:
-        return _jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+        return jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
 
 
 def _check_emb(E, name) -> np.ndarray:

@@ -9,13 +9,13 @@ test, per-class and per-slice deltas) and says whether the candidate regressed.
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from ml.errors import InvalidInput
+from ml.jsonable import jsonable
 
 __all__ = [
     "EvalReport",
@@ -46,24 +46,7 @@ class EvalReport:
     slices: dict[str, dict]  # {slice_name: {"n","accuracy","macro_f1", ...}}
 
     def to_dict(self) -> dict:
-        return _jsonable(asdict(self))
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    return obj
+        return jsonable(asdict(self))
 
 
 # --------------------------------------------------------------------------- validation
@@ -297,7 +280,7 @@ class Comparison:
             "tolerance": self.tolerance,
             "alpha": self.alpha,
         }
-        return _jsonable(d)
+        return jsonable(d)
 
 
 def compare_models(
@@ -341,40 +324,31 @@ def compare_models(
             f"(p={test['p_value']:.3g})"
         )
 
-    def subset(mask: np.ndarray) -> tuple[float | None, float | None, dict]:
+    def paired(mask: np.ndarray) -> tuple[float | None, float | None, float | None, dict]:
+        """Old and new accuracy on ``mask``'s samples, their difference and McNemar's test (None: no samples)."""
         if not mask.any():
-            return None, None, {"b": 0, "c": 0, "p_value": 1.0, "method": "exact", "statistic": 0.0}
-        return float(ok_old[mask].mean()), float(ok_new[mask].mean()), mcnemar(ok_new[mask], ok_old[mask])
+            return None, None, None, {"b": 0, "c": 0, "p_value": 1.0, "method": "exact", "statistic": 0.0}
+        old, new = float(ok_old[mask].mean()), float(ok_new[mask].mean())
+        return old, new, new - old, mcnemar(ok_new[mask], ok_old[mask])
+
+    def worse(delta: float | None, t: dict) -> bool:
+        return delta is not None and delta < -tolerance and t["p_value"] < alpha and t["b"] > t["c"]
 
     per_class: dict[str, dict] = {}
     for ci, name in enumerate(labels):
         m = y == ci
-        r_old, r_new, t = subset(m)
-        delta = None if r_old is None else r_new - r_old
-        per_class[name] = {
-            "support": int(m.sum()),
-            "recall_old": r_old,
-            "recall_new": r_new,
-            "recall_delta": delta,
-            "f1_old": rep_old.per_class[name]["f1"],
-            "f1_new": rep_new.per_class[name]["f1"],
-            "f1_delta": rep_new.per_class[name]["f1"] - rep_old.per_class[name]["f1"],
-            "p_value": t["p_value"],
-        }
-        if delta is not None and delta < -tolerance and t["p_value"] < alpha and t["b"] > t["c"]:
+        r_old, r_new, delta, t = paired(m)
+        f1_old, f1_new = rep_old.per_class[name]["f1"], rep_new.per_class[name]["f1"]
+        per_class[name] = {"support": int(m.sum()), "recall_old": r_old, "recall_new": r_new, "recall_delta": delta,
+                           "f1_old": f1_old, "f1_new": f1_new, "f1_delta": f1_new - f1_old, "p_value": t["p_value"]}
+        if worse(delta, t):
             reasons.append(f"class {name!r}: recall dropped from {r_old:.3f} to {r_new:.3f} (p={t['p_value']:.3g})")
     slice_out: dict[str, dict] = {}
     for name, m in masks.items():
-        a_old, a_new, t = subset(m)
-        delta = None if a_old is None else a_new - a_old
-        slice_out[name] = {
-            "n": int(m.sum()),
-            "accuracy_old": a_old,
-            "accuracy_new": a_new,
-            "accuracy_delta": delta,
-            "p_value": t["p_value"],
-        }
-        if delta is not None and delta < -tolerance and t["p_value"] < alpha and t["b"] > t["c"]:
+        a_old, a_new, delta, t = paired(m)
+        slice_out[name] = {"n": int(m.sum()), "accuracy_old": a_old, "accuracy_new": a_new, "accuracy_delta": delta,
+                           "p_value": t["p_value"]}
+        if worse(delta, t):
             reasons.append(f"slice {name!r}: accuracy dropped from {a_old:.3f} to {a_new:.3f} (p={t['p_value']:.3g})")
     return Comparison(
         new=rep_new,
@@ -430,7 +404,7 @@ def apply_rules(probs: np.ndarray, labels: Sequence[str], metadata: Sequence[Map
             raise InvalidInput(
                 f"the rule raised {type(exc).__name__}: {exc}",
                 code="rule_error",
-                details={"index": i, "metadata": _jsonable(dict(row or {}))},
+                details={"index": i, "metadata": jsonable(dict(row or {}))},
             ) from exc
         if new is None or new == labels[p]:
             continue
@@ -460,7 +434,7 @@ class RulesEvaluation:
     flags: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return _jsonable({
+        return jsonable({
             "model": self.model.to_dict(),
             "with_rules": self.with_rules.to_dict(),
             "n_overridden": self.n_overridden,

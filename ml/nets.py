@@ -178,42 +178,11 @@ class _PointNetTrunk(nn.Module):
         return local, glob
 
 
-class PointNetClassifier(nn.Module):
-    """PointNet-style classifier for ``(N, P, 3)`` clouds (no T-Net; yaw augmentation instead)."""
+class _PointNet(nn.Module):
+    """What the PointNet classifier and segmenter share: the trunk, the dropout before the head, the sizes.
 
-    def __init__(
-        self,
-        n_classes: int,
-        *,
-        local_dim: int = 64,
-        global_dim: int = 256,
-        embed_dim: int = 128,
-        dropout: float = 0.3,
-    ) -> None:
-        super().__init__()
-        self.trunk = _PointNetTrunk(local_dim, global_dim)
-        self.fc = nn.Sequential(nn.Linear(global_dim, embed_dim), nn.ReLU(inplace=True))
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(embed_dim, n_classes)
-        self.embed_dim = embed_dim
-        self.n_classes = n_classes
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        _, glob = self.trunk(x)
-        return self.fc(glob)
-
-    def logits_from_embedding(self, emb: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(emb))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits_from_embedding(self.forward_features(x))
-
-
-class PointNetSegmenter(nn.Module):
-    """PointNet-style part segmentation: per-point logits ``(N, P, C)``.
-
-    Each point's local feature is concatenated with the cloud's global feature. The embedding of
-    a cloud (for search / selection) is its global feature projected to ``embed_dim``.
+    A subclass builds its layers after the trunk's in :meth:`_build_layers` (the order in which parameters
+    are drawn from the seed).
     """
 
     def __init__(
@@ -227,12 +196,44 @@ class PointNetSegmenter(nn.Module):
     ) -> None:
         super().__init__()
         self.trunk = _PointNetTrunk(local_dim, global_dim)
-        self.embed_proj = nn.Sequential(nn.Linear(global_dim, embed_dim), nn.ReLU(inplace=True))
-        self.seg = nn.Sequential(_pointwise(local_dim + global_dim, 128), _pointwise(128, 64))
+        self._build_layers(n_classes, local_dim=local_dim, global_dim=global_dim, embed_dim=embed_dim)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Conv1d(64, n_classes, 1)
         self.embed_dim = embed_dim
         self.n_classes = n_classes
+
+    def _build_layers(self, n_classes: int, *, local_dim: int, global_dim: int, embed_dim: int) -> None:
+        raise NotImplementedError
+
+
+class PointNetClassifier(_PointNet):
+    """PointNet-style classifier for ``(N, P, 3)`` clouds (no T-Net; yaw augmentation instead)."""
+
+    def _build_layers(self, n_classes: int, *, local_dim: int, global_dim: int, embed_dim: int) -> None:
+        self.fc = nn.Sequential(nn.Linear(global_dim, embed_dim), nn.ReLU(inplace=True))
+        self.head = nn.Linear(embed_dim, n_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        _, glob = self.trunk(x)
+        return self.fc(glob)
+
+    def logits_from_embedding(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(emb))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits_from_embedding(self.forward_features(x))
+
+
+class PointNetSegmenter(_PointNet):
+    """PointNet-style part segmentation: per-point logits ``(N, P, C)``.
+
+    Each point's local feature is concatenated with the cloud's global feature. The embedding of
+    a cloud (for search / selection) is its global feature projected to ``embed_dim``.
+    """
+
+    def _build_layers(self, n_classes: int, *, local_dim: int, global_dim: int, embed_dim: int) -> None:
+        self.embed_proj = nn.Sequential(nn.Linear(global_dim, embed_dim), nn.ReLU(inplace=True))
+        self.seg = nn.Sequential(_pointwise(local_dim + global_dim, 128), _pointwise(128, 64))
+        self.head = nn.Conv1d(64, n_classes, 1)
 
     def _both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         local, glob = self.trunk(x)

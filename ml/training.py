@@ -658,6 +658,28 @@ def _prepare(
     return X_train, y_train, X_val, y_val, weights
 
 
+def _train(modality: str, task: str, X_train, y_train, X_val, y_val, *, n_classes: int, config: TrainConfig,
+           sample_weight, progress: ProgressFn | None, arch: dict | None) -> TrainedModel:
+    """Check the inputs, build the task's default architecture with ``arch``'s overrides and fit it."""
+    X_train, y_train, X_val, y_val, weights = _prepare(
+        modality, task, X_train, y_train, X_val, y_val, n_classes, sample_weight
+    )
+    full_arch = default_arch(modality, task, **{k: v for k, v in (arch or {}).items() if k != "name"})
+    return _fit(
+        modality=modality,
+        task=task,
+        arch=full_arch,
+        X_train=X_train,
+        y_train=y_train,
+        X_val=X_val,
+        y_val=y_val,
+        n_classes=int(n_classes),
+        config=config,
+        sample_weight=weights,
+        progress=progress,
+    )
+
+
 def train_classifier(
     modality: str,
     X_train: np.ndarray,
@@ -678,23 +700,8 @@ def train_classifier(
     the lowest training loss is kept. ``arch`` overrides the default architecture's keyword
     arguments (e.g. ``{"widths": [16, 32, 64]}``).
     """
-    X_train, y_train, X_val, y_val, weights = _prepare(
-        modality, "classification", X_train, y_train, X_val, y_val, n_classes, sample_weight
-    )
-    full_arch = default_arch(modality, "classification", **{k: v for k, v in (arch or {}).items() if k != "name"})
-    return _fit(
-        modality=modality,
-        task="classification",
-        arch=full_arch,
-        X_train=X_train,
-        y_train=y_train,
-        X_val=X_val,
-        y_val=y_val,
-        n_classes=int(n_classes),
-        config=config,
-        sample_weight=weights,
-        progress=progress,
-    )
+    return _train(modality, "classification", X_train, y_train, X_val, y_val, n_classes=n_classes, config=config,
+                  sample_weight=sample_weight, progress=progress, arch=arch)
 
 
 def train_segmenter(
@@ -714,20 +721,5 @@ def train_segmenter(
     The returned model's ``predict_proba`` gives ``(N, P, C)``; ``embed`` gives one vector per
     cloud. Class weights are computed over points; ``sample_weight`` weighs whole clouds.
     """
-    X_train, y_train, X_val, y_val, weights = _prepare(
-        "pointcloud", "segmentation", X_train, y_train, X_val, y_val, n_classes, sample_weight
-    )
-    full_arch = default_arch("pointcloud", "segmentation", **{k: v for k, v in (arch or {}).items() if k != "name"})
-    return _fit(
-        modality="pointcloud",
-        task="segmentation",
-        arch=full_arch,
-        X_train=X_train,
-        y_train=y_train,
-        X_val=X_val,
-        y_val=y_val,
-        n_classes=int(n_classes),
-        config=config,
-        sample_weight=weights,
-        progress=progress,
-    )
+    return _train("pointcloud", "segmentation", X_train, y_train, X_val, y_val, n_classes=n_classes, config=config,
+                  sample_weight=sample_weight, progress=progress, arch=arch)

@@ -18,17 +18,38 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-from ml.errors import InvalidInput
+from ml.errors import InvalidInput, UnsupportedFormat
 
-__all__ = ["MODALITIES", "Limits", "ContentInfo", "Modality", "UnknownModality", "get", "all_modalities"]
+__all__ = ["MODALITIES", "Limits", "ContentInfo", "Modality", "UnknownModality", "get", "all_modalities",
+           "accepted_format"]
 
 
 class UnknownModality(InvalidInput):
     """A modality name that is not in the registry."""
 
     code = "unsupported_modality"
+
+
+def accepted_format(fmt: str | None, allowed_formats: Sequence[str], *, kind: str, n_bytes: int) -> str:
+    """``fmt``, the format sniffed from a content of ``n_bytes`` bytes, when it is one of ``allowed_formats``.
+
+    Else :class:`~ml.errors.UnsupportedFormat`: "not a recognised {kind} format" when nothing was recognised,
+    "{kind} format X is not accepted" for a known format the caller does not accept.
+    """
+    allowed = tuple(str(f).upper() for f in allowed_formats)
+    if fmt is None:
+        raise UnsupportedFormat(
+            f"not a recognised {kind} format",
+            details={"allowed": list(allowed), "n_bytes": n_bytes},
+        )
+    if fmt not in allowed:
+        raise UnsupportedFormat(
+            f"{kind} format {fmt} is not accepted (accepted: {', '.join(allowed)})",
+            details={"format": fmt, "allowed": list(allowed)},
+        )
+    return fmt
 
 
 @dataclass(frozen=True)

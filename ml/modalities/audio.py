@@ -36,7 +36,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ml.errors import CorruptData, EmptyData, InvalidInput, MLError, TooLarge, UnsupportedFormat, require
+from ml.errors import CorruptData, EmptyData, InvalidInput, MLError, TooLarge, require
+from ml.modalities import accepted_format
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -250,18 +251,7 @@ def _open(data, *, max_duration_s: float, max_samples: int, allowed_formats: Seq
     data = _as_bytes(data)
     if not data:
         raise EmptyData("audio data is empty", details={"n_bytes": 0})
-    allowed = tuple(str(f).upper() for f in allowed_formats)
-    fmt = sniff_format(data)
-    if fmt is None:
-        raise UnsupportedFormat(
-            "not a recognised audio format",
-            details={"allowed": list(allowed), "n_bytes": len(data)},
-        )
-    if fmt not in allowed:
-        raise UnsupportedFormat(
-            f"audio format {fmt} is not accepted (accepted: {', '.join(allowed)})",
-            details={"format": fmt, "allowed": list(allowed)},
-        )
+    fmt = accepted_format(sniff_format(data), allowed_formats, kind="audio", n_bytes=len(data))
     if fmt == "WAV":
         declared = _wav_declared_samples(data)
         if declared is not None and declared > max_samples:

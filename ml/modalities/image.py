@@ -30,7 +30,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from ml.errors import CorruptData, EmptyData, InvalidInput, MLError, TooLarge, UnsupportedFormat
+from ml.errors import CorruptData, EmptyData, InvalidInput, MLError, TooLarge
+from ml.modalities import accepted_format
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -128,19 +129,7 @@ def _open_checked(
         raise EmptyData("image data is empty", details={"n_bytes": 0})
     if max_pixels <= 0:
         raise InvalidInput("max_pixels must be positive", details={"max_pixels": max_pixels})
-    allowed = tuple(str(f).upper() for f in allowed_formats)
-
-    fmt = sniff_format(data)
-    if fmt is None:
-        raise UnsupportedFormat(
-            "not a recognised image format",
-            details={"allowed": list(allowed), "n_bytes": len(data)},
-        )
-    if fmt not in allowed:
-        raise UnsupportedFormat(
-            f"image format {fmt} is not accepted (accepted: {', '.join(allowed)})",
-            details={"format": fmt, "allowed": list(allowed)},
-        )
+    fmt = accepted_format(sniff_format(data), allowed_formats, kind="image", n_bytes=len(data))
 
     # Header only: Image.open does not decode pixels.
     try:

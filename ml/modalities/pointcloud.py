@@ -36,6 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from ml.errors import CorruptData, EmptyData, InvalidInput, MLError, TooLarge, UnsupportedFormat, require
+from ml.modalities import accepted_format
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -383,7 +384,6 @@ def _read(
     data = _as_bytes(data)
     if not data:
         raise EmptyData("point cloud data is empty", details={"n_bytes": 0})
-    allowed = tuple(str(f).upper() for f in allowed_formats)
     detected = sniff_format(data)
     if fmt is not None:
         fmt = str(fmt).upper().lstrip(".")
@@ -396,16 +396,7 @@ def _read(
             )
     else:
         fmt = detected
-    if fmt is None:
-        raise UnsupportedFormat(
-            "not a recognised point cloud format",
-            details={"allowed": list(allowed), "n_bytes": len(data)},
-        )
-    if fmt not in allowed:
-        raise UnsupportedFormat(
-            f"point cloud format {fmt} is not accepted (accepted: {', '.join(allowed)})",
-            details={"format": fmt, "allowed": list(allowed)},
-        )
+    fmt = accepted_format(fmt, allowed_formats, kind="point cloud", n_bytes=len(data))
     announced = _header_count(data, fmt)
     if announced is not None and announced > max_points:
         raise TooLarge(

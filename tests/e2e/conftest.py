@@ -100,6 +100,18 @@ def login(page, live_server, username: str, password: str) -> None:
     page.wait_for_url(f"{live_server.url}/")
 
 
+def open_as(new_page, live_server, username: str, path: str, ready: str | None = None, **wait):
+    """A fresh page (from the ``new_page`` fixture) signed in as ``username``, whose password is pw-<username> as
+    the ``people`` fixture makes them, on ``path``; then, when given, until the JS predicate ``ready`` holds
+    (``wait``: Playwright's wait_for_function options, e.g. ``timeout``)."""
+    page = new_page()
+    login(page, live_server, username, f"pw-{username}")
+    page.goto(f"{live_server.url}{path}")
+    if ready is not None:
+        page.wait_for_function(ready, **wait)
+    return page
+
+
 @pytest.fixture
 def background_jobs(monkeypatch, transactional_db):
     """Run selected Celery tasks in a background thread instead of eagerly inside the request,

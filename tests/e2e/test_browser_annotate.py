@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.apps.helpers import label_all_open, push_digits, truth_by_sample
-from tests.e2e.conftest import login
+from tests.e2e.conftest import login, open_as
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -225,9 +225,7 @@ def test_project_page_live_progress_deploy_and_prediction(live_server, people, d
     assert Annotation.objects.get(task_id=task["id"]).result == {"label": task["prediction"]["label"]}
 
     # Annotators see the page but none of the lead's controls.
-    other_page = new_page()
-    login(other_page, live_server, "annotator", "pw-annotator")
-    other_page.goto(f"{live_server.url}/projects/{project.id}/")
+    other_page = open_as(new_page, live_server, "annotator", f"/projects/{project.id}/")
     assert other_page.is_visible("#label-link")
     assert other_page.locator("#round-form, #train-form, button[data-deploy]").count() == 0
     other_page.screenshot(path=str(artifacts / "project-annotator.png"), full_page=True)

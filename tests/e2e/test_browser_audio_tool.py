@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import login
+from tests.e2e.conftest import open_as
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -59,10 +59,7 @@ def test_audio_regions_with_mouse_and_keyboard(live_server, spoken, new_page, ar
     from apps.labeling.models import Annotation
 
     project, annotator, times = _setup(spoken)
-    page = new_page()
-    login(page, live_server, "annotator", "pw-annotator")
-    page.goto(f"{live_server.url}/projects/{project.id}/annotate/")
-    page.wait_for_function(READY)
+    page = open_as(new_page, live_server, "annotator", f"/projects/{project.id}/annotate/", READY)
     duration = _state(page, "s.duration")
     assert duration == pytest.approx(times[-1][2] + 0.7, abs=0.01)
     assert _state(page, "s.peaks.buckets") >= 1000  # drawn from server peaks
@@ -190,10 +187,7 @@ def test_audio_classification_and_pre_annotations(live_server, spoken, new_page,
     Task.objects.filter(pk=task.pk).update(prediction={
         "label": "seven", "confidence": 0.81,
         "regions": [{"label": word, "start": a, "end": b} for word, a, b in times]})
-    page = new_page()
-    login(page, live_server, "annotator", "pw-annotator")
-    page.goto(f"{live_server.url}/projects/{project.id}/annotate/")
-    page.wait_for_function(READY)
+    page = open_as(new_page, live_server, "annotator", f"/projects/{project.id}/annotate/", READY)
     assert _state(page, "s.regions.map(r => [r.label, r.predicted])") == [[w, True] for w, _, _ in times]
     assert _state(page, "s.clipLabel") == "seven"
     assert "3 regions" in page.inner_text("#prediction")
@@ -217,10 +211,7 @@ def test_audio_classification_tool(live_server, spoken, new_page, artifacts):
     from apps.labeling.models import Annotation
 
     project, annotator, times = _setup(spoken, task_type="classification")
-    page = new_page()
-    login(page, live_server, "annotator", "pw-annotator")
-    page.goto(f"{live_server.url}/projects/{project.id}/annotate/")
-    page.wait_for_function(READY)
+    page = open_as(new_page, live_server, "annotator", f"/projects/{project.id}/annotate/", READY)
     assert page.locator("#region-rows").count() == 0
     page.keyboard.press("Enter")  # nothing chosen: refused with a message
     assert "Choose" in page.inner_text("#annotate-error") or page.locator("#submit-button").is_disabled()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 from tests.apps.helpers import push_digits
-from tests.e2e.conftest import login
+from tests.e2e.conftest import open_as
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -41,11 +41,7 @@ def _image_project(people, labels: list[str], digits, n_tasks: int):
 
 
 def _open(new_page, live_server, project, ready="() => window.__looplab?.state && window.__looplab.state.status === 'ready'"):
-    page = new_page()
-    login(page, live_server, "annotator", "pw-annotator")
-    page.goto(f"{live_server.url}/projects/{project.id}/annotate/")
-    page.wait_for_function(ready, timeout=30_000)
-    return page
+    return open_as(new_page, live_server, "annotator", f"/projects/{project.id}/annotate/", ready, timeout=30_000)
 
 
 def _nothing_chosen(page) -> None:

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import login
+from tests.e2e.conftest import open_as
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -38,11 +38,7 @@ def _cloud_project(people, task_type: str, labels: list[str], n_clouds: int = 3,
 
 
 def _open_tool(new_page, live_server, project):
-    page = new_page()
-    login(page, live_server, "annotator", "pw-annotator")
-    page.goto(f"{live_server.url}/projects/{project.id}/annotate/")
-    page.wait_for_function(READY, timeout=30_000)
-    return page
+    return open_as(new_page, live_server, "annotator", f"/projects/{project.id}/annotate/", READY, timeout=30_000)
 
 
 def _state(page, *fields):

@@ -10,7 +10,7 @@ import io
 import pytest
 
 from tests.apps.helpers import push_digits
-from tests.e2e.conftest import login
+from tests.e2e.conftest import login, open_as
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -44,10 +44,8 @@ def test_review_reject_with_comment_and_accept(live_server, reviewed_project, ne
     from apps.labeling.models import Annotation, Task
 
     project, _ = reviewed_project
-    page = new_page()
-    login(page, live_server, "lead", "pw-lead")
-    page.goto(f"{live_server.url}/projects/{project.pk}/review/")
-    page.wait_for_function("() => window.__looplab?.state && window.__looplab.state.status === 'ready' && window.__looplab.state.agreement")
+    page = open_as(new_page, live_server, "lead", f"/projects/{project.pk}/review/",
+                   "() => window.__looplab?.state && window.__looplab.state.status === 'ready' && window.__looplab.state.agreement")
     state = page.evaluate("() => window.__looplab.state")
     assert len(state["annotations"]) == 8 and state["selected"] == state["annotations"][0]["id"]
     assert state["agreement"]["overall"]["kappa_kind"] == "cohen" and state["agreement"]["overall"]["tasks"] == 4
@@ -92,10 +90,8 @@ def test_review_page_correct_with_digits_and_annotators_are_refused(live_server,
     from apps.samples.models import Sample
 
     project, _ = reviewed_project
-    page = new_page()
-    login(page, live_server, "lead", "pw-lead")
-    page.goto(f"{live_server.url}/projects/{project.pk}/review/")
-    page.wait_for_function("() => window.__looplab?.state && window.__looplab.state.status === 'ready'")
+    page = open_as(new_page, live_server, "lead", f"/projects/{project.pk}/review/",
+                   "() => window.__looplab?.state && window.__looplab.state.status === 'ready'")
     first = page.evaluate("() => window.__looplab.state.selected")
     page.keyboard.press("c")
     page.keyboard.press("7")  # label "7": a digit-named label answers to its digit
@@ -112,9 +108,7 @@ def test_review_page_correct_with_digits_and_annotators_are_refused(live_server,
 
 def test_export_button_gives_a_downloadable_file(live_server, reviewed_project, new_page, artifacts):
     project, _ = reviewed_project
-    page = new_page()
-    login(page, live_server, "lead", "pw-lead")
-    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    page = open_as(new_page, live_server, "lead", f"/projects/{project.pk}/")
     page.select_option("#export-format", "csv")
     page.click("#export-btn")
     button = page.locator("#export-rows button[data-download]").first

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tests.apps.helpers import push_digits
-from tests.e2e.conftest import login
+from tests.e2e.conftest import open_as
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -17,9 +17,7 @@ def test_round_with_a_slice_quota_from_the_page(live_server, people, digits, new
                              labels=[str(i) for i in range(10)], label_budget=500)
     push_digits(project, digits, 200, metadata=lambda i: {"time_of_day": "night" if i % 10 == 0 else "day"})
 
-    page = new_page()
-    login(page, live_server, "lead", "pw-lead")
-    page.goto(f"{live_server.url}/projects/{project.id}/")
+    page = open_as(new_page, live_server, "lead", f"/projects/{project.id}/")
     page.fill("#round-form input[name=budget]", "20")
     page.click("#round-form .round-constraints summary")
     page.fill("#round-form input[name=slice_key]", "time_of_day")

@@ -4,7 +4,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from sklearn.datasets import load_digits
 
 from ml.errors import CorruptData, EmptyData, InvalidInput
@@ -23,13 +22,7 @@ from ml.export import (
 from ml.training import TrainConfig, train_classifier, train_segmenter
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small convs train about 2x faster on one thread than on two on the 2-core CI machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def digits_images():

@@ -4,13 +4,7 @@ import torch
 from ml.nets import AudioCNN, ImageCNN, PointNetClassifier, PointNetSegmenter, build_net, default_arch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small convs train about 2x faster on one thread than on two on the 2-core CI machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _eval(net):

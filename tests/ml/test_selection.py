@@ -179,12 +179,18 @@ def test_prefer_taken_first_and_ranked_by_strategy(pool, strategy):
     assert np.all(np.diff(sel.scores[n_pref:]) <= 1e-7)
 
 
-def test_prefer_larger_than_budget_takes_best_preferred():
-    rng = np.random.default_rng(1)
+def _first_40_preferred(seed):
+    """100 random 4-d embeddings, Dirichlet probabilities over 3 classes, and the first 40 samples preferred."""
+    rng = np.random.default_rng(seed)
     X = rng.normal(size=(100, 4)).astype(np.float32)
-    P = _dirichlet_probs(100, 3, seed=1)
+    P = _dirichlet_probs(100, 3, seed=seed)
     prefer = np.zeros(100, bool)
     prefer[:40] = True
+    return X, P, prefer
+
+
+def test_prefer_larger_than_budget_takes_best_preferred():
+    X, P, prefer = _first_40_preferred(1)
     sel = select("margin", budget=10, embeddings=X, probs=P, prefer=prefer)
     assert prefer[sel.indices].all()
     top = np.argsort(-margin(P[:40]), kind="stable")[:10]
@@ -193,11 +199,7 @@ def test_prefer_larger_than_budget_takes_best_preferred():
 
 def test_quotas_come_before_preference():
     # 40 preferred samples, none of them at night: the night quota is still met, the rest is preferred
-    rng = np.random.default_rng(3)
-    X = rng.normal(size=(100, 4)).astype(np.float32)
-    P = _dirichlet_probs(100, 3, seed=3)
-    prefer = np.zeros(100, bool)
-    prefer[:40] = True
+    X, P, prefer = _first_40_preferred(3)
     night = np.zeros(100, bool)
     night[60:80] = True
     sel = select("margin", budget=10, embeddings=X, probs=P, prefer=prefer, slices={"night": night},

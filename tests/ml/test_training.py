@@ -11,13 +11,7 @@ from ml.training import TrainConfig, TrainedModel, _augment, _class_weights, tra
 SMALL = {"widths": [16, 32, 64]}  # a narrower image CNN keeps the tests fast
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small convs train about 2x faster on one thread than on two on the 2-core CI machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def digits_images(size: int = 32):

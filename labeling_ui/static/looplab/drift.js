@@ -22,6 +22,18 @@ if (section) {
     showPageError(message);
   }
 
+  // Run `action` with the button `id` disabled; a failure is shown on the page.
+  async function whileDisabled(id, action) {
+    $(id).disabled = true;
+    try {
+      await action();
+    } catch (err) {
+      showError(err.message);
+    } finally {
+      $(id).disabled = false;
+    }
+  }
+
   function stat(label, value, cls) {
     const div = el("div");
     div.append(el("dt", "", label), el("dd", cls || "", value));
@@ -157,47 +169,30 @@ if (section) {
     await load();
   });
 
-  $("drift-schedule-form").addEventListener("submit", async (event) => {
+  $("drift-schedule-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    $("drift-schedule-btn").disabled = true;
-    try {
+    return whileDisabled("drift-schedule-btn", async () => {
       const every = $("drift-every").value;
       await api(`/api/v1/projects/${projectId}/`, { method: "PATCH",
         body: { drift_check_hours: every === "" ? null : Number(every), drift_auto_flag: $("drift-auto-flag").checked,
           drift_webhook_url: $("drift-webhook").value.trim() } });
       await loadSchedule();
-    } catch (err) {
-      showError(err.message);
-    } finally {
-      $("drift-schedule-btn").disabled = false;
-    }
+    });
   });
 
-  $("drift-webhook-rotate").addEventListener("click", async () => {
+  $("drift-webhook-rotate").addEventListener("click", () => {
     if (!window.confirm("Make a new signing secret? Receivers should switch to it within a day: until then alerts carry a signature with the old one too.")) return;
-    $("drift-webhook-rotate").disabled = true;
-    try {
+    return whileDisabled("drift-webhook-rotate", async () => {
       await api(`/api/v1/projects/${projectId}/drift-webhook-secret/rotate/`, { method: "POST", body: {} });
       await loadSchedule();
-    } catch (err) {
-      showError(err.message);
-    } finally {
-      $("drift-webhook-rotate").disabled = false;
-    }
+    });
   });
 
-  $("drift-flag-btn").addEventListener("click", async () => {
-    $("drift-flag-btn").disabled = true;
-    try {
-      const { data } = await api(`/api/v1/drift-checks/${state.detail.id}/flag/`, { method: "POST", body: {} });
-      state.flagged = data.flagged;
-      await load();
-    } catch (err) {
-      showError(err.message);
-    } finally {
-      $("drift-flag-btn").disabled = false;
-    }
-  });
+  $("drift-flag-btn").addEventListener("click", () => whileDisabled("drift-flag-btn", async () => {
+    const { data } = await api(`/api/v1/drift-checks/${state.detail.id}/flag/`, { method: "POST", body: {} });
+    state.flagged = data.flagged;
+    await load();
+  }));
 
   loadSchedule();
   load();

@@ -105,6 +105,16 @@ function kbdHtml(keys) {
   }).join("")).join(" / ");
 }
 
+// A function that runs `fn` in the next animation frame, once however often it is called before then.
+export function oncePerFrame(fn) {
+  let queued = false;
+  return () => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => { queued = false; fn(); });
+  };
+}
+
 export function createToolLoop(options) {
   const o = options;
   const $ = (id) => document.getElementById(id);

@@ -1,5 +1,6 @@
-"""The embedded default's environment for `manage.py` subprocesses in tests."""
+"""The embedded default's environment for `manage.py` subprocesses in tests, and waiting on processes."""
 import os
+import time
 from pathlib import Path
 
 
@@ -11,3 +12,15 @@ def embedded_env(data_dir: Path) -> dict[str, str]:
         "CELERY_TASK_ALWAYS_EAGER")}
     env["LOOPLAB_DATA_DIR"] = str(data_dir)
     return env
+
+
+def wait_for(predicate, timeout: float, what: str, *, poll: float = 0.05, output: Path | None = None) -> None:
+    """Call ``predicate`` every ``poll`` seconds until it holds; after ``timeout`` seconds an AssertionError
+    naming ``what``, with the tail of the ``output`` file when given."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(poll)
+    tail = f"; output:\n{output.read_text()[-4000:]}" if output is not None else ""
+    raise AssertionError(f"timed out waiting for {what}{tail}")

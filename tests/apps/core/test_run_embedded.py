@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.apps.core.embedded import embedded_env
+from tests.apps.core.embedded import embedded_env, wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 GRACE_S = 8
@@ -30,15 +30,6 @@ def _status(url: str) -> int | None:
             return response.status
     except OSError:
         return None
-
-
-def _wait(predicate, timeout: float, what: str, output: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; output:\n{output.read_text()[-4000:]}")
 
 
 def _child(supervisor: psutil.Process, program: str) -> psutil.Process | None:
@@ -74,8 +65,8 @@ def test_a_killed_worker_or_web_server_is_restarted_and_ctrl_c_stops_everything(
     supervisor = psutil.Process(proc.pid)
     everything: set[psutil.Process] = set()
     try:
-        _wait(lambda: _status(url) == 200, 60, "the web server", output)
-        _wait(lambda: output.read_text().count(" ready.") == 1, 60, "the worker", output)
+        wait_for(lambda: _status(url) == 200, 60, "the web server", poll=0.2, output=output)
+        wait_for(lambda: output.read_text().count(" ready.") == 1, 60, "the worker", poll=0.2, output=output)
 
         # 1. the Celery worker's main process dies: a new one starts; the web server answers throughout
         worker = _child(supervisor, "celery")
@@ -90,7 +81,7 @@ def test_a_killed_worker_or_web_server_is_restarted_and_ctrl_c_stops_everything(
             new = _child(supervisor, "celery")
             return new is not None and new.pid != worker.pid and output.read_text().count(" ready.") == 2
 
-        _wait(worker_back, 60, "the worker's restart", output)
+        wait_for(worker_back, 60, "the worker's restart", poll=0.2, output=output)
         assert len(answers) >= 3 and set(answers) == {200}, answers
         assert not any(_alive(p) for p in worker_group)  # no orphaned pool process or second beat
 
@@ -104,7 +95,7 @@ def test_a_killed_worker_or_web_server_is_restarted_and_ctrl_c_stops_everything(
             new = _child(supervisor, "gunicorn")
             return new is not None and new.pid != web.pid and _status(url) == 200
 
-        _wait(web_back, 60, "the web server's restart", output)
+        wait_for(web_back, 60, "the web server's restart", poll=0.2, output=output)
         assert not any(_alive(p) for p in web_group)
 
         log = (data / "logs" / "embedded.log").read_text()
@@ -118,7 +109,7 @@ def test_a_killed_worker_or_web_server_is_restarted_and_ctrl_c_stops_everything(
         started = time.monotonic()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(GRACE_S + 10) == 0
-        _wait(lambda: not any(_alive(p) for p in everything), 5, "every process to be gone", output)
+        wait_for(lambda: not any(_alive(p) for p in everything), 5, "every process to be gone", poll=0.2, output=output)
         stopped_in = time.monotonic() - started
         assert stopped_in < GRACE_S + 5, stopped_in
         assert _status(url) is None

@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from apps.core.supervisor import Backoff, describe_exit
+from tests.apps.core.embedded import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 RUNNER = """
@@ -47,15 +48,6 @@ def _supervise(tmp_path, children, *, grace=5.0, backoff=None):
     return proc, tmp_path / "supervisor.log"
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -71,7 +63,7 @@ def test_a_crashing_child_is_restarted_with_growing_delays_while_the_other_keeps
     proc, log = _supervise(tmp_path, {"crash": ["sh", "-c", "exit 3"], "steady": ["sleep", "30"]},
                            backoff={"initial": 0.1, "cap": 0.4})
     try:
-        _wait(lambda: log.read_text().count("crash started") >= 5, 10, "five starts of the crashing child")
+        wait_for(lambda: log.read_text().count("crash started") >= 5, 10, "five starts of the crashing child")
         steady = [c for c in _children(proc) if c.name() == "sleep"]
         assert len(steady) == 1
         proc.send_signal(signal.SIGTERM)
@@ -84,7 +76,7 @@ def test_a_crashing_child_is_restarted_with_growing_delays_while_the_other_keeps
     assert "exited with code 3 after" in text
     assert text.count("steady started") == 1  # never restarted
     assert "received SIGTERM: stopping" in text and "steady (pid" in text and "was killed by SIGTERM" in text
-    _wait(lambda: not _alive(steady[0].pid), 5, "the steady child to be gone")
+    wait_for(lambda: not _alive(steady[0].pid), 5, "the steady child to be gone")
 
 
 @pytest.mark.parametrize("grace, signals, why", [(0.5, 1, "after 0.5 s"), (60, 2, "after a second signal")])
@@ -93,7 +85,7 @@ def test_a_child_that_ignores_sigterm_is_killed_with_its_group_after_the_grace_p
     # sh ignores TERM and so does the sleep it starts; both are in the child's process group
     proc, log = _supervise(tmp_path, {"stubborn": ["sh", "-c", "trap '' TERM; sleep 30 & wait"]}, grace=grace)
     try:
-        _wait(lambda: any(c.name() == "sleep" for c in psutil.Process(proc.pid).children(recursive=True)), 10,
+        wait_for(lambda: any(c.name() == "sleep" for c in psutil.Process(proc.pid).children(recursive=True)), 10,
               "the stubborn child's sleep")
         tree = psutil.Process(proc.pid).children(recursive=True)
         started = time.monotonic()
@@ -105,19 +97,19 @@ def test_a_child_that_ignores_sigterm_is_killed_with_its_group_after_the_grace_p
     finally:
         proc.kill()
     assert f"stubborn (pid {tree[0].pid}) still running {why}: SIGKILL" in log.read_text()
-    _wait(lambda: not any(_alive(p.pid) for p in tree), 5, "every process of the group to be gone")
+    wait_for(lambda: not any(_alive(p.pid) for p in tree), 5, "every process of the group to be gone")
 
 
 def test_a_killed_main_process_takes_what_it_started_with_it(tmp_path):
     # the child's own child (the sleep) is orphaned when sh dies; the supervisor kills the group
     proc, log = _supervise(tmp_path, {"parent": ["sh", "-c", "sleep 30 & wait"]}, backoff={"initial": 5})
     try:
-        _wait(lambda: any(c.name() == "sleep" for c in psutil.Process(proc.pid).children(recursive=True)), 10,
+        wait_for(lambda: any(c.name() == "sleep" for c in psutil.Process(proc.pid).children(recursive=True)), 10,
               "the child's sleep")
         sh = _children(proc)[0]
         orphan = sh.children()[0]
         sh.kill()
-        _wait(lambda: not _alive(orphan.pid), 5, "the orphaned sleep to be killed")
+        wait_for(lambda: not _alive(orphan.pid), 5, "the orphaned sleep to be killed")
         assert f"parent (pid {sh.pid}) was killed by SIGKILL" in log.read_text()
         assert "(killed what was left of its process group); restarting in 5 s" in log.read_text()
         proc.send_signal(signal.SIGTERM)
@@ -130,10 +122,10 @@ def test_a_killed_main_process_takes_what_it_started_with_it(tmp_path):
 def test_children_do_not_outlive_a_killed_supervisor(tmp_path):
     proc, log = _supervise(tmp_path, {"a": ["sleep", "30"], "b": ["sleep", "30"]})
     try:
-        _wait(lambda: len(_children(proc)) == 2, 10, "two children")
+        wait_for(lambda: len(_children(proc)) == 2, 10, "two children")
         children = _children(proc)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)
-        _wait(lambda: not any(_alive(c.pid) for c in children), 5, "the children to get SIGTERM and exit")
+        wait_for(lambda: not any(_alive(c.pid) for c in children), 5, "the children to get SIGTERM and exit")
     finally:
         proc.kill()

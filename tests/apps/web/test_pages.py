@@ -9,6 +9,22 @@ def _client(client, user):
     return client
 
 
+def _round_label_train(project, lead, annotator, truth, capture, **round_kw):
+    """A round (``round_kw``: its budget, strategy), every open task labeled, then a 3-epoch training run:
+    the run, succeeded. ``capture`` is pytest-django's django_capture_on_commit_callbacks."""
+    from apps.labeling.services import round_create
+    from apps.training.services import training_run_create
+
+    with capture(execute=True):
+        round_create(project=project, user=lead, **round_kw)
+    label_all_open(project, annotator, truth)
+    with capture(execute=True):
+        run = training_run_create(project=project, user=lead, epochs=3)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    return run
+
+
 @pytest.mark.parametrize("path", ["/", "/projects/{id}/", "/projects/{id}/annotate/"])
 def test_anonymous_is_sent_to_login(client, project, path):
     url = path.format(id=project.id)
@@ -109,21 +125,13 @@ def test_project_page_shows_rounds_with_progress(client, lead, annotator, projec
 @pytest.mark.slow
 def test_project_page_shows_model_comparison_and_deployment(client, lead, annotator, project, digits,
                                                            django_capture_on_commit_callbacks):
-    from apps.labeling.services import round_create
     from apps.projects.services import project_update
-    from apps.training.services import training_run_create
 
     project_update(project=project, auto_deploy=True)
     with django_capture_on_commit_callbacks(execute=True):
         push_digits(project, digits, 200)
     truth = truth_by_sample(project, digits)
-    with django_capture_on_commit_callbacks(execute=True):
-        round_create(project=project, user=lead, budget=100)
-    label_all_open(project, annotator, truth)
-    with django_capture_on_commit_callbacks(execute=True):
-        run = training_run_create(project=project, user=lead, epochs=3)
-    run.refresh_from_db()
-    assert run.status == "succeeded", run.error
+    run = _round_label_train(project, lead, annotator, truth, django_capture_on_commit_callbacks, budget=100)
     html = _client(client, lead).get(f"/projects/{project.id}/").content.decode()
     assert f"/api/v1/models/{run.model_id}/confusion.png" in html
     assert "Label → serving" in html and "serving" in html
@@ -159,20 +167,12 @@ def test_project_page_learning_curve_and_slice_metrics(client, lead, annotator, 
                                                        django_capture_on_commit_callbacks):
     import re
 
-    from apps.labeling.services import round_create
-    from apps.training.services import training_run_create
-
     with django_capture_on_commit_callbacks(execute=True):
         push_digits(project, digits, 240, metadata=lambda i: {"time_of_day": "night" if i % 3 == 0 else "day"})
     truth = truth_by_sample(project, digits)
     for budget in (80, 80):
-        with django_capture_on_commit_callbacks(execute=True):
-            round_create(project=project, user=lead, budget=budget, strategy="random")
-        label_all_open(project, annotator, truth)
-        with django_capture_on_commit_callbacks(execute=True):
-            run = training_run_create(project=project, user=lead, epochs=3)
-        run.refresh_from_db()
-        assert run.status == "succeeded", run.error
+        _round_label_train(project, lead, annotator, truth, django_capture_on_commit_callbacks, budget=budget,
+                           strategy="random")
     html = _client(client, lead).get(f"/projects/{project.id}/").content.decode()
     svg = html[html.index('<svg class="curve"'):html.index("</svg>")]
     assert len(re.findall(r'<circle class="dot accuracy[^"]*" cx="[\d.]+" cy="[\d.]+" r="\d" data-version', svg)) == 2

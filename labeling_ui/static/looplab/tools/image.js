@@ -14,7 +14,7 @@
 // This module is the entry: DOM, events and the task loop. Geometry and hit testing are in image/geometry.js,
 // drawing in image/render.js, cursors and key commands in image/input.js, label colours, predictions and the result in image/shapes.js.
 import { expose } from "../test_hooks.js";
-import { createToolLoop, LABEL_KEY, readConfig } from "../tool_common.js";
+import { createToolLoop, LABEL_KEY, oncePerFrame, readConfig } from "../tool_common.js";
 import * as geo from "./image/geometry.js";
 import { clamp01, HIT } from "./image/geometry.js";
 import { cursorFor, keyCommand, ZOOM_IN, ZOOM_OUT } from "./image/input.js";
@@ -159,12 +159,7 @@ function renderZoom() {
 // -- drawing (image/render.js), at most once per animation frame ----------------------------------------
 
 let boxesAsPath = false;  // see render.js: boxes in the colour group's path (the benchmark's comparison)
-let pending = false;
-function invalidate() {
-  if (pending) return;
-  pending = true;
-  requestAnimationFrame(() => { pending = false; draw(); });
-}
+const invalidate = oncePerFrame(() => draw());
 
 function draw() {
   const t0 = performance.now();

@@ -9,7 +9,7 @@
 import * as THREE from "three";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
 import { expose } from "../test_hooks.js";
-import { createToolLoop, readConfig } from "../tool_common.js";
+import { createToolLoop, oncePerFrame, readConfig } from "../tool_common.js";
 import { applyLabels, greyColors, labelCss, rampColors } from "./pointcloud/colors.js";
 import { cleanCuboid, cuboidObject, normalizeYaw, orthoViews, round } from "./pointcloud/cuboids.js";
 import { pickPoint, selectBox, selectCircle, selectLasso } from "./pointcloud/selection.js";
@@ -94,6 +94,7 @@ const loop = createToolLoop({
   hotkeys: hotkeys(),
 });
 const state = loop.state;
+const requestRender = oncePerFrame(() => renderNow());
 expose("pointcloud", { THREE, camera, controls, renderer, material, scene, requestRender, renderNow, selectPolygon, viewProjection, get points() { return points; } });
 
 function hotkeys() {
@@ -289,13 +290,7 @@ function cycleColorMode() {
   recolor();
 }
 
-// -- rendering ---------------------------------------------------------------------------------------------
-let frameQueued = false;
-function requestRender() {
-  if (frameQueued) return;
-  frameQueued = true;
-  requestAnimationFrame(() => { frameQueued = false; renderNow(); });
-}
+// -- rendering (requestRender: renderNow in the next animation frame, defined above the test hook) ------
 
 function stageSize() {
   return { width: canvas.clientWidth || 1, height: canvas.clientHeight || 1 };
