@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.core.files.storage import default_storage
 from django.http import FileResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers
 
 from apps.accounts.models import Role
@@ -44,6 +44,11 @@ class ExportOut(JobOut):
         return f"/api/v1/exports/{obj.pk}/download" if obj.status == "succeeded" and obj.file else None
 
 
+@extend_schema_view(
+    get=extend_schema(responses=ExportOut(many=True), summary="A project's exports, newest first (leads)"),
+    post=extend_schema(request=ExportIn, responses={202: ExportOut}, parameters=[IDEMPOTENCY_KEY],
+                       summary="Export the project's labels in a format (a job; names its dataset version or annotations)"),
+)
 class ExportListCreate(JobListCreateView):
     min_role = Role.LEAD
 
@@ -58,16 +63,10 @@ class ExportListCreate(JobListCreateView):
     def create(self, *, project, user, payload):
         return export_create(project=project, user=user, **payload.validated_data)
 
-    @extend_schema(responses=ExportOut(many=True), summary="A project's exports, newest first (leads)")
-    def get(self, request, project_id):
-        return self.list_response(request, project_id)
 
-    @extend_schema(request=ExportIn, responses={202: ExportOut}, parameters=[IDEMPOTENCY_KEY],
-                   summary="Export the project's labels in a format (a job; names its dataset version or annotations)")
-    def post(self, request, project_id):
-        return self.create_response(request, project_id)
-
-
+@extend_schema_view(
+    get=extend_schema(responses=ExportOut, summary="An export: status, progress, dataset version, download URL"),
+)
 class ExportDetail(JobDetailView):
     min_role = Role.LEAD
 
@@ -77,21 +76,14 @@ class ExportDetail(JobDetailView):
     def detail(self, job) -> dict:
         return ExportOut(job).data
 
-    @extend_schema(responses=ExportOut, summary="An export: status, progress, dataset version, download URL")
-    def get(self, request, export_id):
-        return self.detail_response(request, export_id)
 
-
+@extend_schema_view(
+    post=extend_schema(request=None, responses={200: ExportOut, 202: ExportOut},
+                       summary="Cancel an export (leads): queued ends now, running stops at its next progress point"),
+)
 class ExportCancel(JobCancelView):
     out = ExportOut
-
-    def load(self, pk):
-        return export_get(export_id=pk)
-
-    @extend_schema(request=None, responses={200: ExportOut, 202: ExportOut},
-                   summary="Cancel an export (leads): queued ends now, running stops at its next progress point")
-    def post(self, request, export_id):
-        return super().post(request, export_id)
+    load = ExportDetail.load
 
 
 class ExportDownload(ProjectScopedView):

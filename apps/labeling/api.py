@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -76,6 +76,11 @@ class RoundItemOut(serializers.Serializer):
     state = serializers.CharField()
 
 
+@extend_schema_view(
+    get=extend_schema(responses=RoundOut(many=True), summary="Selection rounds, newest first"),
+    post=extend_schema(request=RoundIn, responses={202: RoundOut}, parameters=[IDEMPOTENCY_KEY],
+                       summary="Start a selection round under a budget (leads); runs as a job"),
+)
 class RoundListCreate(JobListCreateView):
     out, payload, scope, create_role = RoundOut, RoundIn, "rounds", Role.LEAD
 
@@ -88,16 +93,10 @@ class RoundListCreate(JobListCreateView):
     def created(self, job) -> dict:
         return RoundOut(job).data
 
-    @extend_schema(responses=RoundOut(many=True), summary="Selection rounds, newest first")
-    def get(self, request, project_id):
-        return self.list_response(request, project_id)
 
-    @extend_schema(request=RoundIn, responses={202: RoundOut}, parameters=[IDEMPOTENCY_KEY],
-                   summary="Start a selection round under a budget (leads); runs as a job")
-    def post(self, request, project_id):
-        return self.create_response(request, project_id)
-
-
+@extend_schema_view(
+    get=extend_schema(responses=RoundOut, summary="A round with each chosen sample's score and rank"),
+)
 class RoundDetail(JobDetailView):
     def load(self, pk):
         return round_get(round_id=pk)
@@ -107,21 +106,14 @@ class RoundDetail(JobDetailView):
         data["items"] = RoundItemOut(job.tasks.select_related("sample").order_by("rank"), many=True).data
         return data
 
-    @extend_schema(responses=RoundOut, summary="A round with each chosen sample's score and rank")
-    def get(self, request, round_id):
-        return self.detail_response(request, round_id)
 
-
+@extend_schema_view(
+    post=extend_schema(request=None, responses={200: RoundOut, 202: RoundOut},
+                       summary="Cancel a round (leads): queued ends now, running stops at its next progress point"),
+)
 class RoundCancel(JobCancelView):
     out = RoundOut
-
-    def load(self, pk):
-        return round_get(round_id=pk)
-
-    @extend_schema(request=None, responses={200: RoundOut, 202: RoundOut},
-                   summary="Cancel a round (leads): queued ends now, running stops at its next progress point")
-    def post(self, request, round_id):
-        return super().post(request, round_id)
+    load = RoundDetail.load
 
 
 class TaskSampleOut(serializers.Serializer):

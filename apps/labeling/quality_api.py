@@ -2,7 +2,7 @@
 (``label-checks/``: list, create, detail with findings and their review status now, cancel). Leads only."""
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -67,6 +67,12 @@ class LabelCheckDetailOut(LabelCheckOut):
     findings = CheckFindingOut(many=True)
 
 
+@extend_schema_view(
+    get=extend_schema(responses=LabelCheckOut(many=True), summary="A project's label-quality checks, newest first (leads)"),
+    post=extend_schema(request=LabelCheckIn, responses={202: LabelCheckOut}, parameters=[IDEMPOTENCY_KEY],
+                       summary="Check the project's labels in the background (a job with progress): likely wrong labels, "
+                               "outliers, near-duplicates"),
+)
 class LabelCheckListCreate(JobListCreateView):
     min_role = Role.LEAD
     out, payload, scope = LabelCheckOut, LabelCheckIn, "label-checks"
@@ -77,29 +83,10 @@ class LabelCheckListCreate(JobListCreateView):
     def create(self, *, project, user, payload):
         return label_check_create(project=project, user=user, **payload.validated_data)
 
-    @extend_schema(responses=LabelCheckOut(many=True), summary="A project's label-quality checks, newest first (leads)")
-    def get(self, request, project_id):
-        return self.list_response(request, project_id)
 
-    @extend_schema(request=LabelCheckIn, responses={202: LabelCheckOut}, parameters=[IDEMPOTENCY_KEY],
-                   summary="Check the project's labels in the background (a job with progress): likely wrong labels, "
-                           "outliers, near-duplicates")
-    def post(self, request, project_id):
-        return self.create_response(request, project_id)
-
-
-class LabelCheckCancel(JobCancelView):
-    out = LabelCheckOut
-
-    def load(self, pk):
-        return label_check_get(check_id=pk)
-
-    @extend_schema(request=None, responses={200: LabelCheckOut, 202: LabelCheckOut},
-                   summary="Cancel a label check (leads): queued ends now, running stops at its next progress point")
-    def post(self, request, check_id):
-        return super().post(request, check_id)
-
-
+@extend_schema_view(
+    get=extend_schema(responses=LabelCheckDetailOut, summary="A label check: status, progress and its ranked findings"),
+)
 class LabelCheckDetail(JobDetailView):
     min_role = Role.LEAD
 
@@ -110,6 +97,11 @@ class LabelCheckDetail(JobDetailView):
         job.findings = label_check_findings(check=job)
         return LabelCheckDetailOut(job).data
 
-    @extend_schema(responses=LabelCheckDetailOut, summary="A label check: status, progress and its ranked findings")
-    def get(self, request, check_id):
-        return self.detail_response(request, check_id)
+
+@extend_schema_view(
+    post=extend_schema(request=None, responses={200: LabelCheckOut, 202: LabelCheckOut},
+                       summary="Cancel a label check (leads): queued ends now, running stops at its next progress point"),
+)
+class LabelCheckCancel(JobCancelView):
+    out = LabelCheckOut
+    load = LabelCheckDetail.load

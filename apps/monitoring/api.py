@@ -2,7 +2,7 @@
 secret of the drift alerts. The project's drift settings are part of the project body (project_api)."""
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -62,6 +62,11 @@ class DriftCheckDetailOut(DriftCheckOut):
     witnesses = WitnessOut(many=True)
 
 
+@extend_schema_view(
+    get=extend_schema(responses=DriftCheckOut(many=True), summary="A project's drift checks, newest first (leads)"),
+    post=extend_schema(request=DriftCheckIn, responses={202: DriftCheckOut}, parameters=[IDEMPOTENCY_KEY],
+                       summary="Compare the last hours of production with the serving model's training data (a job)"),
+)
 class DriftCheckListCreate(JobListCreateView):
     min_role = Role.LEAD
     out, payload, scope = DriftCheckOut, DriftCheckIn, "drift-checks"
@@ -72,16 +77,10 @@ class DriftCheckListCreate(JobListCreateView):
     def create(self, *, project, user, payload):
         return drift_check_create(project=project, user=user, **payload.validated_data)
 
-    @extend_schema(responses=DriftCheckOut(many=True), summary="A project's drift checks, newest first (leads)")
-    def get(self, request, project_id):
-        return self.list_response(request, project_id)
 
-    @extend_schema(request=DriftCheckIn, responses={202: DriftCheckOut}, parameters=[IDEMPOTENCY_KEY],
-                   summary="Compare the last hours of production with the serving model's training data (a job)")
-    def post(self, request, project_id):
-        return self.create_response(request, project_id)
-
-
+@extend_schema_view(
+    get=extend_schema(responses=DriftCheckDetailOut, summary="A drift check: status, progress, report and witnesses"),
+)
 class DriftCheckDetail(JobDetailView):
     min_role = Role.LEAD
 
@@ -92,21 +91,14 @@ class DriftCheckDetail(JobDetailView):
         job.witnesses = drift_check_witnesses(check=job)
         return DriftCheckDetailOut(job).data
 
-    @extend_schema(responses=DriftCheckDetailOut, summary="A drift check: status, progress, report and witnesses")
-    def get(self, request, check_id):
-        return self.detail_response(request, check_id)
 
-
+@extend_schema_view(
+    post=extend_schema(request=None, responses={200: DriftCheckOut, 202: DriftCheckOut},
+                       summary="Cancel a drift check (leads): queued ends now, running stops at its next progress point"),
+)
 class DriftCheckCancel(JobCancelView):
     out = DriftCheckOut
-
-    def load(self, pk):
-        return drift_check_get(check_id=pk)
-
-    @extend_schema(request=None, responses={200: DriftCheckOut, 202: DriftCheckOut},
-                   summary="Cancel a drift check (leads): queued ends now, running stops at its next progress point")
-    def post(self, request, check_id):
-        return super().post(request, check_id)
+    load = DriftCheckDetail.load
 
 
 class DriftCheckFlagOut(serializers.Serializer):

@@ -33,8 +33,8 @@ class ProjectScopedView(APIView):
 # ``GET <project>/<jobs>/``: the project's jobs of one kind, newest first; ``POST``: queue one (202, the
 # job's row), once per caller and ``Idempotency-Key``. Subclasses set ``out`` (the row), ``payload`` (the
 # input), ``scope`` (the idempotency scope's prefix) and ``create_role`` (the role POST needs, default the
-# view's ``min_role``), implement ``jobs(project)`` and ``create(project=, user=, payload=)``, and keep their
-# own ``get``/``post`` (for the schema's summary) calling :meth:`list_response` / :meth:`create_response`.
+# view's ``min_role``), implement ``jobs(project)`` and ``create(project=, user=, payload=)``, and describe
+# their operations with ``@extend_schema_view(get=extend_schema(...), post=extend_schema(...))``.
 class JobListCreateView(ProjectScopedView):
 
     out: type[serializers.Serializer]
@@ -71,10 +71,22 @@ class JobListCreateView(ProjectScopedView):
 
         return idempotent_response(request, scope=f"{self.scope}:{project.pk}", call=call)
 
+    def get(self, request, project_id):
+        return self.list_response(request, project_id)
+
+    def post(self, request, project_id):
+        return self.create_response(request, project_id)
+
+
+def _url_id(url: dict) -> int:
+    """The one id of a job URL (``<jobs>/<int:round_id>/...``), whatever the URL names it."""
+    (pk,) = url.values()
+    return pk
+
 
 # ``GET <jobs>/{id}/``: one job, for a member of its project (others get the missing id's 404).
-# Subclasses implement ``load(pk)`` and ``detail(job)`` (the body) and keep their own ``get`` calling
-# :meth:`detail_response`.
+# Subclasses implement ``load(pk)`` and ``detail(job)`` (the body) and describe ``get`` with
+# ``@extend_schema_view``.
 class JobDetailView(ProjectScopedView):
 
     def load(self, pk):  # pragma: no cover - each subclass loads its own kind
@@ -87,6 +99,9 @@ class JobDetailView(ProjectScopedView):
         job = self.load(pk)
         self.check_object_project(request, job)
         return Response(self.detail(job))
+
+    def get(self, request, **url):
+        return self.detail_response(request, _url_id(url))
 
 
 class JobCancelView(ProjectScopedView):
@@ -106,7 +121,8 @@ class JobCancelView(ProjectScopedView):
                            code=ErrorCode.JOB_FINISHED, details={"status": job.status})
         return job
 
-    def post(self, request, pk):
+    def post(self, request, **url):
+        pk = _url_id(url)
         job = self.load(pk)
         self.check_object_project(request, job)
         job = self.cancel(job)

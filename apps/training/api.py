@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.core.files.storage import default_storage
 from django.http import HttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -72,6 +72,11 @@ def _runs(qs):
     return qs.select_related("dataset_version").prefetch_related("steps")
 
 
+@extend_schema_view(
+    get=extend_schema(responses=TrainingRunOut(many=True), summary="Training runs, newest first"),
+    post=extend_schema(request=TrainingRunIn, responses={202: TrainingRunOut}, parameters=[IDEMPOTENCY_KEY],
+                       summary="Freeze a dataset version and train → evaluate → export (→ deploy if the gate is on)"),
+)
 class TrainingRunListCreate(JobListCreateView):
     out, payload, scope, create_role = TrainingRunOut, TrainingRunIn, "training-runs", Role.LEAD
 
@@ -84,16 +89,10 @@ class TrainingRunListCreate(JobListCreateView):
     def created(self, job) -> dict:
         return TrainingRunOut(_runs(TrainingRun.objects.filter(pk=job.pk)).get()).data
 
-    @extend_schema(responses=TrainingRunOut(many=True), summary="Training runs, newest first")
-    def get(self, request, project_id):
-        return self.list_response(request, project_id)
 
-    @extend_schema(request=TrainingRunIn, responses={202: TrainingRunOut}, parameters=[IDEMPOTENCY_KEY],
-                   summary="Freeze a dataset version and train → evaluate → export (→ deploy if the gate is on)")
-    def post(self, request, project_id):
-        return self.create_response(request, project_id)
-
-
+@extend_schema_view(
+    get=extend_schema(responses=TrainingRunOut, summary="Follow a training run: status, progress, steps, model"),
+)
 class TrainingRunDetail(JobDetailView):
     def load(self, pk):
         return get_by_id(_runs(TrainingRun.objects), pk, "Training run")
@@ -101,11 +100,11 @@ class TrainingRunDetail(JobDetailView):
     def detail(self, job) -> dict:
         return TrainingRunOut(job).data
 
-    @extend_schema(responses=TrainingRunOut, summary="Follow a training run: status, progress, steps, model")
-    def get(self, request, run_id):
-        return self.detail_response(request, run_id)
 
-
+@extend_schema_view(
+    post=extend_schema(request=None, responses={200: TrainingRunOut, 202: TrainingRunOut},
+                       summary="Cancel a training run (leads): the running step stops at its next progress point"),
+)
 class TrainingRunCancel(JobCancelView):
     out = TrainingRunOut
 
@@ -114,10 +113,6 @@ class TrainingRunCancel(JobCancelView):
     def cancel(self, job):
         return training_run_cancel(run=job)
 
-    @extend_schema(request=None, responses={200: TrainingRunOut, 202: TrainingRunOut},
-                   summary="Cancel a training run (leads): the running step stops at its next progress point")
-    def post(self, request, run_id):
-        return super().post(request, run_id)
 
 
 def _model(model_id) -> ModelVersion:
