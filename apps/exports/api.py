@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from django.core.files.storage import default_storage
 from django.http import FileResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 
 from apps.accounts.models import Role
-from apps.core.api import IDEMPOTENCY_KEY, JobOut
+from apps.core.api import JobOut
 from apps.projects.views import JobCancelView, JobDetailView, JobListCreateView, ProjectScopedView
 from apps.core.errors import Conflict, ErrorCode
 from apps.exports.selectors import export_get, exports_for_project
@@ -44,15 +44,12 @@ class ExportOut(JobOut):
         return f"/api/v1/exports/{obj.pk}/download" if obj.status == "succeeded" and obj.file else None
 
 
-@extend_schema_view(
-    get=extend_schema(responses=ExportOut(many=True), summary="A project's exports, newest first (leads)"),
-    post=extend_schema(request=ExportIn, responses={202: ExportOut}, parameters=[IDEMPOTENCY_KEY],
-                       summary="Export the project's labels in a format (a job; names its dataset version or annotations)"),
-)
 class ExportListCreate(JobListCreateView):
     min_role = Role.LEAD
 
     out, payload, scope = ExportOut, ExportIn, "exports"
+    list_summary = "A project's exports, newest first (leads)"
+    create_summary = "Export the project's labels in a format (a job; names its dataset version or annotations)"
 
     def jobs(self, project):
         return exports_for_project(project=project)[:50]
@@ -64,26 +61,19 @@ class ExportListCreate(JobListCreateView):
         return export_create(project=project, user=user, **payload.validated_data)
 
 
-@extend_schema_view(
-    get=extend_schema(responses=ExportOut, summary="An export: status, progress, dataset version, download URL"),
-)
 class ExportDetail(JobDetailView):
     min_role = Role.LEAD
+    out = ExportOut
+    summary = "An export: status, progress, dataset version, download URL"
 
     def load(self, pk):
         return export_get(export_id=pk)
 
-    def detail(self, job) -> dict:
-        return ExportOut(job).data
 
-
-@extend_schema_view(
-    post=extend_schema(request=None, responses={200: ExportOut, 202: ExportOut},
-                       summary="Cancel an export (leads): queued ends now, running stops at its next progress point"),
-)
 class ExportCancel(JobCancelView):
     out = ExportOut
     load = ExportDetail.load
+    summary = "Cancel an export (leads): queued ends now, running stops at its next progress point"
 
 
 class ExportDownload(ProjectScopedView):

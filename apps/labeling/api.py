@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import IDEMPOTENCY_KEY, JobOut
+from apps.core.api import JobOut
 from apps.projects.views import JobCancelView, JobDetailView, JobListCreateView, ProjectScopedView
 from apps.labeling.selectors import round_get, rounds_for_project, task_get
 from apps.labeling.services import annotation_submit, round_create, task_lease_next, task_skip
@@ -76,13 +76,10 @@ class RoundItemOut(serializers.Serializer):
     state = serializers.CharField()
 
 
-@extend_schema_view(
-    get=extend_schema(responses=RoundOut(many=True), summary="Selection rounds, newest first"),
-    post=extend_schema(request=RoundIn, responses={202: RoundOut}, parameters=[IDEMPOTENCY_KEY],
-                       summary="Start a selection round under a budget (leads); runs as a job"),
-)
 class RoundListCreate(JobListCreateView):
     out, payload, scope, create_role = RoundOut, RoundIn, "rounds", Role.LEAD
+    list_summary = "Selection rounds, newest first"
+    create_summary = "Start a selection round under a budget (leads); runs as a job"
 
     def jobs(self, project):
         return rounds_for_project(project=project)
@@ -94,10 +91,9 @@ class RoundListCreate(JobListCreateView):
         return RoundOut(job).data
 
 
-@extend_schema_view(
-    get=extend_schema(responses=RoundOut, summary="A round with each chosen sample's score and rank"),
-)
 class RoundDetail(JobDetailView):
+    out = RoundOut
+    summary = "A round with each chosen sample's score and rank"
     def load(self, pk):
         return round_get(round_id=pk)
 
@@ -107,13 +103,10 @@ class RoundDetail(JobDetailView):
         return data
 
 
-@extend_schema_view(
-    post=extend_schema(request=None, responses={200: RoundOut, 202: RoundOut},
-                       summary="Cancel a round (leads): queued ends now, running stops at its next progress point"),
-)
 class RoundCancel(JobCancelView):
     out = RoundOut
     load = RoundDetail.load
+    summary = "Cancel a round (leads): queued ends now, running stops at its next progress point"
 
 
 class TaskSampleOut(serializers.Serializer):

@@ -2,12 +2,12 @@
 (``label-checks/``: list, create, detail with findings and their review status now, cancel). Leads only."""
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import IDEMPOTENCY_KEY, JobOut
+from apps.core.api import JobOut
 from apps.core.errors import ErrorCode, ValidationFailed
 from apps.labeling.quality import label_check_create, label_issues_find
 from apps.labeling.selectors import label_check_findings, label_check_get, label_checks_for_project
@@ -67,15 +67,12 @@ class LabelCheckDetailOut(LabelCheckOut):
     findings = CheckFindingOut(many=True)
 
 
-@extend_schema_view(
-    get=extend_schema(responses=LabelCheckOut(many=True), summary="A project's label-quality checks, newest first (leads)"),
-    post=extend_schema(request=LabelCheckIn, responses={202: LabelCheckOut}, parameters=[IDEMPOTENCY_KEY],
-                       summary="Check the project's labels in the background (a job with progress): likely wrong labels, "
-                               "outliers, near-duplicates"),
-)
 class LabelCheckListCreate(JobListCreateView):
     min_role = Role.LEAD
     out, payload, scope = LabelCheckOut, LabelCheckIn, "label-checks"
+    list_summary = "A project's label-quality checks, newest first (leads)"
+    create_summary = ("Check the project's labels in the background (a job with progress): likely wrong labels, "
+                      "outliers, near-duplicates")
 
     def jobs(self, project):
         return label_checks_for_project(project=project)[:50]
@@ -84,11 +81,10 @@ class LabelCheckListCreate(JobListCreateView):
         return label_check_create(project=project, user=user, **payload.validated_data)
 
 
-@extend_schema_view(
-    get=extend_schema(responses=LabelCheckDetailOut, summary="A label check: status, progress and its ranked findings"),
-)
 class LabelCheckDetail(JobDetailView):
     min_role = Role.LEAD
+    out = LabelCheckDetailOut
+    summary = "A label check: status, progress and its ranked findings"
 
     def load(self, pk):
         return label_check_get(check_id=pk)
@@ -98,10 +94,7 @@ class LabelCheckDetail(JobDetailView):
         return LabelCheckDetailOut(job).data
 
 
-@extend_schema_view(
-    post=extend_schema(request=None, responses={200: LabelCheckOut, 202: LabelCheckOut},
-                       summary="Cancel a label check (leads): queued ends now, running stops at its next progress point"),
-)
 class LabelCheckCancel(JobCancelView):
     out = LabelCheckOut
     load = LabelCheckDetail.load
+    summary = "Cancel a label check (leads): queued ends now, running stops at its next progress point"

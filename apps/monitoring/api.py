@@ -2,12 +2,12 @@
 secret of the drift alerts. The project's drift settings are part of the project body (project_api)."""
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import IDEMPOTENCY_KEY, JobOut
+from apps.core.api import JobOut
 from apps.monitoring.drift import drift_check_create, drift_check_flag
 from apps.monitoring.selectors import drift_check_get, drift_check_witnesses, drift_checks_for_project
 from apps.monitoring.services import WEBHOOK_SECRET_OVERLAP, drift_monitor_webhook_secret_rotate
@@ -62,14 +62,11 @@ class DriftCheckDetailOut(DriftCheckOut):
     witnesses = WitnessOut(many=True)
 
 
-@extend_schema_view(
-    get=extend_schema(responses=DriftCheckOut(many=True), summary="A project's drift checks, newest first (leads)"),
-    post=extend_schema(request=DriftCheckIn, responses={202: DriftCheckOut}, parameters=[IDEMPOTENCY_KEY],
-                       summary="Compare the last hours of production with the serving model's training data (a job)"),
-)
 class DriftCheckListCreate(JobListCreateView):
     min_role = Role.LEAD
     out, payload, scope = DriftCheckOut, DriftCheckIn, "drift-checks"
+    list_summary = "A project's drift checks, newest first (leads)"
+    create_summary = "Compare the last hours of production with the serving model's training data (a job)"
 
     def jobs(self, project):
         return drift_checks_for_project(project=project)[:50]
@@ -78,11 +75,10 @@ class DriftCheckListCreate(JobListCreateView):
         return drift_check_create(project=project, user=user, **payload.validated_data)
 
 
-@extend_schema_view(
-    get=extend_schema(responses=DriftCheckDetailOut, summary="A drift check: status, progress, report and witnesses"),
-)
 class DriftCheckDetail(JobDetailView):
     min_role = Role.LEAD
+    out = DriftCheckDetailOut
+    summary = "A drift check: status, progress, report and witnesses"
 
     def load(self, pk):
         return drift_check_get(check_id=pk)
@@ -92,13 +88,10 @@ class DriftCheckDetail(JobDetailView):
         return DriftCheckDetailOut(job).data
 
 
-@extend_schema_view(
-    post=extend_schema(request=None, responses={200: DriftCheckOut, 202: DriftCheckOut},
-                       summary="Cancel a drift check (leads): queued ends now, running stops at its next progress point"),
-)
 class DriftCheckCancel(JobCancelView):
     out = DriftCheckOut
     load = DriftCheckDetail.load
+    summary = "Cancel a drift check (leads): queued ends now, running stops at its next progress point"
 
 
 class DriftCheckFlagOut(serializers.Serializer):

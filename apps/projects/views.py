@@ -3,12 +3,13 @@ views every kind of background job (rounds, training runs, label checks, drift c
 list and create (202) under the project, detail and cancel by id."""
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.models import Role
-from apps.core.api import idempotent_response
+from apps.core.api import IDEMPOTENCY_KEY, idempotent_response
 from apps.core.errors import Conflict, ErrorCode
 from apps.core.jobs import job_cancel
 from apps.projects.selectors import project_get_for_user, require_object_role
@@ -33,14 +34,25 @@ class ProjectScopedView(APIView):
 # ``GET <project>/<jobs>/``: the project's jobs of one kind, newest first; ``POST``: queue one (202, the
 # job's row), once per caller and ``Idempotency-Key``. Subclasses set ``out`` (the row), ``payload`` (the
 # input), ``scope`` (the idempotency scope's prefix) and ``create_role`` (the role POST needs, default the
-# view's ``min_role``), implement ``jobs(project)`` and ``create(project=, user=, payload=)``, and describe
-# their operations with ``@extend_schema_view(get=extend_schema(...), post=extend_schema(...))``.
+# view's ``min_role``), ``list_summary`` and ``create_summary`` (the operations' summaries in the schema, whose
+# request and responses follow from ``payload`` and ``out``), and implement ``jobs(project)`` and
+# ``create(project=, user=, payload=)``.
 class JobListCreateView(ProjectScopedView):
 
     out: type[serializers.Serializer]
     payload: type[serializers.Serializer]
     scope: str
     create_role: str | None = None
+    list_summary: str
+    create_summary: str
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        extend_schema_view(
+            get=extend_schema(responses=cls.out(many=True), summary=cls.list_summary),
+            post=extend_schema(request=cls.payload, responses={202: cls.out}, parameters=[IDEMPOTENCY_KEY],
+                               summary=cls.create_summary),
+        )(cls)
 
     def jobs(self, project):  # pragma: no cover - each subclass lists its own kind
         raise NotImplementedError
@@ -85,15 +97,22 @@ def _url_id(url: dict) -> int:
 
 
 # ``GET <jobs>/{id}/``: one job, for a member of its project (others get the missing id's 404).
-# Subclasses implement ``load(pk)`` and ``detail(job)`` (the body) and describe ``get`` with
-# ``@extend_schema_view``.
+# Subclasses set ``out`` (the body's serializer) and ``summary``, implement ``load(pk)``, and may shape the
+# body in ``detail(job)``.
 class JobDetailView(ProjectScopedView):
+
+    out: type[serializers.Serializer]
+    summary: str
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        extend_schema_view(get=extend_schema(responses=cls.out, summary=cls.summary))(cls)
 
     def load(self, pk):  # pragma: no cover - each subclass loads its own kind
         raise NotImplementedError
 
-    def detail(self, job) -> dict:  # pragma: no cover
-        raise NotImplementedError
+    def detail(self, job) -> dict:
+        return self.out(job).data
 
     def detail_response(self, request, pk) -> Response:
         job = self.load(pk)
@@ -109,8 +128,17 @@ class JobCancelView(ProjectScopedView):
     to stop and ends ``cancelled`` at its next progress point (202, ``cancel_requested`` true); a job that
     has ended already is a 409 ``job_finished``. Subclasses set ``load(pk)``, ``cancel(job)`` and ``out``."""
 
+    # (This docstring is the cancel operations' description in the schema.) Subclasses also set ``summary``;
+    # ``cancel(job)`` defaults to the job runner's cancel.
+
     min_role = Role.LEAD
     out: type[serializers.Serializer]
+    summary: str
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        extend_schema_view(post=extend_schema(request=None, responses={200: cls.out, 202: cls.out},
+                                              summary=cls.summary))(cls)
 
     def load(self, pk):  # pragma: no cover - each subclass loads its own kind
         raise NotImplementedError

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from django.core.files.storage import default_storage
 from django.http import HttpResponse
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import IDEMPOTENCY_KEY, JobOut
+from apps.core.api import JobOut
 from apps.projects.views import JobCancelView, JobDetailView, JobListCreateView, ProjectScopedView
 from apps.core.errors import NotFound
 from apps.core.ids import get_by_id
@@ -72,13 +72,10 @@ def _runs(qs):
     return qs.select_related("dataset_version").prefetch_related("steps")
 
 
-@extend_schema_view(
-    get=extend_schema(responses=TrainingRunOut(many=True), summary="Training runs, newest first"),
-    post=extend_schema(request=TrainingRunIn, responses={202: TrainingRunOut}, parameters=[IDEMPOTENCY_KEY],
-                       summary="Freeze a dataset version and train → evaluate → export (→ deploy if the gate is on)"),
-)
 class TrainingRunListCreate(JobListCreateView):
     out, payload, scope, create_role = TrainingRunOut, TrainingRunIn, "training-runs", Role.LEAD
+    list_summary = "Training runs, newest first"
+    create_summary = "Freeze a dataset version and train → evaluate → export (→ deploy if the gate is on)"
 
     def jobs(self, project):
         return _runs(TrainingRun.objects.filter(project=project).order_by("-id"))[:50]
@@ -90,25 +87,18 @@ class TrainingRunListCreate(JobListCreateView):
         return TrainingRunOut(_runs(TrainingRun.objects.filter(pk=job.pk)).get()).data
 
 
-@extend_schema_view(
-    get=extend_schema(responses=TrainingRunOut, summary="Follow a training run: status, progress, steps, model"),
-)
 class TrainingRunDetail(JobDetailView):
+    out = TrainingRunOut
+    summary = "Follow a training run: status, progress, steps, model"
+
     def load(self, pk):
         return get_by_id(_runs(TrainingRun.objects), pk, "Training run")
 
-    def detail(self, job) -> dict:
-        return TrainingRunOut(job).data
 
-
-@extend_schema_view(
-    post=extend_schema(request=None, responses={200: TrainingRunOut, 202: TrainingRunOut},
-                       summary="Cancel a training run (leads): the running step stops at its next progress point"),
-)
 class TrainingRunCancel(JobCancelView):
     out = TrainingRunOut
-
     load = TrainingRunDetail.load
+    summary = "Cancel a training run (leads): the running step stops at its next progress point"
 
     def cancel(self, job):
         return training_run_cancel(run=job)

@@ -18,7 +18,11 @@ def truth_by_sample(project, digits):
             Sample.objects.filter(project=project).values_list("id", "external_id")}
 
 
-def label_all_open(project, user, truth) -> int:
+def label_all_open(project, user, truth, *, flip_every: int = 0, flip_by: int = 0, flipped: set | None = None,
+                   active_seconds: float = 1.5) -> int:
+    """Submit the true digit (``truth``) for every task open to ``user``; how many were submitted. With
+    ``flip_every``, every ``flip_every``-th submission (the first included) is the digit ``flip_by`` further
+    on instead, and its sample id goes into ``flipped``."""
     from apps.labeling.services import annotation_submit, task_lease_next
 
     n = 0
@@ -26,8 +30,24 @@ def label_all_open(project, user, truth) -> int:
         task = task_lease_next(project=project, user=user)
         if task is None:
             return n
-        annotation_submit(task=task, user=user, result={"label": truth[task.sample_id]}, active_seconds=1.5)
+        label = truth[task.sample_id]
+        if flip_every and n % flip_every == 0:
+            label = str((int(label) + flip_by) % 10)
+            flipped.add(task.sample_id)
+        annotation_submit(task=task, user=user, result={"label": label}, active_seconds=active_seconds)
         n += 1
+
+
+def run_round(project, lead, capture, *, budget: int, strategy: str, **constraints):
+    """Start a selection round and run its job (``capture``: pytest-django's django_capture_on_commit_callbacks);
+    the round, succeeded."""
+    from apps.labeling.services import round_create
+
+    with capture(execute=True):
+        rnd = round_create(project=project, user=lead, budget=budget, strategy=strategy, **constraints)
+    rnd.refresh_from_db()
+    assert rnd.status == "succeeded", rnd.error
+    return rnd
 
 
 def train_digits(project, lead, annotator, digits, capture, *, n: int, epochs: int, labeled: int | None = None,

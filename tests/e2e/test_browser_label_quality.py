@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.apps.helpers import push_digits, truth_by_sample
+from tests.apps.helpers import label_all_open, push_digits, truth_by_sample
 from tests.e2e.conftest import login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def noisy_project(transactional_db, digits):
     """60 digits labeled by an annotator, every 6th with a wrong digit: (project, flipped sample ids)."""
     from apps.accounts.services import user_create
-    from apps.labeling.services import annotation_submit, round_create, task_lease_next
+    from apps.labeling.services import round_create
     from apps.projects.services import membership_set, project_create
 
     lead = user_create(username="lead", password="pw-lead", role="lead")
@@ -25,15 +25,9 @@ def noisy_project(transactional_db, digits):
     rnd = round_create(project=project, user=lead, budget=60, strategy="random")  # on_commit → eager task
     rnd.refresh_from_db()
     assert rnd.status == "succeeded", rnd.error
-    truth = truth_by_sample(project, digits)
-    flipped, n = set(), 0
-    while (task := task_lease_next(project=project, user=annotator)) is not None:
-        label = truth[task.sample_id]
-        if n % 6 == 0:
-            label = str((int(label) + 3) % 10)
-            flipped.add(task.sample_id)
-        annotation_submit(task=task, user=annotator, result={"label": label}, active_seconds=2.0)
-        n += 1
+    flipped = set()
+    label_all_open(project, annotator, truth_by_sample(project, digits), flip_every=6, flip_by=3, flipped=flipped,
+                   active_seconds=2.0)
     return project, flipped
 
 

@@ -6,37 +6,38 @@ from django import template
 register = template.Library()
 
 
+DASH = "—"  # what a page shows for a missing or unreadable number
+
+
+def _float(value) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 @register.filter
 def pct(value, digits: int = 1) -> str:
     """0.9312 → '93.1%'; None → '—'."""
-    if value is None or value == "":
-        return "—"
-    try:
-        return f"{100.0 * float(value):.{int(digits)}f}%"
-    except (TypeError, ValueError):
-        return "—"
+    x = _float(value)
+    return DASH if x is None else f"{100.0 * x:.{int(digits)}f}%"
 
 
 @register.filter
 def signed_pct(value, digits: int = 1) -> str:
     """A difference of fractions as signed percentage points: 0.012 → '+1.2 pt'."""
-    if value is None or value == "":
-        return "—"
-    try:
-        return f"{100.0 * float(value):+.{int(digits)}f} pt"
-    except (TypeError, ValueError):
-        return "—"
+    x = _float(value)
+    return DASH if x is None else f"{100.0 * x:+.{int(digits)}f} pt"
 
 
 @register.filter
 def duration(seconds) -> str:
     """Seconds as a short human duration: 42.3 → '42.3 s', 125 → '2 min 5 s', 7300 → '2 h 1 min'."""
-    if seconds is None or seconds == "":
-        return "—"
-    try:
-        s = float(seconds)
-    except (TypeError, ValueError):
-        return "—"
+    s = _float(seconds)
+    if s is None:
+        return DASH
     if s < 60:
         return f"{s:.1f} s"
     if s < 3600:
@@ -46,12 +47,8 @@ def duration(seconds) -> str:
 
 @register.filter
 def number(value, digits: int = 3) -> str:
-    if value is None or value == "":
-        return "—"
-    try:
-        return f"{float(value):.{int(digits)}f}"
-    except (TypeError, ValueError):
-        return "—"
+    x = _float(value)
+    return DASH if x is None else f"{x:.{int(digits)}f}"
 
 
 @register.filter

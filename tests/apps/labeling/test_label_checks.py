@@ -1,26 +1,19 @@
 """Label checks: the label-quality findings as a background job with progress, and the review loop they feed."""
 import pytest
 
-from tests.apps.helpers import push_digits, truth_by_sample
+from tests.apps.helpers import label_all_open, push_digits, truth_by_sample
 
 
 @pytest.fixture
 def noisy_labels(lead, annotator, project, digits, django_capture_on_commit_callbacks):
     """120 digits labeled through the API's services, every 10th with a wrong digit: (flipped sample ids)."""
-    from apps.labeling.services import annotation_submit, round_create, task_lease_next
+    from apps.labeling.services import round_create
 
     with django_capture_on_commit_callbacks(execute=True):
         push_digits(project, digits, 120)
         round_create(project=project, user=lead, budget=120, strategy="random")
-    truth = truth_by_sample(project, digits)
-    flipped, n = set(), 0
-    while (task := task_lease_next(project=project, user=annotator)) is not None:
-        label = truth[task.sample_id]
-        if n % 10 == 0:
-            label = str((int(label) + 5) % 10)
-            flipped.add(task.sample_id)
-        annotation_submit(task=task, user=annotator, result={"label": label})
-        n += 1
+    flipped = set()
+    n = label_all_open(project, annotator, truth_by_sample(project, digits), flip_every=10, flip_by=5, flipped=flipped)
     assert n == 120
     return flipped
 

@@ -9,20 +9,14 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from tests.apps.helpers import push_digits
+from tests.apps.helpers import push_digits, run_round
 
 
 @pytest.fixture
 def one_task(project, lead, digits, django_capture_on_commit_callbacks):
     """A project whose queue holds exactly one task."""
-    from apps.labeling.services import round_create
-
     push_digits(project, digits, 12)
-    with django_capture_on_commit_callbacks(execute=True):
-        rnd = round_create(project=project, user=lead, budget=1, strategy="random")
-    rnd.refresh_from_db()
-    assert rnd.status == "succeeded", rnd.error
-    return rnd.tasks.get()
+    return run_round(project, lead, django_capture_on_commit_callbacks, budget=1, strategy="random").tasks.get()
 
 
 def _expire(task, hours: float = 3) -> None:

@@ -3,19 +3,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tests.apps.helpers import push_digits
+from tests.apps.helpers import push_digits, run_round
 
 
 @pytest.fixture
 def round_of_10(project, lead, digits, django_capture_on_commit_callbacks):
-    from apps.labeling.services import round_create
-
     push_digits(project, digits, 40)
-    with django_capture_on_commit_callbacks(execute=True):
-        rnd = round_create(project=project, user=lead, budget=10, strategy="auto")
-    rnd.refresh_from_db()
-    assert rnd.status == "succeeded", rnd.error
-    return rnd
+    return run_round(project, lead, django_capture_on_commit_callbacks, budget=10, strategy="auto")
 
 
 def test_round_records_scores_ranks_budget(api, lead, project, round_of_10):

@@ -4,7 +4,7 @@ import io
 import pytest
 from PIL import Image, ImageOps
 
-from tests.apps.helpers import Receiver, train_digits
+from tests.apps.helpers import Receiver, run_round, train_digits
 
 
 def _inverted(png: bytes) -> bytes:
@@ -73,7 +73,6 @@ def _check(api, lead, project, django_capture_on_commit_callbacks, **body):
 def test_a_new_kind_of_input_is_drift_and_goes_back_to_labeling(api, lead, annotator, serving, digits,
                                                                  django_capture_on_commit_callbacks):
     from apps.labeling.models import Task
-    from apps.labeling.services import round_create
     from apps.samples.models import Sample
 
     from django.utils import timezone
@@ -105,10 +104,7 @@ def test_a_new_kind_of_input_is_drift_and_goes_back_to_labeling(api, lead, annot
     assert api(lead).post(f"/api/v1/drift-checks/{body['id']}/flag/", {}, format="json").json()["flagged"] == 0
     ids = {w["sample"] for w in witnesses}
     assert set(Sample.objects.filter(drift_flagged=True).values_list("id", flat=True)) == ids
-    with django_capture_on_commit_callbacks(execute=True):
-        rnd = round_create(project=project, user=lead, budget=30, strategy="margin")
-    rnd.refresh_from_db()
-    assert rnd.status == "succeeded", rnd.error
+    rnd = run_round(project, lead, django_capture_on_commit_callbacks, budget=30, strategy="margin")
     train_tasks = list(Task.objects.filter(round=rnd, sample__split="train").order_by("-priority", "id"))
     flagged_train = {s for s in ids if Sample.objects.get(pk=s).split == "train"}
     k = min(len(train_tasks), len(flagged_train))
@@ -196,7 +192,6 @@ def test_scheduled_checks_cover_consecutive_windows(api, lead, annotator, servin
 
     from django.utils import timezone
 
-    from apps.projects.services import project_update
     from apps.monitoring.drift import drift_checks_schedule
     from apps.monitoring.models import DriftCheck
     from apps.monitoring.tasks import schedule_drift_checks
