@@ -99,7 +99,7 @@ class ProjectListCreate(APIView):
     @extend_schema(responses=ProjectOut(many=True), summary="List the projects you are a member of")
     def get(self, request):
         return Response([_project_out(p, project_role(project=p, user=request.user))
-                         for p in projects_for_user(user=request.user)])
+                         for p in projects_for_user(user=request.user).select_related("drift_monitor")])
 
     @extend_schema(request=ProjectIn, responses={201: ProjectOut}, summary="Create a project (leads and admins)")
     def post(self, request):

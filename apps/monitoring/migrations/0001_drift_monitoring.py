@@ -19,12 +19,14 @@ def monitors_from_projects(apps, schema_editor):
                                      batch_size=500)
 
 
-def projects_from_monitors(apps, schema_editor):
-    """Back: each monitor's settings onto its project (projects without a monitor keep the fields' defaults)."""
-    Project = apps.get_model("projects", "Project")
-    DriftMonitor = apps.get_model("monitoring", "DriftMonitor")
-    for row in DriftMonitor.objects.order_by("id").values("project_id", *DRIFT_FIELDS).iterator():
-        Project.objects.filter(pk=row.pop("project_id")).update(**row)
+def drift_check_content_type(to_app: str, from_app: str):
+    """DriftCheck's content type (and so its permissions and admin log entries) follows the model."""
+    def move(apps, schema_editor):
+        ContentType = apps.get_model("contenttypes", "ContentType")
+        types = ContentType.objects.using(schema_editor.connection.alias)
+        if not types.filter(app_label=to_app, model="driftcheck").exists():
+            types.filter(app_label=from_app, model="driftcheck").update(app_label=to_app)
+    return move
 
 
 class Migration(migrations.Migration):
@@ -32,6 +34,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
+        ('contenttypes', '0002_remove_content_type_name'),
         ('projects', '0004_webhook_secret_rotation'),
         ('serving', '0005_model_registry_move'),  # DriftCheck's model version is the registry's
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
@@ -51,7 +54,9 @@ class Migration(migrations.Migration):
                 ('project', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='drift_monitor', to='projects.project')),
             ],
         ),
-        migrations.RunPython(monitors_from_projects, projects_from_monitors),
+        # back, the settings return to the projects in projects 0005 (which drops them there, and re-adds them first
+        # when it is unapplied, whether or not this migration is unapplied too)
+        migrations.RunPython(monitors_from_projects, migrations.RunPython.noop),
         # the checks keep serving's table: only the model's state moves here
         migrations.SeparateDatabaseAndState(
             state_operations=[
@@ -95,4 +100,6 @@ class Migration(migrations.Migration):
                 ),
             ],
         ),
+        migrations.RunPython(drift_check_content_type("monitoring", "serving"),
+                             drift_check_content_type("serving", "monitoring")),
     ]

@@ -2,6 +2,19 @@
 
 from django.db import migrations
 
+DRIFT_FIELDS = ("drift_check_hours", "drift_auto_flag", "drift_webhook_url", "drift_webhook_secret",
+                "drift_webhook_secret_previous", "drift_webhook_secret_rotated_at")
+
+
+def projects_from_monitors(apps, schema_editor):
+    """Back (after the columns are re-added): each monitor's settings onto its project; a project without a
+    monitor keeps the fields' defaults, which is what a missing monitor means."""
+    Project = apps.get_model("projects", "Project")
+    DriftMonitor = apps.get_model("monitoring", "DriftMonitor")
+    db = schema_editor.connection.alias
+    for row in DriftMonitor.objects.using(db).order_by("id").values("project_id", *DRIFT_FIELDS).iterator():
+        Project.objects.using(db).filter(pk=row.pop("project_id")).update(**row)
+
 
 class Migration(migrations.Migration):
 
@@ -11,6 +24,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # forward: nothing (monitoring 0001 copied the settings); backward, last: copy them back
+        migrations.RunPython(migrations.RunPython.noop, projects_from_monitors),
         migrations.RemoveField(
             model_name='project',
             name='drift_auto_flag',

@@ -8,20 +8,20 @@ from django.db import migrations, models
 MOVED = (("training", "modelversion"), ("serving", "deployment"))
 
 
-def _content_types_move(apps, to_registry: bool) -> None:
+def _content_types_move(apps, db: str, to_registry: bool) -> None:
     ContentType = apps.get_model("contenttypes", "ContentType")
     for app_label, model in MOVED:
         old, new = (app_label, "registry") if to_registry else ("registry", app_label)
-        if not ContentType.objects.filter(app_label=new, model=model).exists():
-            ContentType.objects.filter(app_label=old, model=model).update(app_label=new)
+        if not ContentType.objects.using(db).filter(app_label=new, model=model).exists():
+            ContentType.objects.using(db).filter(app_label=old, model=model).update(app_label=new)
 
 
 def content_types_forward(apps, schema_editor):
-    _content_types_move(apps, True)
+    _content_types_move(apps, schema_editor.connection.alias, True)
 
 
 def content_types_backward(apps, schema_editor):
-    _content_types_move(apps, False)
+    _content_types_move(apps, schema_editor.connection.alias, False)
 
 
 class Migration(migrations.Migration):

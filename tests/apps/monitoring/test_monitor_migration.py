@@ -2,6 +2,7 @@
 every project's values arrive in its monitor, and migrating back puts them on the project again."""
 from datetime import datetime, timezone
 
+from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
@@ -33,6 +34,8 @@ def test_drift_settings_move_into_monitors_and_back(transactional_db):
         Project = old.get_model("projects", "Project")
         watched = Project.objects.create(name="watched", modality="image", labels=["a", "b"], **SETTINGS)
         quiet = Project.objects.create(name="quiet", modality="image", labels=["a", "b"])
+        ContentType.objects.clear_cache()  # contenttypes itself is never migrated back here
+        check_type = ContentType.objects.get_or_create(app_label="serving", model="driftcheck")[0].pk
 
         new = _migrate(_latest())
         DriftMonitor = new.get_model("monitoring", "DriftMonitor")
@@ -41,6 +44,16 @@ def test_drift_settings_move_into_monitors_and_back(transactional_db):
         assert DriftMonitor.objects.filter(project_id=quiet.pk).values(*fields).get() == DEFAULTS
         assert not any(f.name.startswith("drift_") for f in new.get_model("projects", "Project")._meta.fields)
         assert "serving_driftcheck" in connection.introspection.table_names()  # the checks kept their table
+        ContentType.objects.clear_cache()
+        assert ContentType.objects.get(app_label="monitoring", model="driftcheck").pk == check_type
+        assert not ContentType.objects.filter(app_label="serving", model="driftcheck").exists()
+
+        # unapplying only the projects' side puts the settings back on the projects
+        partial = _migrate([("projects", "0004_webhook_secret_rotation")])
+        Project = partial.get_model("projects", "Project")
+        assert Project.objects.filter(pk=watched.pk).values(*fields).get() == SETTINGS
+        assert Project.objects.filter(pk=quiet.pk).values(*fields).get() == DEFAULTS
+        _migrate(_latest())
 
         old = _migrate(BEFORE, BEFORE_STATE)
         Project = old.get_model("projects", "Project")
@@ -48,6 +61,8 @@ def test_drift_settings_move_into_monitors_and_back(transactional_db):
         assert Project.objects.filter(pk=quiet.pk).values(*fields).get() == DEFAULTS
         assert "monitoring_driftmonitor" not in connection.introspection.table_names()
         assert "serving_driftcheck" in connection.introspection.table_names()
+        ContentType.objects.clear_cache()
+        assert ContentType.objects.get(app_label="serving", model="driftcheck").pk == check_type
     finally:
         _migrate(_latest())
 

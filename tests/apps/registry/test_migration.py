@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
@@ -46,7 +47,9 @@ def _migrate(targets):
 @pytest.mark.django_db(transaction=True)  # migrations run outside a test transaction
 def test_a_deployed_model_survives_the_move_to_the_registry_and_predicts(digits):
     checkpoint, onnx = _tiny_model_files(digits)
-    executor = _migrate(BEFORE)
+    type_ids = {model: ContentType.objects.get_or_create(app_label="registry", model=model)[0].pk
+                for model in ("modelversion", "deployment")}
+    executor = _migrate(BEFORE + [("registry", None)])  # the registry app itself unapplied too
     try:
         old = executor.loader.project_state(BEFORE).apps
         assert not any(m._meta.app_label == "registry" for m in old.get_models())
@@ -70,6 +73,9 @@ def test_a_deployed_model_survives_the_move_to_the_registry_and_predicts(digits)
             project=project, number=1, strategy="margin", budget=5, model_version=mv)
         log = old.get_model("serving", "PredictionLog").objects.create(
             project=project, model_version=mv, label="3", confidence=0.9, latency_ms=1.0)
+        ContentType.objects.clear_cache()  # contenttypes itself is never migrated back here
+        assert {model: ContentType.objects.get(app_label=app, model=model).pk
+                for app, model in (("training", "modelversion"), ("serving", "deployment"))} == type_ids
     finally:
         _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
 
@@ -78,6 +84,9 @@ def test_a_deployed_model_survives_the_move_to_the_registry_and_predicts(digits)
     from apps.registry.runtime import _CACHE, load_batch
     from apps.registry.selectors import current_deployment, model_checkpoint_load
     from apps.serving.models import PredictionLog
+
+    ContentType.objects.clear_cache()
+    assert {ct.model: ct.pk for ct in ContentType.objects.filter(app_label="registry")} == type_ids  # followed
     from apps.serving.services import predict_one
     from apps.training.models import TrainingRun
 
