@@ -23,7 +23,7 @@ Pipeline (the same for the torch model and the ONNX runner; only the network's f
 Training: random fixed-length crops (``crop_s``) of the clips (shorter clips are padded and the padding masked out),
 per-frame cross-entropy with class weights (inverse square root of the frame frequency of each class, mean 1) and
 per-clip sample weights, light augmentation (random gain, i.e. a constant shift of the log-mel, and a small time
-shift through the crop). AdamW with cosine decay; seeded and deterministic on CPU (:func:`ml.training._deterministic`).
+shift through the crop). AdamW with a one-cycle schedule (warm-up, then cosine decay); seeded and deterministic on CPU (:func:`ml.training._deterministic`).
 With a ``validation`` set, each class's onset threshold (offset = 0.6 x onset) is picked from a small grid by the
 event F1 on it; otherwise the defaults hold.
 
@@ -209,7 +209,7 @@ class FrameRegionLearner:
     modality: ClassVar[str] = "audio"
     task_type: ClassVar[str] = "audio_regions"
 
-    def __init__(self, *, epochs: int = 40, batch_size: int = 16, lr: float = 3e-3, weight_decay: float = 1e-4,
+    def __init__(self, *, epochs: int = 30, batch_size: int = 8, lr: float = 3e-3, weight_decay: float = 1e-4,
                  crop_s: float = 3.0, width: int = 48, dilations: Sequence[int] = (1, 2, 4, 8),
                  onset_threshold: float = 0.5, offset_threshold: float = 0.3, median_frames: int = 7,
                  min_duration_s: float = 0.1, merge_gap_s: float = 0.1, tune_thresholds: bool = True,
@@ -387,6 +387,7 @@ class FrameRegionLearner:
 
     def export_onnx(self) -> OnnxExport:
         import tempfile
+        import warnings
 
         import torch
 
@@ -397,10 +398,12 @@ class FrameRegionLearner:
         x = torch.zeros(1, 1, self._arch()["n_mels"], 300)
         with tempfile.TemporaryDirectory(prefix="looplab-regions-") as tmp:
             path = f"{tmp}/model.onnx"
-            torch.onnx.export(net, (x,), path, input_names=["input"], output_names=["probs", "features"],
-                              dynamic_axes={"input": {0: "batch", 3: "time"}, "probs": {0: "batch", 1: "time"},
-                                            "features": {0: "batch", 1: "time"}},
-                              opset_version=DEFAULT_OPSET, dynamo=False)
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+                torch.onnx.export(net, (x,), path, input_names=["input"], output_names=["probs", "features"],
+                                  dynamic_axes={"input": {0: "batch", 3: "time"}, "probs": {0: "batch", 1: "time"},
+                                                "features": {0: "batch", 1: "time"}},
+                                  opset_version=DEFAULT_OPSET, dynamo=False)
             with open(path, "rb") as fh:
                 model = fh.read()
         manifest = self.manifest()
