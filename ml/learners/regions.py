@@ -40,7 +40,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from ml.errors import InvalidInput
+from ml.errors import CorruptData, InvalidInput
 from ml.learners.base import (Dataset, EvalReport, OnnxExport, ParityCheck, Predictions, ProgressFn,
                               check_dataset)
 
@@ -131,7 +131,7 @@ def pool_embedding(features: np.ndarray) -> np.ndarray:
 
 
 def postprocess(outputs: Sequence[tuple[np.ndarray, np.ndarray]], labels: Sequence[str],
-                decoding: Mapping[str, Any]) -> Predictions:
+                decoding: Mapping[str, Any], *, embed_dim: int = 0) -> Predictions:
     """Per clip ``(probs (T, K), features (T, D))`` raw network outputs → :class:`Predictions`; the one function
     the torch path and the ONNX runner share."""
     results, unc, emb = [], [], []
@@ -143,7 +143,7 @@ def postprocess(outputs: Sequence[tuple[np.ndarray, np.ndarray]], labels: Sequen
         unc.append(clip_uncertainty(probs))
         emb.append(pool_embedding(feats))
     return Predictions(results=results, uncertainty=np.asarray(unc, dtype=np.float64),
-                       embedding=np.stack(emb).astype(np.float32) if emb else np.zeros((0, 0), np.float32),
+                       embedding=np.stack(emb).astype(np.float32) if emb else np.zeros((0, 2 * embed_dim), np.float32),
                        extra={"frame_probs": [p for p, _ in outputs]})
 
 
@@ -213,7 +213,7 @@ class FrameRegionLearner:
                  crop_s: float = 3.0, width: int = 48, dilations: Sequence[int] = (1, 2, 4, 8),
                  onset_threshold: float = 0.5, offset_threshold: float = 0.3, median_frames: int = 7,
                  min_duration_s: float = 0.1, merge_gap_s: float = 0.1, tune_thresholds: bool = True,
-                 device: str = "cpu", random_state: int = 0) -> None:
+                 device: str = "auto", random_state: int = 0) -> None:
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -365,7 +365,7 @@ class FrameRegionLearner:
         return out
 
     def predict(self, contents: Sequence[bytes]) -> Predictions:
-        return postprocess(self._outputs(contents), self.labels_, self._decoding())
+        return postprocess(self._outputs(contents), self.labels_, self._decoding(), embed_dim=int(self.width))
 
     def evaluate(self, data: Dataset, predictions: Predictions | None = None) -> EvalReport:
         from ml.metrics.regions import evaluate_regions
@@ -383,6 +383,7 @@ class FrameRegionLearner:
                 "preprocessing": {"features": "logmel", "sample_rate": SAMPLE_RATE, "n_mels": N_MELS,
                                   "hop_length": HOP_LENGTH, "input": "input (N, 1, n_mels, T)"},
                 "outputs": {"probs": "(N, T, 1 + C) softmax, background first", "features": "(N, T, D)"},
+                "feature_dim": int(self.width), "embedding": "mean and max of the features over time (2 D)",
                 "decoding": self._decoding()}
 
     def export_onnx(self) -> OnnxExport:
@@ -446,9 +447,9 @@ class FrameRegionLearner:
         try:
             blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as exc:  # a bad blob is bad input, not a crash
-            raise InvalidInput(f"not a saved {cls.__name__}: {exc}", code="corrupt_data") from None
+            raise CorruptData(f"not a saved {cls.__name__}: {exc}") from None
         if not isinstance(blob, dict) or blob.get("learner") != cls.name or blob.get("format") != SAVE_FORMAT:
-            raise InvalidInput(f"not a saved {cls.__name__}", code="corrupt_data")
+            raise CorruptData(f"not a saved {cls.__name__}")
         params = json.loads(blob["params"])
         params["dilations"] = tuple(params["dilations"])
         self = cls(**params)
@@ -491,4 +492,5 @@ class RegionOnnxRunner:
         return out
 
     def predict(self, contents: Sequence[bytes]) -> Predictions:
-        return postprocess(self.outputs(contents), self.labels, self.decoding)
+        return postprocess(self.outputs(contents), self.labels, self.decoding,
+                           embed_dim=int(self.manifest.get("feature_dim", 0)))

@@ -87,8 +87,11 @@ def test_contract_round_trip(quiet):
     assert pred2.results == pred.results
     np.testing.assert_array_equal(pred2.uncertainty, pred.uncertainty)
     np.testing.assert_array_equal(pred2.embedding, pred.embedding)
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidInput) as err:
         FrameRegionLearner.from_bytes(b"not a model")
+    assert err.value.code == "corrupt_data"
+    empty = learner.predict([])
+    assert len(empty) == 0 and empty.embedding.shape == (0, 2 * TINY["width"]) and empty.uncertainty.shape == (0,)
 
 
 def test_export_runner_and_parity(quiet):
@@ -105,6 +108,9 @@ def test_export_runner_and_parity(quiet):
     # a dynamic time axis: a clip of another length runs through the same graph
     short = region_clips(1, seed=99, variant="quiet")[0][0]
     assert export.runner.predict([short]).embedding.shape == (1, 2 * TINY["width"])
+    assert export.runner.predict([]).embedding.shape == (0, 2 * TINY["width"])
+    with pytest.raises(InvalidInput):
+        export.runner.predict([b"RIFF not audio"])
 
 
 def test_learns_on_both_variants_well_above_an_energy_baseline(quiet, noisy):
@@ -169,3 +175,27 @@ def test_bad_inputs_raise_typed_errors():
     with pytest.raises(InvalidInput) as err:
         FrameRegionLearner(epochs=1).fit(no_regions)
     assert err.value.code == "not_enough_labels"
+
+
+def test_fixture_is_deterministic_and_regions_lie_inside_the_clips():
+    import io
+
+    import soundfile as sf
+
+    noisy = region_clips(2, seed=7, variant="noisy")
+    a = region_clips(4, seed=7, variant="quiet")
+    assert region_clips(2, seed=7, variant="quiet") == a[:2]  # the same bytes again; a shorter list is a prefix
+    assert region_clips(2, seed=8, variant="quiet")[0][0] != a[0][0] and noisy[0][0] != a[0][0]
+    for wav, target in a:
+        y, sr = sf.read(io.BytesIO(wav))
+        assert sr == 16_000 and y.ndim == 1 and 4.0 <= len(y) / sr <= 8.0
+        regions = target["regions"]
+        assert 2 <= len(regions) <= 4
+        for r, nxt in zip(regions, regions[1:] + [None]):
+            assert r["label"] in REGION_LABELS and 0 < r["start"] < r["end"] <= len(y) / sr
+            assert nxt is None or r["end"] < nxt["start"]
+            inside = y[int(r["start"] * sr):int(r["end"] * sr)]
+            background = y[:int(regions[0]["start"] * sr)]
+            assert np.mean(inside ** 2) > 100 * np.mean(background ** 2)  # the quiet variant: > 20 dB
+    with pytest.raises(ValueError):
+        region_clips(1, variant="loud")
