@@ -22,10 +22,15 @@ Pipeline (the same for the torch model and the ONNX runner; only the network's f
 
 Training: random fixed-length crops (``crop_s``) of the clips (shorter clips are padded and the padding masked out),
 per-frame cross-entropy with class weights (inverse square root of the frame frequency of each class, mean 1) and
-per-clip sample weights, light augmentation (random gain, i.e. a constant shift of the log-mel, and a small time
-shift through the crop). AdamW with a one-cycle schedule (warm-up, then cosine decay); seeded and deterministic on CPU (:func:`ml.training._deterministic`).
-With a ``validation`` set, each class's onset threshold (offset = 0.6 x onset) is picked from a small grid by the
-event F1 on it; otherwise the defaults hold.
+per-clip sample weights, light augmentation (random gain, i.e. a constant shift of the log-mel; the random crop
+offset shifts the clip in time). AdamW with a one-cycle schedule (warm-up, then cosine decay); seeded and
+deterministic on CPU (:func:`ml.training._deterministic`); trained on CUDA when ``device="auto"`` finds one, predicted
+on CPU. With a ``validation`` set, each class's onset threshold (offset = 0.6 x onset) is picked from a small grid by
+the event F1 on it; otherwise the defaults hold. Clips are read whole, up to ``max_duration_s`` (default 10 min).
+
+A known limit of the entropy score: on audio unlike the training data (e.g. loud noise after training on quiet
+clips) the network tends to call everything background *confidently*, so such clips score *low*; that shift shows in
+the embedding (drift), not in this score.
 
 A frame's target: the label of the region that contains its centre (the later region where two overlap), else
 background. Importing this module costs numpy only; torch and onnxruntime are imported inside the methods.
@@ -56,8 +61,12 @@ _BACKGROUND = "__background__"
 # shared numpy code: features, targets, decoding (used after torch and after onnxruntime alike)
 
 
-def clip_features(content: bytes, *, max_duration_s: float = 60.0) -> np.ndarray:
-    """Stored audio bytes → scaled log-mel ``(1, n_mels, T)`` float32 (validated: typed errors on bad input)."""
+MAX_DURATION_S = 600.0  # longest clip a learner reads whole (10 min: 60k frames; activations stay ~100 MB)
+
+
+def clip_features(content: bytes, *, max_duration_s: float = MAX_DURATION_S) -> np.ndarray:
+    """Stored audio bytes → scaled log-mel ``(1, n_mels, T)`` float32 (validated: typed errors on bad input; a
+    clip longer than ``max_duration_s`` is ``too_large``)."""
     from ml.modalities.audio import decode_audio, logmel
 
     y, _ = decode_audio(content, max_duration_s=max_duration_s)
@@ -213,7 +222,7 @@ class FrameRegionLearner:
                  crop_s: float = 3.0, width: int = 48, dilations: Sequence[int] = (1, 2, 4, 8),
                  onset_threshold: float = 0.5, offset_threshold: float = 0.3, median_frames: int = 7,
                  min_duration_s: float = 0.1, merge_gap_s: float = 0.1, tune_thresholds: bool = True,
-                 device: str = "auto", random_state: int = 0) -> None:
+                 max_duration_s: float = MAX_DURATION_S, device: str = "auto", random_state: int = 0) -> None:
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -227,6 +236,7 @@ class FrameRegionLearner:
         self.min_duration_s = min_duration_s
         self.merge_gap_s = merge_gap_s
         self.tune_thresholds = tune_thresholds
+        self.max_duration_s = max_duration_s
         self.device = device
         self.random_state = random_state
 
@@ -266,7 +276,7 @@ class FrameRegionLearner:
         check_dataset(data, min_samples=2)
         t0 = time.perf_counter()
         self.labels_ = tuple(data.labels)
-        feats = [clip_features(c) for c in data.contents]
+        feats = [clip_features(c, max_duration_s=self.max_duration_s) for c in data.contents]
         ys = [frame_targets(t, self.labels_, f.shape[-1]) for t, f in zip(data.targets, feats)]
         if not any((y > 0).any() for y in ys):
             raise InvalidInput("no labeled region in the training clips", code="not_enough_labels",
@@ -360,7 +370,8 @@ class FrameRegionLearner:
         out = []
         with torch.no_grad():
             for c in contents:
-                probs, feats = self.net_(torch.as_tensor(clip_features(c)[None]))
+                x = clip_features(c, max_duration_s=self.max_duration_s)[None]
+                probs, feats = self.net_(torch.as_tensor(x))
                 out.append((probs[0].numpy(), feats[0].numpy()))
         return out
 
@@ -381,7 +392,8 @@ class FrameRegionLearner:
         return {"task_type": self.task_type, "modality": self.modality, "learner": self.name,
                 "labels": list(self.labels_), "classes": [_BACKGROUND, *self.labels_],
                 "preprocessing": {"features": "logmel", "sample_rate": SAMPLE_RATE, "n_mels": N_MELS,
-                                  "hop_length": HOP_LENGTH, "input": "input (N, 1, n_mels, T)"},
+                                  "hop_length": HOP_LENGTH, "input": "input (N, 1, n_mels, T)",
+                                  "max_duration_s": float(self.max_duration_s)},
                 "outputs": {"probs": "(N, T, 1 + C) softmax, background first", "features": "(N, T, D)"},
                 "feature_dim": int(self.width), "embedding": "mean and max of the features over time (2 D)",
                 "decoding": self._decoding()}
@@ -472,6 +484,7 @@ class RegionOnnxRunner:
         self.manifest = dict(manifest)
         self.labels = tuple(manifest["labels"])
         self.decoding = dict(manifest["decoding"])
+        self.max_duration_s = float(manifest["preprocessing"].get("max_duration_s", MAX_DURATION_S))
         self._session = None
 
     def _sess(self):
@@ -487,7 +500,8 @@ class RegionOnnxRunner:
         sess = self._sess()
         out = []
         for c in contents:
-            probs, feats = sess.run(["probs", "features"], {"input": clip_features(c)[None]})
+            x = clip_features(c, max_duration_s=self.max_duration_s)[None]
+            probs, feats = sess.run(["probs", "features"], {"input": x})
             out.append((probs[0], feats[0]))
         return out
 

@@ -11,7 +11,8 @@ from fixtures.regions import REGION_LABELS, TEST_INSTANCES, region_clips
 from ml import learners
 from ml.errors import InvalidInput
 from ml.learners.base import Dataset
-from ml.learners.regions import FrameRegionLearner, clip_features, decode_regions, frame_targets
+from ml.learners.regions import (FrameRegionLearner, RegionOnnxRunner, clip_features, decode_regions,
+                                 frame_targets)
 from ml.metrics.regions import evaluate_regions
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -111,6 +112,10 @@ def test_export_runner_and_parity(quiet):
     assert export.runner.predict([]).embedding.shape == (0, 2 * TINY["width"])
     with pytest.raises(InvalidInput):
         export.runner.predict([b"RIFF not audio"])
+    with pytest.raises(InvalidInput) as err:  # the clip length limit travels in the manifest
+        RegionOnnxRunner(export.model, {**export.manifest, "preprocessing": {
+            **export.manifest["preprocessing"], "max_duration_s": 2.0}}).predict([short])
+    assert err.value.code == "too_large"
 
 
 def test_learns_on_both_variants_well_above_an_energy_baseline(quiet, noisy):
