@@ -26,10 +26,11 @@ Uncertainty per image (``Predictions.uncertainty``, in [0, 1], higher = more wor
 
 ``Predictions.extra`` holds the three terms (``u_box``, ``u_peak``, ``u_flip``) per image.
 
-Training: AdamW with cosine decay, seeded (:func:`ml.training._deterministic` for torch, a numpy ``Generator`` for
-order and augmentation), horizontal flip (boxes mirrored) and brightness/contrast jitter; per-image sample weights
-scale each image's loss terms. Polygons in targets train as their bounding boxes. With a validation set the weights
-of the epoch with the lowest validation loss are kept.
+Training: AdamW with a one-cycle learning rate (15% warm-up, then cosine decay), seeded
+(:func:`ml.training._deterministic` for torch, a numpy ``Generator`` for order and augmentation), horizontal flip
+(boxes mirrored) and brightness/contrast jitter; per-image sample weights scale each image's loss terms (an image
+of weight 0 is left out). Polygons in targets train as their bounding boxes. With a validation set the weights of the
+epoch with the lowest validation loss are kept.
 
 Importing this module imports numpy only; torch and onnxruntime are imported inside the functions that need them.
 """
