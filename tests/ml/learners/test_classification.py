@@ -165,3 +165,18 @@ def test_audio_and_pointcloud_round_trip():
         assert [r["label"] for r in export.runner.predict(data.contents).results] == \
             [r["label"] for r in pred.results]
         assert m.evaluate(data, pred).n == len(pairs)
+
+
+def test_importing_the_classification_modules_stays_light():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, ml.learners.classification, ml.learners.plugins, ml.metrics.classification, "
+            "ml.metrics.compare\n"
+            "heavy = [m for m in ('torch', 'onnxruntime', 'onnx', 'sklearn', 'scipy', 'open3d', 'librosa') "
+            "if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    root = Path(__file__).resolve().parents[3]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
