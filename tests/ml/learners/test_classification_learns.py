@@ -25,7 +25,7 @@ def test_audio_cnn_learns_spoken_digits(seed):
 
     clips = spoken_digits(20, seed=seed)  # other voices, speeds, pitches, noise per seed
     train, test = clips[:100], clips[100:]
-    m = AudioClassifier(epochs=20, random_state=seed).fit(dataset(train, SPOKEN_LABELS))
+    m = AudioClassifier(epochs=30, random_state=seed).fit(dataset(train, SPOKEN_LABELS))
     acc = m.evaluate(dataset(test, SPOKEN_LABELS)).metrics["accuracy"]
     print(f"spoken digits seed {seed}: accuracy {acc:.3f}, fit {m.fit_seconds_:.1f} s")
     assert acc > 0.6, f"spoken digits, seed {seed}: accuracy {acc:.3f} with 100 labels (chance 0.10)"
