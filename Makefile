@@ -20,11 +20,14 @@ apt:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# venv: the app with its extras, and the example learner plug-in (plugins/looplab-sklearn-probe: the entry point
+# looplab.learners sklearn-probe, used by the tests)
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml plugins/looplab-sklearn-probe/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[quality,dev]'
+	$(PY) -m pip install -q --no-deps -e ./plugins/looplab-sklearn-probe
 	touch $@
 
 npm: labeling_ui/node_modules/.installed
