@@ -54,10 +54,16 @@ def register(modality: str, task_type: str, name: str, target: str | type, *, de
 
 
 def available(modality: str, task_type: str) -> list[str]:
+    from ml.learners.plugins import load_plugins  # the looplab.learners entry points, read once per process
+
+    load_plugins()
     return [e.name for e in _REGISTRY.get((modality, task_type), [])]
 
 
 def get(modality: str, task_type: str, name: str | None = None) -> type:
+    from ml.learners.plugins import load_plugins
+
+    load_plugins()
     entries = _REGISTRY.get((modality, task_type), [])
     for e in entries:
         if (name is None and e.default) or e.name == name:
