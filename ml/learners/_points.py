@@ -182,7 +182,6 @@ class OnnxForward:
 
 def export_model(model) -> bytes:
     """The segmenter as ONNX bytes (:func:`ml.export.export_onnx`, opset :data:`ml.export.DEFAULT_OPSET`)."""
-    import os
     import tempfile
 
     from ml.export import DEFAULT_OPSET, export_onnx
@@ -194,16 +193,16 @@ def export_model(model) -> bytes:
             return f.read()
 
 
-def save_blob(kind: str, params: Mapping[str, Any], labels: Sequence[str], model) -> bytes:
+def save_blob(kind: str, params: Mapping[str, Any], labels: Sequence[str], model, decoding: Mapping) -> bytes:
     import torch
 
     buf = io.BytesIO()
     torch.save({"format": SAVE_FORMAT, "kind": kind, "params": dict(params), "labels": list(labels),
-                "model": model.to_dict()}, buf)
+                "model": model.to_dict(), "decoding": dict(decoding)}, buf)
     return buf.getvalue()
 
 
-def load_blob(kind: str, data: bytes) -> tuple[dict, tuple[str, ...], Any]:
+def load_blob(kind: str, data: bytes) -> tuple[dict, tuple[str, ...], Any, dict]:
     import torch
 
     from ml.training import TrainedModel
@@ -217,7 +216,7 @@ def load_blob(kind: str, data: bytes) -> tuple[dict, tuple[str, ...], Any]:
         raise CorruptData(f"not a {kind} learner file", code="corrupt_model",
                           details={"format": blob.get("format") if isinstance(blob, dict) else None})
     model = TrainedModel.from_bytes(_to_bytes(blob["model"]))
-    return dict(blob["params"]), tuple(blob["labels"]), model
+    return dict(blob["params"]), tuple(blob["labels"]), model, dict(blob.get("decoding", {}))
 
 
 def _to_bytes(model_dict: dict) -> bytes:
@@ -267,6 +266,14 @@ class PointNetLearnerBase:
     def results_agree(cls, a: Mapping, b: Mapping) -> bool:
         raise NotImplementedError
 
+    def _fit_decoding(self, clouds: Sequence[np.ndarray], data) -> dict:
+        """Learned decoding state (JSON-serialisable, passed to :meth:`decode` with the parameters and written
+        into the ONNX manifest), fitted after the network; none by default."""
+        return {}
+
+    def _decoding_params(self) -> dict:
+        return {**self.get_params(), **getattr(self, "decoding_", {})}
+
     # -- scikit-learn style parameters
 
     def get_params(self, deep: bool = True) -> dict:
@@ -311,6 +318,7 @@ class PointNetLearnerBase:
                                     batch_size=int(self.batch_size), lr=float(self.lr), seed=int(self.random_state),
                                     device=self.device, arch=self.arch, progress=progress)
         self.labels_ = labels
+        self.decoding_ = self._fit_decoding(clouds, data)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
 
@@ -321,7 +329,7 @@ class PointNetLearnerBase:
     def _predict_with(self, contents: Sequence[bytes], forward: Forward) -> tuple[Predictions, np.ndarray]:
         clouds = read_clouds(contents)
         proba, emb, raw = self._chunker().run(clouds, forward)
-        results, uncertainty = self.decode(clouds, proba, self.get_params(), self.labels_)
+        results, uncertainty = self.decode(clouds, proba, self._decoding_params(), self.labels_)
         if not clouds:
             emb = np.zeros((0, int(self.model_.embed_dim)), np.float32)
         return Predictions(results=results, uncertainty=np.asarray(uncertainty, dtype=np.float64),
@@ -344,7 +352,7 @@ class PointNetLearnerBase:
         self._check_fitted()
         model = export_model(self.model_)
         manifest = {"task_type": self.task_type, "learner": self.name, "labels": list(self.labels_),
-                    "params": {k: v for k, v in self.get_params().items() if k not in ("device", "arch")},
+                    "params": {k: v for k, v in self._decoding_params().items() if k not in ("device", "arch")},
                     "input": {"name": "input", "shape": ["batch", int(self.n_points), 3],
                               "normalize": self.normalize},
                     "outputs": {"probs": "per-point class probabilities", "embedding": "projected global feature"}}
@@ -359,13 +367,13 @@ class PointNetLearnerBase:
 
     def to_bytes(self) -> bytes:
         self._check_fitted()
-        return save_blob(self._kind, self.get_params(), self.labels_, self.model_)
+        return save_blob(self._kind, self.get_params(), self.labels_, self.model_, self.decoding_)
 
     @classmethod
     def from_bytes(cls, data: bytes):
-        params, labels, model = load_blob(cls._kind, data)
+        params, labels, model, decoding = load_blob(cls._kind, data)
         learner = cls(**params)
-        learner.model_, learner.labels_ = model, labels
+        learner.model_, learner.labels_, learner.decoding_ = model, labels, decoding
         return learner
 
 
