@@ -182,6 +182,7 @@ class OnnxForward:
 
 def export_model(model) -> bytes:
     """The segmenter as ONNX bytes (:func:`ml.export.export_onnx`, opset :data:`ml.export.DEFAULT_OPSET`)."""
+    import os
     import tempfile
 
     from ml.export import DEFAULT_OPSET, export_onnx
