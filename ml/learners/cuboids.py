@@ -9,7 +9,8 @@
    an object whose points are split between two classes stays one object; clusters under ``min_points`` points
    are dropped.
 3. **Box fit and class**: per cluster, the box is :func:`ml.geometry.fit_cuboid` (the minimum-area rectangle
-   around the points' ground-plane hull, yaw in [0, pi) along the longer side; z from the points' extent). Its
+   around the points' ground-plane hull, yaw in [0, pi) along the longer side; z from the points' extent), the
+   footprint fitted to the points ``ground_margin`` above the cluster's lowest (:func:`fit_box`). Its
    class comes from a small cluster classifier (multinomial logistic regression, fitted after the network on the
    training scenes) over the box's shape, the points' height profile and the points' mean network probabilities,
    with one extra class "not an object" (clusters of stray or ground points, which are dropped). The score is that
@@ -35,7 +36,7 @@ from ml.errors import InvalidInput
 from ml.learners._points import PointNetLearnerBase, point_entropy
 
 __all__ = ["SegmentFitCuboidLearner", "decode_cuboids", "cuboid_point_labels", "clusters", "cluster_features",
-           "classify", "fit_classifier"]
+           "classify", "fit_classifier", "fit_box"]
 
 
 def cuboid_point_labels(points: np.ndarray, target: Mapping, labels: Sequence[str], index: int) -> np.ndarray:
@@ -113,15 +114,29 @@ def classify(features: np.ndarray, classifier: Mapping[str, Any] | None) -> np.n
     return out
 
 
-def decode_cuboids(points: np.ndarray, proba: np.ndarray, labels: Sequence[str], *, cluster_eps: float,
-                   min_points: int, classifier: Mapping[str, Any] | None = None) -> list[dict]:
-    """Cuboids from per-point probabilities ``(P, 1 + C)`` (column 0 the background), best score first."""
+def fit_box(points: np.ndarray, ground_margin: float) -> dict:
+    """:func:`ml.geometry.fit_cuboid` with the footprint fitted to the points higher than ``ground_margin`` above
+    the cluster's lowest point (ground points that leak into a cluster widen the footprint, not the object's
+    sides), and the z extent to all of them."""
     from ml.geometry import fit_cuboid
 
+    box = fit_cuboid(points)
+    high = points[points[:, 2] > points[:, 2].min() + ground_margin]
+    if ground_margin <= 0 or len(high) < 3:
+        return box
+    top = fit_cuboid(high)
+    return {"center": top["center"][:2] + box["center"][2:], "size": top["size"][:2] + box["size"][2:],
+            "yaw": top["yaw"]}
+
+
+def decode_cuboids(points: np.ndarray, proba: np.ndarray, labels: Sequence[str], *, cluster_eps: float,
+                   min_points: int, ground_margin: float = 0.0, classifier: Mapping[str, Any] | None = None
+                   ) -> list[dict]:
+    """Cuboids from per-point probabilities ``(P, 1 + C)`` (column 0 the background), best score first."""
     found = clusters(points, proba, cluster_eps=cluster_eps, min_points=min_points)
     if not found:
         return []
-    boxes = [fit_cuboid(points[m]) for m in found]
+    boxes = [fit_box(points[m], ground_margin) for m in found]
     feats = np.stack([cluster_features(points[m], proba[m], b) for m, b in zip(found, boxes)])
     probs = classify(feats, classifier)
     out = []
@@ -137,24 +152,24 @@ def decode_cuboids(points: np.ndarray, proba: np.ndarray, labels: Sequence[str],
 
 
 def fit_classifier(scenes: Sequence[tuple[np.ndarray, np.ndarray, Sequence[Mapping]]], labels: Sequence[str], *,
-                   cluster_eps: float, min_points: int, random_state: int) -> dict | None:
+                   cluster_eps: float, min_points: int, ground_margin: float, random_state: int) -> dict | None:
     """The cluster classifier, from training scenes ``(points, network probabilities, target cuboids)``: each
     target cuboid's own points (a clean positive) and each predicted cluster (its matched target's label at
     IoU >= 0.25, else "not an object"). None when fewer than two classes turn up."""
     from sklearn.linear_model import LogisticRegression
 
-    from ml.geometry import cuboid_iou, fit_cuboid, points_in_cuboid
+    from ml.geometry import cuboid_iou, points_in_cuboid
 
     X, y = [], []
     for points, proba, targets in scenes:
         for t in targets:
             inside = np.flatnonzero(points_in_cuboid(points, t))
             if len(inside) >= min_points:
-                box = fit_cuboid(points[inside])
+                box = fit_box(points[inside], ground_margin)
                 X.append(cluster_features(points[inside], proba[inside], box))
                 y.append(list(labels).index(t["label"]))
         for m in clusters(points, proba, cluster_eps=cluster_eps, min_points=min_points):
-            box = fit_cuboid(points[m])
+            box = fit_box(points[m], ground_margin)
             ious = [cuboid_iou(box, t) for t in targets]
             best = int(np.argmax(ious)) if ious else -1
             X.append(cluster_features(points[m], proba[m], box))
@@ -175,19 +190,20 @@ class SegmentFitCuboidLearner(PointNetLearnerBase):
     """Segment, cluster, fit boxes (see the module docstring).
 
     The segmenter's parameters are :class:`ml.learners.segmentation.PointNetSegmentationLearner`'s (here
-    ``normalize="ground"`` by default); ``cluster_eps`` (DBSCAN radius, cloud units) and ``min_points`` (smallest
-    cluster kept) drive the decoding.
+    ``normalize="ground"`` by default); ``cluster_eps`` (DBSCAN radius, cloud units), ``min_points`` (smallest
+    cluster kept) and ``ground_margin`` (footprints are fitted to the points this high above a cluster's lowest
+    one, cloud units; 0 fits all) drive the decoding.
     """
 
     name = "segment-fit"
     modality = "pointcloud"
     task_type = "cuboids"
     _kind = "segment_fit_cuboids"
-    _params = PointNetLearnerBase._params + ("cluster_eps", "min_points")
+    _params = PointNetLearnerBase._params + ("cluster_eps", "min_points", "ground_margin")
 
     def __init__(self, *, epochs: int = 40, n_points: int = 1024, draws: int = 2, batch_size: int = 8,
                  lr: float = 3e-3, normalize: str = "ground", top_fraction: float = 0.1, cluster_eps: float = 0.25,
-                 min_points: int = 15, device: str = "auto", random_state: int = 0, arch: dict | None = None) -> None:
+                 min_points: int = 15, ground_margin: float = 0.05, device: str = "auto", random_state: int = 0, arch: dict | None = None) -> None:
         self.epochs = epochs
         self.n_points = n_points
         self.draws = draws
@@ -197,6 +213,7 @@ class SegmentFitCuboidLearner(PointNetLearnerBase):
         self.top_fraction = top_fraction
         self.cluster_eps = cluster_eps
         self.min_points = min_points
+        self.ground_margin = ground_margin
         self.device = device
         self.random_state = random_state
         self.arch = arch
@@ -216,7 +233,8 @@ class SegmentFitCuboidLearner(PointNetLearnerBase):
         proba, _, _ = self._chunker().run(clouds, torch_forward(self.model_))
         scenes = [(c, p, t.get("cuboids", [])) for c, p, t in zip(clouds, proba, data.targets)]
         return {"classifier": fit_classifier(scenes, list(self.labels_), cluster_eps=float(self.cluster_eps),
-                                             min_points=int(self.min_points), random_state=int(self.random_state))}
+                                             min_points=int(self.min_points), ground_margin=float(self.ground_margin),
+                                             random_state=int(self.random_state))}
 
     def _point_labels(self, points: np.ndarray, target: Mapping, labels: Sequence[str], index: int) -> np.ndarray:
         return cuboid_point_labels(points, target, list(labels), index)
@@ -227,7 +245,8 @@ class SegmentFitCuboidLearner(PointNetLearnerBase):
         results, uncertainty = [], []
         for pts, p in zip(clouds, proba):
             cuboids = decode_cuboids(pts, p, labels, cluster_eps=float(params["cluster_eps"]),
-                                     min_points=int(params["min_points"]), classifier=params.get("classifier"))
+                                     min_points=int(params["min_points"]),
+                                     ground_margin=float(params["ground_margin"]), classifier=params.get("classifier"))
             scores = np.array([c["score"] for c in cuboids], dtype=np.float64)
             box_term = float(_binary_entropy(scores).mean()) if len(scores) else 0.0
             point_term = float(point_entropy(p).mean()) if len(p) else 0.0
