@@ -24,6 +24,8 @@ The same :func:`decode_cuboids` runs after torch and after onnxruntime (the clas
 the ONNX manifest's ``params["classifier"]``). Uncertainty per cloud: the mean of (the mean binary entropy of the
 cuboid scores, 0 without cuboids) and (the mean normalised point entropy), so a cloud with doubtful boxes or with
 many doubtful points ranks high. Embedding: the segmenter's projected global feature.
+``Predictions.extra["point_proba"]`` holds each cloud's ``(P, 1 + C)`` point probabilities (column 0 the
+background).
 """
 from __future__ import annotations
 
