@@ -11,6 +11,8 @@ are right even with a handful of batches per epoch. Early stopping watches the v
 (plain mean cross-entropy) and keeps the weights of the best epoch. Class imbalance is handled by inverse-frequency class weights
 (``config.class_weighting``) and optional per-sample weights; both enter a weighted mean of the
 per-sample losses.
+Segmentation labels may be -1 (an unlabeled point): it adds nothing to the loss, the class weights or the
+validation figures.
 
 Importing this module imports torch; the web process should not import it (use
 :mod:`ml.export` / :mod:`ml.serving` to predict with an exported model).
@@ -128,9 +130,10 @@ def _check_labels(y: np.ndarray, n: int, n_classes: int, name: str, *, n_points:
         if not np.all(np.equal(np.mod(y, 1), 0)):
             raise InvalidInput(f"{name} must hold integer class indices", code="bad_labels")
     y = y.astype(np.int64)
-    if y.size and (y.min() < 0 or y.max() >= n_classes):
+    lowest = -1 if n_points is not None else 0  # per-point labels may be -1: unlabeled, ignored by the loss
+    if y.size and (y.min() < lowest or y.max() >= n_classes):
         raise InvalidInput(
-            f"{name} must lie in [0, {n_classes})",
+            f"{name} must lie in [{lowest}, {n_classes})",
             code="bad_labels",
             details={"name": name, "min": int(y.min()), "max": int(y.max()), "n_classes": n_classes},
         )
@@ -450,7 +453,8 @@ def _deterministic(seed: int, device: str) -> Iterator[None]:
 
 def _class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     """Inverse-frequency weights, mean 1 over the classes present; 0 for absent classes."""
-    counts = np.bincount(y.reshape(-1), minlength=n_classes).astype(np.float64)
+    y = y.reshape(-1)
+    counts = np.bincount(y[y >= 0], minlength=n_classes).astype(np.float64)
     present = counts > 0
     w = np.zeros(n_classes)
     w[present] = counts.sum() / (present.sum() * counts[present])
@@ -467,8 +471,8 @@ def _epoch_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np
 
 
 def _loss_terms(logits: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-    """Per-sample (classification) or per-point (segmentation) cross-entropy, flattened."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none")
+    """Per-sample (classification) or per-point (segmentation) cross-entropy, flattened; 0 where the label is -1."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none", ignore_index=-1)
 
 
 @torch.no_grad()
@@ -513,7 +517,8 @@ def _evaluate(net: torch.nn.Module, X: np.ndarray, y: np.ndarray, device: str, b
         terms = _loss_terms(logits, yb)
         total_loss += float(terms.sum())
         total_correct += int((logits.argmax(dim=-1) == yb).sum())
-        total += int(yb.numel())
+        total += int((yb >= 0).sum())  # unlabeled points (-1) count neither in the loss nor the accuracy
+    total = max(total, 1)
     return total_loss / total, total_correct / total
 
 
@@ -566,7 +571,8 @@ def _fit(
                 terms = _loss_terms(net(xb), yb)
                 if task == "segmentation":
                     sw = sw.repeat_interleave(y_train.shape[1])
-                w = class_w_t[yb.reshape(-1)] * sw
+                y_flat = yb.reshape(-1)
+                w = class_w_t[y_flat.clamp(min=0)] * (y_flat >= 0) * sw
                 w_sum = w.sum().detach()
                 if float(w_sum) <= 0:
                     continue
@@ -719,7 +725,8 @@ def train_segmenter(
     """Train per-point segmentation of point clouds ``(N, P, 3)`` with labels ``(N, P)``.
 
     The returned model's ``predict_proba`` gives ``(N, P, C)``; ``embed`` gives one vector per
-    cloud. Class weights are computed over points; ``sample_weight`` weighs whole clouds.
+    cloud. Class weights are computed over points; ``sample_weight`` weighs whole clouds; a label -1 marks an
+    unlabeled point (ignored).
     """
     return _train("pointcloud", "segmentation", X_train, y_train, X_val, y_val, n_classes=n_classes, config=config,
                   sample_weight=sample_weight, progress=progress, arch=arch)

@@ -12,20 +12,20 @@ Per pair of annotations of one task, a score in 0..1 by task type:
   term (1 equal, 0 not). Both empty: 1.
 - point_segmentation: the fraction of points with the same label index (-1 included).
 - cuboids: 3D IoU of yaw-rotated boxes (exact polygon intersection of the rotated bird's-eye-view
-  rectangles times the overlap of the vertical extents), matched within labels like boxes.
+  rectangles times the overlap of the vertical extents; ml.geometry.cuboid_iou), matched within labels like boxes.
 Per task: the mean over its annotation pairs. Per annotator: the mean over the pairs they are part of
 (classification also gives Cohen's kappa of the annotator against the others on shared tasks).
 """
 from __future__ import annotations
 
 import itertools
-import math
 from collections import defaultdict
 
 import numpy as np
 
 from apps.labeling.models import Annotation, ReviewStatus
 from apps.labeling.results import shapes_as_boxes
+from ml.geometry import cuboid_iou
 
 # -- kappas ---------------------------------------------------------------------------------------
 
@@ -149,58 +149,6 @@ def points_pair(a: dict, b: dict) -> float:
     if la.shape != lb.shape:
         return 0.0
     return float((la == lb).mean()) if la.size else 1.0
-
-
-def _footprint(c: dict) -> np.ndarray:
-    (x, y, _), (length, width, _), yaw = c["center"], c["size"], c["yaw"]
-    dx, dy = length / 2, width / 2
-    corners = np.array([[dx, dy], [-dx, dy], [-dx, -dy], [dx, -dy]])
-    rot = np.array([[math.cos(yaw), -math.sin(yaw)], [math.sin(yaw), math.cos(yaw)]])
-    return corners @ rot.T + np.array([x, y])
-
-
-def _clip(subject: np.ndarray, clipper: np.ndarray) -> np.ndarray:
-    """Sutherland–Hodgman: the intersection of two convex counter-clockwise polygons."""
-    out = list(subject)
-    for i in range(len(clipper)):
-        a, b = clipper[i], clipper[(i + 1) % len(clipper)]
-        inside = lambda p: (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0]) >= -1e-12  # noqa: E731
-        src, out = out, []
-        for j in range(len(src)):
-            p, q = src[j], src[(j + 1) % len(src)]
-            if inside(q):
-                if not inside(p):
-                    out.append(_cross(p, q, a, b))
-                out.append(q)
-            elif inside(p):
-                out.append(_cross(p, q, a, b))
-        if not out:
-            return np.zeros((0, 2))
-    return np.array(out)
-
-
-def _cross(p, q, a, b):
-    d1, d2 = q - p, b - a
-    denom = d1[0] * d2[1] - d1[1] * d2[0]
-    t = ((a[0] - p[0]) * d2[1] - (a[1] - p[1]) * d2[0]) / denom if denom else 0.0
-    return p + t * d1
-
-
-def _area(poly: np.ndarray) -> float:
-    if len(poly) < 3:
-        return 0.0
-    x, y = poly[:, 0], poly[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
-
-
-def cuboid_iou(a: dict, b: dict) -> float:
-    """3D IoU of two yaw-rotated cuboids (rotation about z; size = [length along yaw, width, height])."""
-    inter_bev = _area(_clip(_footprint(a), _footprint(b)))
-    za, zb = (a["center"][2] - a["size"][2] / 2, a["center"][2] + a["size"][2] / 2), \
-             (b["center"][2] - b["size"][2] / 2, b["center"][2] + b["size"][2] / 2)
-    inter = inter_bev * max(0.0, min(za[1], zb[1]) - max(za[0], zb[0]))
-    union = float(np.prod(a["size"]) + np.prod(b["size"]) - inter)
-    return inter / union if union > 0 else 0.0
 
 
 def cuboids_pair(a: dict, b: dict) -> float:
