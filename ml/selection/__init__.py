@@ -10,6 +10,10 @@ One entry point, :func:`select`, over plain arrays:
 It returns a :class:`Selection` with pool positions in rank order. Scores are "higher = more worth
 labeling" and never increase along the ranking (within the preferred group and within the rest).
 
+For task types whose predictions are not class probabilities (detection, audio regions, point
+segmentation, cuboids), :func:`uncertain_diverse` picks a batch from any learner's per-sample
+``uncertainty`` and ``embedding`` (:mod:`~ml.selection.acquisition`).
+
 The uncertainty measures are plain functions over probability arrays (:func:`least_confidence`,
 :func:`margin`, :func:`entropy`); they compute the same quantities as modAL's
 ``classifier_uncertainty`` / ``classifier_margin`` / ``classifier_entropy`` (a test checks it), without
@@ -17,12 +21,14 @@ importing modAL at selection time, because modAL pulls in torch (~3 s) on import
 
 The package's modules: :mod:`~ml.selection.scores` (uncertainty scores), :mod:`~ml.selection.strategies`
 (the strategies and their registry), :mod:`~ml.selection.batch` (batch constraints of one call),
-:mod:`~ml.selection.constraints` (the round-constraint grammar, :class:`RoundConstraints`) and
-:mod:`~ml.selection.core` (:func:`select`). Slice predicates are :mod:`ml.slices`.
+:mod:`~ml.selection.constraints` (the round-constraint grammar, :class:`RoundConstraints`),
+:mod:`~ml.selection.core` (:func:`select`) and :mod:`~ml.selection.acquisition` (:func:`uncertain_diverse`).
+Slice predicates are :mod:`ml.slices`.
 """
 
 from __future__ import annotations
 
+from ml.selection.acquisition import uncertain_diverse
 from ml.selection.constraints import InvalidConstraints, RoundConstraints
 from ml.selection.core import Selection, select
 from ml.selection.scores import bald, entropy, least_confidence, margin
@@ -37,6 +43,7 @@ __all__ = [
     "Strategy",
     "Selection",
     "select",
+    "uncertain_diverse",
     "least_confidence",
     "margin",
     "entropy",
