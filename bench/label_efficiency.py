@@ -2,6 +2,8 @@
 
     python -m bench.label_efficiency            # full: 10 seeds, all strategies, 3 datasets
     python -m bench.label_efficiency --quick    # a < 3-minute subset (3 seeds, 4 strategies, smaller data)
+    python -m bench.label_efficiency --task detection|regions|segmentation|cuboids [--quick] [--seeds N]
+                                                # the other task types (bench/_le_tasks.py)
 
 Protocol (per dataset and seed; every strategy sees the same split and the same first 20 labels):
 
@@ -45,6 +47,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from bench import _le_tasks  # noqa: E402
 from bench._le_data import DATASETS, Dataset, load_dataset  # noqa: E402
 from bench._le_metrics import (  # noqa: E402
     labels_to_reach, labels_to_stay, mean_std, normalised_auc, pct_fewer, precision_recall, random_coverage_accuracy)
@@ -692,7 +695,13 @@ def main(argv=None) -> int:
                     help="only apply the full-budget rule (random within 1 point of the whole pool, 4 seeds) and print it")
     ap.add_argument("--random-draws", type=int,
                     help="draws of random per seed whose mean is the baseline (default 20, quick 5; 1 = the runs up to 1c38392)")
+    ap.add_argument("--task", choices=_le_tasks.TASKS,
+                    help="another task type: its fixture, default learner and ml.selection.uncertain_diverse vs random "
+                         "(bench/_le_tasks.py); --quick, --seeds, --jobs, --out and --tag apply")
+    ap.add_argument("--variant", help="with --task: the fixture's variant (default: its default)")
     args = ap.parse_args(argv)
+    if args.task:
+        return _main_task(args)
     cfg = QUICK if args.quick else FULL
     kw = {}
     if args.seeds:
@@ -739,6 +748,16 @@ def main(argv=None) -> int:
     print(format_table(report["results"], report["targets"], quick=cfg.quick))
     print(f"\nwrote {report['json']} and {', '.join(report['plots'].values())} "
           f"({report['seconds']:.0f}s, {report['machine']['cpus']} CPUs, {args.jobs} jobs)")
+    return 0
+
+
+def _main_task(args) -> int:
+    cfg = _le_tasks.config_for(args.task, quick=args.quick, seeds=args.seeds, variant=args.variant)
+    report = _le_tasks.run_task(cfg, out_dir=args.out, tag=args.tag, jobs=max(1, args.jobs),
+                                log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(_le_tasks.format_table_task(cfg, report["results"]))
+    print(f"\nwrote {report['json']} and {report['png']} ({report['seconds']:.0f}s, "
+          f"{report['machine']['cpus'] if 'machine' in report else os.cpu_count()} CPUs, {args.jobs} jobs)")
     return 0
 
 
