@@ -245,14 +245,20 @@ def run_task(cfg: TaskConfig, *, out_dir: Path = OUT_DIR, tag: str | None = None
     from ml.training import resolve_device
 
     t_start = time.perf_counter()
+    threads = torch.get_num_threads()
+    # one torch thread per process: these small nets train faster on one thread than on two on 2 cores
     torch.set_num_threads(max(1, int(os.environ.get("BENCH_TORCH_THREADS", "1"))))
-    if jobs > 1:
-        from concurrent.futures import ProcessPoolExecutor
+    try:
+        if jobs > 1:
+            from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=jobs) as ex:
-            units = list(ex.map(_run_seed_quiet, [(cfg, s) for s in cfg.seeds]))
-    else:
-        units = [run_seed(cfg, s, log=log) for s in cfg.seeds]
+            with ProcessPoolExecutor(max_workers=jobs) as ex:
+                units = list(ex.map(_run_seed_quiet, [(cfg, s) for s in cfg.seeds]))
+        else:
+            units = [run_seed(cfg, s, log=log) for s in cfg.seeds]
+        torch_threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
     res = aggregate(cfg, units)
     tag = tag or f"label_efficiency_{cfg.task}" + ("_quick" if cfg.quick else "")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -273,7 +279,7 @@ def run_task(cfg: TaskConfig, *, out_dir: Path = OUT_DIR, tag: str | None = None
 
     report["config"]["learner_class"] = get(modality, task_type).__name__
     path = write_report("label_efficiency", report, path=out_dir / f"{tag}.json",
-                        machine={"device": str(device), "torch_threads": torch.get_num_threads(), "jobs": jobs})
+                        machine={"device": str(device), "torch_threads": torch_threads, "jobs": jobs})
     report["json"] = str(path)
     report["png"] = str(png)
     return report
