@@ -172,10 +172,11 @@ def aggregate(cfg: TaskConfig, units: list[dict]) -> dict:
     res: dict = {"primary": units[0]["primary"], "seeds": [u["seed"] for u in units], "strategies": {}}
     for s in STRATEGIES:
         curves = np.asarray([u["strategies"][s]["values"] for u in units], dtype=float)
+        fits = [f for u in units for f in u["strategies"][s]["fit_seconds"]]
+        selects = [f for u in units for f in u["strategies"][s]["select_seconds"]]
         res["strategies"][s] = {"ns": units[0]["strategies"][s]["ns"], "mean": curves.mean(axis=0).tolist(),
-                                "std": curves.std(axis=0).tolist(),
-                                "fit_seconds_mean": float(np.mean([f for u in units for f in u["strategies"][s]["fit_seconds"]])),
-                                "select_seconds_mean": float(np.mean([f for u in units for f in u["strategies"][s]["select_seconds"]] or [0.0]))}
+                                "std": curves.std(axis=0).tolist(), "fit_seconds_mean": float(np.mean(fits)),
+                                "select_seconds_mean": float(np.mean(selects or [0.0]))}
     a, r = res["strategies"]["auto"], res["strategies"]["random"]
     ns = a["ns"]
     target = r["mean"][-1]
@@ -233,10 +234,13 @@ def format_table_task(cfg: TaskConfig, res: dict) -> str:
     t = format_table(["labels", "auto", "± std", "random", "± std", "auto - random"], rows,
                      title=f"{cfg.task}: test {res['primary']} x100 (mean over {len(res['seeds'])} seeds)")
     pf = f["pct_fewer_labels"]
-    t += (f"\nrandom's final {res['primary']}: {100 * f['random_final']:.1f} at {f['random_labels']} labels; auto reaches it at "
-          + (f"{f['labels_auto_needs_for_random_final']:.1f} labels ({pf:.1f}% fewer)" if pf is not None else "- (not reached)")
-          + f"\nauto >= random - 1 point at every round (mean): {f['auto_ge_random_minus_1pt_every_round']}"
-          + f"\nlast round, auto - random per seed (points): " + ", ".join(f"{d:+.1f}" for d in f["final_diff_points_per_seed"]))
+    reach = (f"{f['labels_auto_needs_for_random_final']:.1f} labels ({pf:.1f}% fewer)" if pf is not None
+             else "- (not reached)")
+    per_seed = ", ".join(f"{d:+.1f}" for d in f["final_diff_points_per_seed"])
+    t += (f"\nrandom's final {res['primary']}: {100 * f['random_final']:.1f} at {f['random_labels']} labels; "
+          f"auto reaches it at {reach}"
+          f"\nauto >= random - 1 point at every round (mean): {f['auto_ge_random_minus_1pt_every_round']}"
+          f"\nlast round, auto - random per seed (points): {per_seed}")
     return t
 
 
