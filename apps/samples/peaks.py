@@ -25,10 +25,8 @@ from apps.core.errors import Conflict, ErrorCode, NotApplicable
 from apps.samples import content as content_io
 from ml import modalities
 from ml.errors import CorruptData, MLError, TooLarge
-from ml.modalities.audio_view import (  # noqa: F401 - re-exported for the API module
-    N_MELS, Peaks, Spectrogram, compute_peaks, compute_spectrogram, samples_per_bucket_for,
-    spectrogram_png,
-)
+from ml.modalities.audio_view import (N_MELS, Peaks, Spectrogram, compute_peaks, compute_spectrogram,
+                                     samples_per_bucket_for)
 
 CACHE_VERSION = 1
 MAX_BUCKETS = 1 << 19           # 524,288 buckets: ~18 per second of a one-hour file at the finest level

@@ -14,6 +14,8 @@ from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.response import Response
 
+from ml.modalities.audio_view import spectrogram_png
+
 from apps.projects.views import ProjectScopedView
 from apps.core.errors import ErrorCode, ValidationFailed
 from apps.samples import peaks as peaks_service
@@ -89,7 +91,7 @@ class SampleSpectrogram(ProjectScopedView):
                            peaks_service.MAX_SPECTROGRAM_WIDTH, code=ErrorCode.INVALID_WIDTH)
         n_mels = _int_param(request, "n_mels", peaks_service.N_MELS, 16, 256, code=ErrorCode.INVALID_N_MELS)
         spec = peaks_service.sample_spectrogram(sample=sample, width=width, n_mels=n_mels)
-        response = HttpResponse(peaks_service.spectrogram_png(spec), content_type="image/png")
+        response = HttpResponse(spectrogram_png(spec), content_type="image/png")
         headers = {"X-Spectrogram-Span": repr(spec.span_s), "X-Spectrogram-Duration": repr(spec.duration_s),
                    "X-Spectrogram-Hop": str(spec.hop), "X-Spectrogram-Nfft": str(spec.n_fft),
                    "X-Spectrogram-Cached": "true" if spec.cached else "false"}
