@@ -16,7 +16,7 @@ from apps.core.jobs import JobContext, job_enqueue
 from apps.exports import writers
 from apps.exports.models import Export
 from apps.exports.tasks import run_export
-from apps.labeling.models import Annotation, ReviewStatus, TaskState
+from apps.labeling.selectors import annotations_final
 from apps.projects.models import Project
 from apps.samples import content as content_io
 from apps.samples.models import Sample
@@ -44,16 +44,6 @@ def export_create(*, project: Project, user, format: str, reviewed_only: bool = 
     return export
 
 
-def _chosen(annotations: list[Annotation]) -> Annotation | None:
-    """The annotation a task exports: the latest correction, else the latest accepted, else the earliest counted."""
-    counted = [a for a in annotations if a.review_status != ReviewStatus.REJECTED]
-    for status in (ReviewStatus.CORRECTED, ReviewStatus.ACCEPTED):
-        reviewed = [a for a in counted if a.review_status == status]
-        if reviewed:
-            return max(reviewed, key=lambda a: (a.reviewed_at, a.pk))
-    return counted[0] if counted else None
-
-
 def export_items(*, export: Export) -> list[writers.Item]:
     """What an export writes, in sample id order; also records which data it was (version or annotation ids)."""
     project = export.project
@@ -64,18 +54,7 @@ def export_items(*, export: Export) -> list[writers.Item]:
         export.dataset_version = version
         return [writers.Item(sample=samples[pk], result={"label": version.labels[index]}, label_index=index)
                 for pk, index, _ in version.items if pk in samples]
-    by_task: dict[int, list[Annotation]] = {}
-    qs = (Annotation.objects.filter(task__project=project, task__state=TaskState.DONE)
-          .select_related("sample").order_by("task_id", "id"))
-    for ann in qs.iterator(chunk_size=500):
-        by_task.setdefault(ann.task_id, []).append(ann)
-    chosen = []
-    for anns in by_task.values():
-        ann = _chosen(anns)
-        if ann is None or (export.options.get("reviewed_only") and ann.review_status == ReviewStatus.PENDING):
-            continue
-        chosen.append(ann)
-    chosen.sort(key=lambda a: a.sample_id)
+    chosen = annotations_final(project=project, reviewed_only=bool(export.options.get("reviewed_only")))
     ids = [a.pk for a in chosen]
     digest = hashlib.sha256(json.dumps([[a.pk, a.final_result] for a in chosen], sort_keys=True).encode()).hexdigest()
     Export.objects.filter(pk=export.pk).update(annotation_ids=ids, digest=digest)

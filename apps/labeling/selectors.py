@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from apps.core.ids import get_by_id
-from apps.labeling.models import Annotation, LabelCheck, Round, Task, TaskState
+from apps.labeling.models import Annotation, LabelCheck, ReviewStatus, Round, Task, TaskState
 
 
 def budget_summary(*, project) -> dict:
@@ -14,6 +14,35 @@ def budget_summary(*, project) -> dict:
                 .aggregate(n=Sum("budget"))["n"] or 0)
     return {"total": project.label_budget, "selected": selected, "labeled": labeled, "reserved": reserved,
             "remaining": max(0, project.label_budget - selected - reserved)}
+
+
+def annotation_chosen(annotations: list[Annotation]) -> Annotation | None:
+    """The annotation a done task stands for: the latest correction, else the latest accepted, else the earliest
+    counted (not rejected) one; None when all were rejected."""
+    counted = [a for a in annotations if a.review_status != ReviewStatus.REJECTED]
+    for status in (ReviewStatus.CORRECTED, ReviewStatus.ACCEPTED):
+        reviewed = [a for a in counted if a.review_status == status]
+        if reviewed:
+            return max(reviewed, key=lambda a: (a.reviewed_at, a.pk))
+    return counted[0] if counted else None
+
+
+def annotations_final(*, project, reviewed_only: bool = False) -> list[Annotation]:
+    """One annotation per done task of the project (:func:`annotation_chosen`), with its sample, in sample id
+    order; ``reviewed_only`` leaves out tasks whose chosen annotation is still pending review."""
+    by_task: dict[int, list[Annotation]] = {}
+    qs = (Annotation.objects.filter(task__project=project, task__state=TaskState.DONE)
+          .select_related("sample").order_by("task_id", "id"))
+    for ann in qs.iterator(chunk_size=500):
+        by_task.setdefault(ann.task_id, []).append(ann)
+    chosen = []
+    for anns in by_task.values():
+        ann = annotation_chosen(anns)
+        if ann is None or (reviewed_only and ann.review_status == ReviewStatus.PENDING):
+            continue
+        chosen.append(ann)
+    chosen.sort(key=lambda a: a.sample_id)
+    return chosen
 
 
 def task_get(*, task_id) -> Task:

@@ -22,7 +22,7 @@ from apps.registry.selectors import current_deployment, model_checkpoint_load
 from apps.samples import content as content_io
 from apps.samples.models import Sample
 from apps.samples.selectors import label_free_space
-from apps.samples.services import samples_features
+from apps.samples.services import samples_features, samples_predict
 
 log = logging.getLogger(__name__)
 
@@ -152,12 +152,15 @@ def _allocate(budget: int, ratios: dict, available: dict) -> dict:
 
 
 def _pool_features(project: Project, samples: list[Sample], runner, progress):
-    """Embeddings (cached on the samples) and, with a deployed model, probabilities for the pool.
+    """Embeddings (cached on the samples) and, with a deployed model, its scores for the pool.
 
-    Returns (usable samples, embeddings, probs or None). Samples whose content cannot be read or
-    decoded are marked with ``embed_error`` (by samples_features) and left out of the round.
+    Returns (usable samples, embeddings, probs or None, learned or None): ``probs`` the class probabilities of a
+    classification model; ``learned`` (uncertainty (N,), results) of a learner's version (any task type: its
+    per-sample acquisition score and its predictions, which become the tasks' pre-annotations). Samples whose
+    content cannot be read or decoded are marked with ``embed_error`` and left out of the round.
     """
-
+    if runner is not None and runner.is_learner:
+        return _pool_learned(project, samples, runner, progress)
     space = f"model:{runner.model_id}" if runner else label_free_space()
     vectors: dict[int, np.ndarray] = {}
     if runner is None:  # label-free embeddings are cached on the samples
@@ -180,10 +183,34 @@ def _pool_features(project: Project, samples: list[Sample], runner, progress):
         progress(5 + 80 * done / max(1, len(todo)), f"scored {done} of {len(todo)} samples")
     usable = [s for s in samples if s.pk in vectors]
     if not usable:
-        return usable, np.zeros((0, 1), np.float32), None
+        return usable, np.zeros((0, 1), np.float32), None, None
     embeddings = np.stack([vectors[s.pk] for s in usable])
     probs = np.stack([probs_by_pk[s.pk] for s in usable]).astype(np.float32) if runner is not None else None
-    return usable, embeddings, probs
+    return usable, embeddings, probs, None
+
+
+def _pool_learned(project: Project, samples: list[Sample], runner, progress):
+    """_pool_features for a learner's version: predictions in chunks (embeddings cached in the model's space)."""
+    space = f"model:{runner.model_id}"
+    usable, E, P, U, results = [], [], [], [], []
+    for start in range(0, len(samples), CHUNK):
+        ok, predictions = samples_predict(project=project, samples=samples[start:start + CHUNK], runner=runner)
+        if ok:
+            usable += ok
+            E.append(np.asarray(predictions.embedding, dtype=np.float32))
+            U.append(np.asarray(predictions.uncertainty, dtype=np.float32))
+            results += predictions.results
+            if "probs" in predictions.extra:
+                P.append(np.asarray(predictions.extra["probs"], dtype=np.float32))
+            for sample, vector in zip(ok, E[-1]):
+                sample.embedding, sample.embedding_space = vector.tobytes(), space
+            Sample.objects.bulk_update(ok, ["embedding", "embedding_space"], batch_size=500)
+        done = min(len(samples), start + CHUNK)
+        progress(5 + 80 * done / max(1, len(samples)), f"scored {done} of {len(samples)} samples")
+    if not usable:
+        return usable, np.zeros((0, 1), np.float32), None, None
+    probs = np.concatenate(P) if len(P) and sum(len(p) for p in P) == len(usable) else None
+    return usable, np.concatenate(E), probs, (np.concatenate(U), results)
 
 
 def _pool_mc_probs(project: Project, samples: list[Sample], model, progress, *, random_state: int) -> np.ndarray:
@@ -230,7 +257,8 @@ def round_run(*, rnd: Round, job: JobContext) -> None:
     deployment = current_deployment(project=project)
     runner = model_runner(model_version=deployment.model_version) if deployment else None
     candidates = list(Sample.objects.filter(project=project, label__isnull=True, task__isnull=True).order_by("id"))
-    pool, embeddings, probs = _pool_features(project, candidates, runner, progress)
+    pool, embeddings, probs, learned = _pool_features(project, candidates, runner, progress)
+    uncertainty = learned[0] if learned is not None and probs is None else None
     available = {s: sum(1 for x in pool if x.split == s) for s in ("train", "val", "test")}
     alloc = _allocate(rnd.budget, project.split_ratios, available)
     index = project.label_index
@@ -244,7 +272,7 @@ def round_run(*, rnd: Round, job: JobContext) -> None:
         progress(85, f"embedding {len(covered)} labeled or queued samples for the near-duplicate check")
     else:
         covered = list(tasked.order_by("?")[:LABELED_FOR_COVERAGE])
-    _, labeled_embeddings, _ = _pool_features(project, covered, runner, lambda *_: None)
+    _, labeled_embeddings, _, _ = _pool_features(project, covered, runner, lambda *_: None)
     chosen: list[tuple[int, float, bool]] = []  # (pool position, score, preferred)
     used = {}
     constraints_report = None  # what the train split's constraints did
@@ -254,7 +282,7 @@ def round_run(*, rnd: Round, job: JobContext) -> None:
         positions = np.array([i for i, s in enumerate(pool) if s.split == split])
         # Train gets the strategy; val/test stay random samples so evaluation is unbiased.
         strategy = rnd.strategy if split == "train" else "random"
-        if strategy not in MODEL_FREE_STRATEGIES and probs is None:
+        if strategy not in MODEL_FREE_STRATEGIES and probs is None and uncertainty is None:
             raise ValidationFailed(f"Strategy {strategy!r} needs a deployed model; before the first one use one of "
                                    f"{', '.join(MODEL_FREE_STRATEGIES)}.", code=ErrorCode.MODEL_REQUIRED)
         # low-confidence production samples and samples a lead sent back from a drift check go first
@@ -263,7 +291,13 @@ def round_run(*, rnd: Round, job: JobContext) -> None:
         if split == "train" and rnd.constraints:
             extra, notes = _constraint_options(project, rnd.constraints, [pool[i] for i in positions],
                                                probs[positions] if probs is not None else None)
+        if uncertainty is not None:
+            extra["uncertainty"] = uncertainty[positions]
         if strategy == "bald":
+            if runner.is_learner:
+                raise ValidationFailed("Strategy 'bald' needs MC dropout, which only the built-in classification "
+                                       "networks run; use 'auto' or an uncertainty strategy.",
+                                       code=ErrorCode.MODEL_REQUIRED)
             model = model_checkpoint_load(model_version=deployment.model_version, device="auto")
             extra["mc_probs"] = _pool_mc_probs(project, [pool[i] for i in positions], model, progress,
                                                random_state=rnd.pk)
@@ -291,7 +325,9 @@ def round_run(*, rnd: Round, job: JobContext) -> None:
         for rank, k in enumerate(order):
             position, score, preferred = chosen[k]
             prediction = None
-            if probs is not None:
+            if learned is not None:  # a learner's prediction, in the task type's shape: the tool's pre-annotation
+                prediction = {**learned[1][position], "model": runner.model_id}
+            elif probs is not None:
                 row = probs[position]
                 top = int(row.argmax())
                 prediction = {"label": project.labels[top], "confidence": float(row[top]), "model": runner.model_id}

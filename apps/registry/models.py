@@ -16,6 +16,12 @@ class ModelVersion(models.Model):
     training_run = models.OneToOneField("training.TrainingRun", on_delete=models.CASCADE, related_name="+")
     version = models.PositiveIntegerField()
     modality = models.CharField(max_length=16)
+    task_type = models.CharField(max_length=24, default="classification")
+    # The learner (ml.learners registry name) that made this version; "" for the built-in classification pipeline
+    # (ml.training's networks, with int8 export and MC dropout). A learner version's checkpoint is the learner's own
+    # blob (Learner.to_bytes) and its ONNX file runs through ml.learners.runners with ``manifest``.
+    learner = models.CharField(max_length=64, blank=True, default="")
+    manifest = models.JSONField(null=True, blank=True, help_text="what the ONNX runner needs besides the graph")
     labels = models.JSONField()
     checkpoint = models.FileField(max_length=300, blank=True, default="")
     onnx = models.FileField(max_length=300, blank=True, default="")

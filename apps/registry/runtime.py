@@ -27,15 +27,29 @@ _CACHE_SIZE = 8
 
 @dataclass
 class ModelRunner:
+    """A loaded model version. The built-in classification pipeline's versions run on model inputs
+    (:func:`load_batch` arrays: ``predict_proba``, ``embed``); a learner's version (``ModelVersion.learner``)
+    runs on the stored contents through its manifest's runner (``predict`` → :class:`ml.learners.Predictions`)."""
+
     model_id: int
     labels: list[str]
-    session: object  # ml.export.OnnxClassifier
+    session: object = None  # ml.export.OnnxClassifier (built-in classification)
+    runner: object = None  # ml.learners.base.OnnxRunner (a learner's version)
+    task_type: str = "classification"
+
+    @property
+    def is_learner(self) -> bool:
+        return self.runner is not None
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return self.session.predict_proba(X)
 
     def embed(self, X: np.ndarray) -> np.ndarray:
         return self.session.embed(X)
+
+    def predict(self, blobs: list[bytes]):
+        """The learner's predictions for stored contents (results in the task type's shape, uncertainty, embedding)."""
+        return self.runner.predict(blobs)
 
 
 def serving_file(*, model_version):
@@ -60,11 +74,17 @@ def model_runner(*, model_version, cache: bool = True) -> ModelRunner:
         if runner is not None:
             _CACHE.move_to_end(model_version.pk)
             return runner
-    from ml.export import OnnxClassifier
-
     with default_storage.open(serving_file(model_version=model_version).name, "rb") as fh:
-        session = OnnxClassifier(fh.read())
-    runner = ModelRunner(model_id=model_version.pk, labels=list(model_version.labels), session=session)
+        data = fh.read()
+    if model_version.manifest:
+        from ml.learners.runners import onnx_runner
+
+        runner = ModelRunner(model_id=model_version.pk, labels=list(model_version.labels),
+                             runner=onnx_runner(data, model_version.manifest), task_type=model_version.task_type)
+    else:
+        from ml.export import OnnxClassifier
+
+        runner = ModelRunner(model_id=model_version.pk, labels=list(model_version.labels), session=OnnxClassifier(data))
     if not cache:
         return runner
     with _LOCK:
@@ -98,6 +118,14 @@ def predict_contents(*, project: Project, blobs: list[bytes], sample_ids: list[i
     if runner is None:
         return None
     started = time.perf_counter()
+    if runner.is_learner:
+        results = learner_results(runner.predict(blobs), task_type=runner.task_type)
+        latency_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(blobs))
+        for result in results:
+            result.update(model=runner.model_id, latency_ms=round(latency_ms, 3))
+        predictions_made.send(sender=ModelVersion, project=project, model_id=runner.model_id, results=results,
+                              latency_ms=latency_ms, sample_ids=sample_ids)
+        return results
     X = load_batch(project.modality, blobs)
     probs = runner.predict_proba(X)
     latency_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(blobs))
@@ -110,3 +138,16 @@ def predict_contents(*, project: Project, blobs: list[bytes], sample_ids: list[i
     predictions_made.send(sender=ModelVersion, project=project, model_id=runner.model_id, results=results,
                           latency_ms=latency_ms, sample_ids=sample_ids)
     return results
+
+
+def learner_results(predictions, *, task_type: str) -> list[dict]:
+    """A learner's results as the API returns them: the task type's shape with scores, ``uncertainty`` (higher =
+    more worth labeling) and, for classification, ``confidence`` (the top score)."""
+    out = []
+    for result, uncertainty in zip(predictions.results, np.asarray(predictions.uncertainty, dtype=np.float64)):
+        result = dict(result)
+        if task_type == "classification" and result.get("scores"):
+            result["confidence"] = float(max(result["scores"].values()))
+        result["uncertainty"] = round(float(uncertainty), 6)
+        out.append(result)
+    return out

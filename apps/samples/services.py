@@ -240,6 +240,8 @@ def _attach_predictions(project: Project, items: list[IngestItem], results: list
     low = project.confidence_threshold
     updates = []
     for (i, _), prediction in zip(with_content, predictions):
+        if "label" not in prediction or "confidence" not in prediction:  # boxes, regions, points: no single label
+            continue
         updates.append(Sample(pk=results[i]["id"], predicted_label=prediction["label"],
                               confidence=prediction["confidence"], low_confidence=prediction["confidence"] < low))
     Sample.objects.bulk_update(updates, ["predicted_label", "confidence", "low_confidence"], batch_size=1000)
@@ -254,6 +256,12 @@ def samples_features(*, project: Project, samples: list[Sample], runner=None) ->
     """
     from ml.errors import MLError
 
+    if runner is not None and runner.is_learner:
+        ok, predictions = samples_predict(project=project, samples=samples, runner=runner)
+        if predictions is None:
+            return [], np.zeros((0, 1), np.float32), None
+        probs = predictions.extra.get("probs")  # a classification learner's class probabilities
+        return ok, predictions.embedding, None if probs is None else np.asarray(probs, dtype=np.float32)
     ok, blobs, failed = [], [], []
     for sample in samples:
         try:
@@ -283,6 +291,50 @@ def samples_features(*, project: Project, samples: list[Sample], runner=None) ->
         return [], np.zeros((0, 1), np.float32), None
     probs = np.asarray(runner.predict_proba(X), dtype=np.float32) if runner is not None else None
     return ok, np.asarray(embed_arrays(project=project, X=X, runner=runner), dtype=np.float32), probs
+
+
+def samples_predict(*, project: Project, samples: list[Sample], runner):
+    """A learner's predictions (:class:`ml.learners.Predictions`) for samples, by the deployed model version's
+    runner (``runner.is_learner``). Returns (the samples that could be read and predicted, their predictions or
+    None when none could). A sample whose content cannot be reached or decoded gets ``embed_error`` and is left
+    out, so one bad file never fails a batch."""
+    from ml.errors import MLError
+    from ml.learners import Predictions
+
+    ok, blobs, failed = [], [], []
+    for sample in samples:
+        try:
+            blobs.append(content_io.read_content(sample))
+            ok.append(sample)
+        except content_io.ContentUnavailable as exc:
+            sample.embed_error = str(exc)[:300]
+            failed.append(sample)
+    parts = []
+    if ok:
+        try:
+            parts = [runner.predict(blobs)]
+        except MLError:  # find the bad ones one by one
+            good = []
+            for sample, blob in zip(ok, blobs):
+                try:
+                    parts.append(runner.predict([blob]))
+                    good.append(sample)
+                except MLError as exc:
+                    sample.embed_error = f"cannot decode: {exc.message}"[:300]
+                    failed.append(sample)
+            ok = good
+    if failed:
+        Sample.objects.bulk_update(failed, ["embed_error"], batch_size=500)
+    if not ok:
+        return [], None
+    if len(parts) == 1:
+        return ok, parts[0]
+    extra = {}
+    if all("probs" in p.extra for p in parts):
+        extra["probs"] = np.concatenate([p.extra["probs"] for p in parts])
+    return ok, Predictions(results=[r for p in parts for r in p.results],
+                           uncertainty=np.concatenate([p.uncertainty for p in parts]),
+                           embedding=np.concatenate([p.embedding for p in parts]), extra=extra)
 
 
 def samples_flag_drifted(*, project: Project, sample_ids: list[int]) -> int:

@@ -58,9 +58,24 @@ class PredictIn(serializers.Serializer):
 
 
 class PredictOut(serializers.Serializer):
-    label = serializers.CharField()
-    scores = serializers.DictField(child=serializers.FloatField())
-    confidence = serializers.FloatField()
+    """The deployed model's result in the project's task type's shape (the annotation shapes plus scores)."""
+
+    label = serializers.CharField(required=False, help_text="classification: the top label")
+    scores = serializers.DictField(child=serializers.FloatField(), required=False,
+                                   help_text="classification: label → probability")
+    confidence = serializers.FloatField(required=False, help_text="classification: the top probability")
+    boxes = serializers.ListField(child=serializers.DictField(), required=False,
+                                  help_text="detection: {label, x, y, w, h, score}, coordinates 0-1")
+    regions = serializers.ListField(child=serializers.DictField(), required=False,
+                                    help_text="audio_regions: {label, start, end, score}, seconds")
+    point_labels = serializers.ListField(child=serializers.IntegerField(), required=False,
+                                         help_text="point_segmentation: the label index of every point")
+    point_scores = serializers.ListField(child=serializers.FloatField(), required=False,
+                                         help_text="point_segmentation: each point's probability of its label")
+    cuboids = serializers.ListField(child=serializers.DictField(), required=False,
+                                    help_text="cuboids: {label, center, size, yaw, score}")
+    uncertainty = serializers.FloatField(required=False,
+                                         help_text="a learner's per-sample uncertainty (higher = more worth labeling)")
     model = serializers.IntegerField()
     latency_ms = serializers.FloatField()
 

@@ -17,8 +17,21 @@ def predict_one(*, project: Project, data: bytes) -> dict:
 
 def prediction_logs_create(*, project: Project, model_id: int, results: list[dict], latency_ms: float,
                            sample_ids: list[int | None] | None = None) -> list[PredictionLog]:
-    """One PredictionLog row per prediction of the deployed model (label, confidence, per-item latency)."""
-    logs = [PredictionLog(project=project, model_version_id=model_id, label=r["label"], confidence=r["confidence"],
-                          latency_ms=latency_ms, sample_id=sample_ids[i] if sample_ids else None)
+    """One PredictionLog row per prediction of the deployed model (label, confidence, per-item latency). A result
+    without one label (boxes, regions, points, cuboids) logs label "" and, as confidence, its shapes' top score
+    (the mean point score for point segmentation; 0 when it found nothing)."""
+    logs = [PredictionLog(project=project, model_version_id=model_id, label=r.get("label", ""),
+                          confidence=_confidence(r), latency_ms=latency_ms,
+                          sample_id=sample_ids[i] if sample_ids else None)
             for i, r in enumerate(results)]
     return PredictionLog.objects.bulk_create(logs)
+
+
+def _confidence(result: dict) -> float:
+    if "confidence" in result:
+        return float(result["confidence"])
+    if result.get("point_scores"):
+        scores = result["point_scores"]
+        return float(sum(scores) / len(scores))
+    shapes = [s for key in ("boxes", "polygons", "regions", "cuboids") for s in result.get(key) or []]
+    return float(max((s.get("score", 0.0) for s in shapes), default=0.0))

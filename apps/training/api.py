@@ -17,8 +17,16 @@ from apps.training.services import training_run_cancel, training_run_create
 
 
 class TrainingRunIn(serializers.Serializer):
-    epochs = serializers.IntegerField(min_value=1, max_value=500, required=False)
+    epochs = serializers.IntegerField(min_value=1, max_value=500, required=False,
+                                      help_text="default: the settings' for built-in classification, the learner's own otherwise")
     seed = serializers.IntegerField(min_value=0, default=0)
+    learner = serializers.CharField(max_length=64, required=False,
+                                    help_text="a learner registered for the project's modality and task type (e.g. an "
+                                              "installed plug-in); default: the built-in one (see GET .../learners/)")
+    params = serializers.DictField(required=False, help_text="the learner's constructor arguments")
+    weights = serializers.DictField(
+        required=False, help_text='training weights: {"classes": {label: w}, "slices": [{"where": {metadata '
+                                  'predicate}, "weight": w}]}, e.g. night images x3; recorded on the model card')
 
 
 class StepOut(JobOut):
@@ -46,6 +54,10 @@ class ModelOut(serializers.Serializer):
     id = serializers.IntegerField()
     project = serializers.IntegerField(source="project_id")
     version = serializers.IntegerField()
+    task_type = serializers.CharField()
+    learner = serializers.CharField(help_text='the learner that made it; "" for the built-in classification pipeline')
+    manifest = serializers.JSONField(allow_null=True, help_text="what the ONNX file needs to run: task type, labels, "
+                                                                "preprocessing, decoding")
     training_run = serializers.IntegerField(source="training_run_id")
     labels = serializers.ListField(child=serializers.CharField())
     history = serializers.JSONField()

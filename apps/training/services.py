@@ -24,6 +24,7 @@ from apps.core.files import file_put
 from apps.core.jobs import JobContext, job_cancel, job_enqueue, job_execute
 from apps.core.models import JobStatus
 from apps.labeling.models import Annotation
+from apps.labeling.selectors import annotations_final
 from apps.projects.models import Project
 from apps.registry.models import ModelVersion
 from apps.registry.runtime import load_batch, model_runner
@@ -33,11 +34,14 @@ from apps.samples import content as content_io
 from apps.samples.models import Sample
 from apps.samples.selectors import metadata_slices
 from apps.training import tasks
+from apps.training.learning import (learner_evaluate, learner_export, learner_params, learner_resolve,
+                                    learner_train, sample_weights, weights_check)
 from apps.training.models import DatasetVersion, PipelineStep, StepKind, TrainingRun
 
 log = logging.getLogger(__name__)
 
 MIN_LABELS = 10
+MIN_SHAPE_LABELS = 8  # boxes, regions, points, cuboids: labeled training samples (each holds many shapes)
 STAGES = {StepKind.TRAIN: (0.0, 70.0), StepKind.EVALUATE: (70.0, 85.0), StepKind.EXPORT: (85.0, 97.0),
           StepKind.DEPLOY: (97.0, 100.0)}
 
@@ -48,45 +52,102 @@ STAGES = {StepKind.TRAIN: (0.0, 70.0), StepKind.EVALUATE: (70.0, 85.0), StepKind
 def dataset_version_freeze(*, project: Project) -> DatasetVersion:
     """Freeze the labeled samples (ids, labels, splits); reuse the latest version if nothing changed.
 
+    Classification: items ``[sample_id, label_index, split]`` (the samples' settled labels). Every other task
+    type: items ``[sample_id, annotation_id, split]``, one per done task, the annotation it stands for
+    (:func:`apps.labeling.selectors.annotation_chosen`); the digest covers the annotations' results, so a review
+    correction makes the next freeze a new version.
+
     Serialised per project (row lock), so concurrent freezes (a training run, an export) never race
     for the same version number."""
     Project.objects.select_for_update().filter(pk=project.pk).first()
     index = project.label_index
-    rows = (Sample.objects.filter(project=project, label__isnull=False)
-            .order_by("id").values_list("id", "label", "split"))
-    items = [[pk, index[label], split] for pk, label, split in rows if label in index]
-    digest = hashlib.sha256(json.dumps([project.labels, items]).encode()).hexdigest()
+    if project.task_type == "classification":
+        rows = (Sample.objects.filter(project=project, label__isnull=False)
+                .order_by("id").values_list("id", "label", "split"))
+        items = [[pk, index[label], split] for pk, label, split in rows if label in index]
+        digest = hashlib.sha256(json.dumps([project.labels, items]).encode()).hexdigest()
+        per_label = {label: sum(1 for item in items if item[1] == i) for label, i in index.items()}
+    else:
+        chosen = annotations_final(project=project)
+        items = [[a.sample_id, a.pk, a.sample.split] for a in chosen]
+        hasher = hashlib.sha256(json.dumps([project.labels, items]).encode())
+        for a in chosen:
+            hasher.update(json.dumps(a.final_result, sort_keys=True).encode())
+        digest = hasher.hexdigest()
+        per_label = shape_counts(project=project, results=[a.final_result for a in chosen])
     latest = DatasetVersion.objects.filter(project=project).order_by("-number").first()
     if latest is not None and latest.digest == digest:
         return latest
     counts = {split: sum(1 for item in items if item[2] == split) for split in ("train", "val", "test")}
-    counts["per_label"] = {label: sum(1 for item in items if item[1] == i) for label, i in index.items()}
+    counts["per_label"] = per_label
     last_label_at = Annotation.objects.filter(sample__project=project).aggregate(last=Max("created_at"))["last"]
     return DatasetVersion.objects.create(
         project=project, number=(latest.number + 1 if latest else 1), labels=list(project.labels),
         items=items, digest=digest, counts=counts, last_label_at=last_label_at)
 
 
+def shape_counts(*, project: Project, results: list[dict]) -> dict[str, int]:
+    """label → how many shapes (boxes, polygons, regions, cuboids; for point segmentation, samples with points)
+    of that label the results hold."""
+    counts = dict.fromkeys(project.labels, 0)
+    for result in results:
+        if project.task_type == "point_segmentation":
+            for i in {v for v in result.get("point_labels") or [] if isinstance(v, int) and 0 <= v < len(project.labels)}:
+                counts[project.labels[i]] += 1
+            continue
+        for key in ("boxes", "polygons", "regions", "cuboids"):
+            for shape in result.get(key) or []:
+                if shape.get("label") in counts:
+                    counts[shape["label"]] += 1
+    return counts
+
+
 # -- training runs --------------------------------------------------------------------------------
 
-def training_run_create(*, project: Project, user, epochs: int | None = None, seed: int = 0) -> TrainingRun:
-    if project.task_type != "classification":
-        raise ValidationFailed(f"Training supports classification projects; this one is {project.task_type}.",
-                               code=ErrorCode.UNSUPPORTED_TASK_TYPE)
+def training_run_create(*, project: Project, user, epochs: int | None = None, seed: int = 0,
+                        learner: str | None = None, params: dict | None = None,
+                        weights: dict | None = None) -> TrainingRun:
+    """Queue a training run on the project's frozen labels.
+
+    ``learner`` names a learner of :mod:`ml.learners` registered for the project's modality and task type (a
+    plug-in's name, say); by default a classification project trains the built-in pipeline and every other task
+    type its default learner. ``params`` are the learner's constructor arguments; ``weights`` per-class and
+    per-slice training weights (:func:`apps.training.learning.sample_weights`), recorded on the run and the model
+    card."""
+    name = learner_resolve(project=project, learner=learner)
+    if name is None and params:
+        raise ValidationFailed("params apply to a named learner; the built-in classification pipeline takes epochs "
+                               "and seed.", code=ErrorCode.INVALID_PARAMS, details={"params": sorted(params)})
+    if name is not None:
+        from ml.learners import get
+
+        learner_params(cls=get(project.modality, project.task_type, name), epochs=epochs, seed=seed, params=params)
+    weights = weights_check(project=project, weights=weights)
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()  # serialise run numbers
         dataset = dataset_version_freeze(project=project)
         n_train = dataset.counts.get("train", 0)
-        classes = {item[1] for item in dataset.items if item[2] == "train"}
-        if n_train < MIN_LABELS or len(classes) < 2:
+        if project.task_type == "classification":
+            classes = {item[1] for item in dataset.items if item[2] == "train"}
+            if n_train < MIN_LABELS or len(classes) < 2:
+                raise ValidationFailed(
+                    f"Training needs at least {MIN_LABELS} labeled training samples in at least 2 classes; "
+                    f"this project has {n_train} in {len(classes)}.", code=ErrorCode.NOT_ENOUGH_LABELS,
+                    details={"labeled_train": n_train, "classes": len(classes)})
+        elif n_train < MIN_SHAPE_LABELS:
             raise ValidationFailed(
-                f"Training needs at least {MIN_LABELS} labeled training samples in at least 2 classes; "
-                f"this project has {n_train} in {len(classes)}.", code=ErrorCode.NOT_ENOUGH_LABELS,
-                details={"labeled_train": n_train, "classes": len(classes)})
+                f"Training needs at least {MIN_SHAPE_LABELS} labeled training samples; this project has {n_train}.",
+                code=ErrorCode.NOT_ENOUGH_LABELS, details={"labeled_train": n_train})
         number = (TrainingRun.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
+        config = {"epochs": int(epochs or settings.LOOPLAB["TRAIN_EPOCHS"]), "seed": int(seed)}
+        if name is not None:  # a learner keeps its own default epochs unless the run names some
+            config = {"epochs": int(epochs) if epochs else None, "seed": int(seed), "learner": name,
+                      "params": dict(params or {})}
+        if weights:
+            config["weights"] = weights
         run = TrainingRun.objects.create(
             project=project, number=number, dataset_version=dataset, created_by=user, message="queued",
-            config={"epochs": int(epochs or settings.LOOPLAB["TRAIN_EPOCHS"]), "seed": int(seed)})
+            config=config)
         PipelineStep.objects.bulk_create([PipelineStep(training_run=run, kind=kind) for kind in StepKind.values])
         _enqueue(run, StepKind.TRAIN)
     return run
@@ -178,8 +239,12 @@ def training_step_run(*, run_id: int, kind: str, task_id: str | None = None, eag
     TrainingRun.objects.filter(pk=run.pk, status=JobStatus.QUEUED).update(
         status=JobStatus.RUNNING, started_at=timezone.now(), message=f"{kind} started")
     TrainingRun.objects.filter(pk=run.pk).update(stage=kind)
-    body = {StepKind.TRAIN: _train, StepKind.EVALUATE: _evaluate, StepKind.EXPORT: _export,
-            StepKind.DEPLOY: _gate}[kind]
+    if run.config.get("learner"):
+        body = {StepKind.TRAIN: learner_train, StepKind.EVALUATE: learner_evaluate, StepKind.EXPORT: learner_export,
+                StepKind.DEPLOY: _gate}[kind]
+    else:
+        body = {StepKind.TRAIN: _train, StepKind.EVALUATE: _evaluate, StepKind.EXPORT: _export,
+                StepKind.DEPLOY: _gate}[kind]
 
     def run_body(job: JobContext):
         result = body(run, job.progress) or {}
@@ -213,17 +278,23 @@ def _train(run: TrainingRun, progress) -> dict:
 
     project = run.project
     progress(1, "loading the dataset")
-    X_train, y_train, _ = _load_split(run, ("train",))
+    X_train, y_train, train_ids = _load_split(run, ("train",))
     X_val, y_val, _ = _load_split(run, ("val",))
+    weights = None
+    if run.config.get("weights"):
+        metas = dict(Sample.objects.filter(pk__in=train_ids).values_list("id", "metadata"))
+        weights = sample_weights(run=run, targets=[{"label": run.dataset_version.labels[i]} for i in y_train],
+                                 metas=[metas.get(pk) or {} for pk in train_ids])
     if len(y_val) < 5:
         # Too few validation labels for early stopping: hold out every 7th training sample instead.
         hold = np.arange(len(y_train)) % 7 == 0
         X_val, y_val = X_train[hold], y_train[hold]
         X_train, y_train = X_train[~hold], y_train[~hold]
+        weights = weights[~hold] if weights is not None else None
     config = TrainConfig(epochs=run.config["epochs"], seed=run.config["seed"])
     progress(3, f"training on {len(y_train)} samples, validating on {len(y_val)}")
     model = train_classifier(project.modality, X_train, y_train, X_val, y_val, n_classes=len(project.labels),
-                             config=config, progress=lambda p, m: progress(3 + 0.95 * p, m))
+                             config=config, sample_weight=weights, progress=lambda p, m: progress(3 + 0.95 * p, m))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.pt"
         model.save(path)
@@ -255,7 +326,8 @@ def _learning_curve(mv: ModelVersion, X, y, report) -> dict:
 
     points = [{"model": mv.pk, "version": mv.version, "labels": mv.training_run.dataset_version.n_labeled,
                "accuracy": report.accuracy, "macro_f1": report.macro_f1}]
-    earlier = (ModelVersion.objects.filter(project_id=mv.project_id, version__lt=mv.version).exclude(onnx="")
+    earlier = (ModelVersion.objects.filter(project_id=mv.project_id, version__lt=mv.version, manifest__isnull=True)
+               .exclude(onnx="")
                .select_related("training_run__dataset_version").order_by("-version")[:CURVE_VERSIONS - 1])
     for old in earlier:
         if list(old.labels) != list(mv.labels):  # another label set: not comparable
@@ -265,6 +337,16 @@ def _learning_curve(mv: ModelVersion, X, y, report) -> dict:
         points.append({"model": old.pk, "version": old.version, "labels": old.training_run.dataset_version.n_labeled,
                        "accuracy": r.accuracy, "macro_f1": r.macro_f1})
     return {"n_test": int(len(y)), "points": sorted(points, key=lambda p: p["version"])}
+
+
+def _probs_of(mv: ModelVersion, X: np.ndarray, ids: list[int]) -> np.ndarray:
+    """A deployed classifier's probabilities on the test samples: the built-in one's on the model inputs, a
+    learner's (a plug-in's) on the stored contents."""
+    runner = model_runner(model_version=mv)
+    if not runner.is_learner:
+        return runner.predict_proba(X)
+    samples = Sample.objects.in_bulk(ids)
+    return np.asarray(runner.predict([content_io.read_content(samples[pk]) for pk in ids]).extra["probs"])
 
 
 def _evaluate(run: TrainingRun, progress) -> dict:
@@ -288,7 +370,7 @@ def _evaluate(run: TrainingRun, progress) -> dict:
     if deployment is not None and deployment.model_version_id != mv.pk:
         progress(70, "evaluating the deployed model on the same test set")
         old = deployment.model_version
-        old_probs = model_runner(model_version=old).predict_proba(X)
+        old_probs = _probs_of(old, X, ids)
         baseline = {"baseline_model": old,
                     "baseline_report": evaluate(y, old_probs, labels, slices=slices).to_dict(),
                     "comparison": compare_models(y, probs, old_probs, labels, slices=slices).to_dict()}

@@ -20,7 +20,7 @@ import numpy as np
 
 from ml.errors import InvalidInput
 
-__all__ = ["evaluate", "EVALUATORS"]
+__all__ = ["evaluate", "EVALUATORS", "class_masks"]
 
 EVALUATORS = {
     "classification": "ml.metrics.classification:evaluate_classification",
@@ -42,3 +42,27 @@ def evaluate(task_type: str, results: Sequence[Mapping[str, Any]], targets: Sequ
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)(results, targets, tuple(labels), dict(slices or {}),
                                                           **options)
+
+
+_SHAPE_KEYS = {"detection": ("boxes", "polygons"), "audio_regions": ("regions",), "cuboids": ("cuboids",)}
+
+
+def class_masks(task_type: str, targets: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> dict[str, np.ndarray]:
+    """label → boolean mask of the samples whose target holds that class (a classification sample's label; a
+    box, polygon, region or cuboid of that label; a point of that label): the per-class groups of
+    :func:`ml.metrics.compare.compare_reports`."""
+    if task_type == "classification":
+        from ml.metrics.classification import class_masks as by_label
+
+        return by_label(targets, labels)
+    masks = {name: np.zeros(len(targets), dtype=bool) for name in labels}
+    for i, target in enumerate(targets):
+        if task_type == "point_segmentation":
+            present = {int(v) for v in (target.get("point_labels") or []) if isinstance(v, int) and v >= 0}
+            names = {labels[v] for v in present if v < len(labels)}
+        else:
+            names = {shape.get("label") for key in _SHAPE_KEYS.get(task_type, ()) for shape in target.get(key) or []
+                     if isinstance(shape, Mapping)}
+        for name in names & set(masks):
+            masks[name][i] = True
+    return masks

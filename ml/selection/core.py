@@ -20,7 +20,7 @@ INT_OPTIONS = {"cold_start_max_train": 1, "kmeans_iter": 0, "kmeans_restarts": 1
 
 # every option select() takes: the strategies' knobs and the batch constraints
 KNOWN_OPTIONS: frozenset[str] = frozenset(
-    {opt for s in REGISTRY.values() for opt in s.options} | set(BATCH_OPTIONS)
+    {opt for s in REGISTRY.values() for opt in s.options} | set(BATCH_OPTIONS) | {"uncertainty"}
 )
 assert set(INT_OPTIONS) <= KNOWN_OPTIONS
 
@@ -63,7 +63,7 @@ def _all_finite(A: np.ndarray, rows: int = 65_536) -> bool:
     return all(bool(np.isfinite(A[s: s + rows]).all()) for s in range(0, len(A), rows))
 
 
-def _validate(strategy, budget, embeddings, probs, labeled_counts, n_classes, prefer):
+def _validate(strategy, budget, embeddings, probs, labeled_counts, n_classes, prefer, has_uncertainty=False):
     if strategy not in REGISTRY:
         raise InvalidInput(
             f"unknown selection strategy {strategy!r}",
@@ -119,7 +119,7 @@ def _validate(strategy, budget, embeddings, probs, labeled_counts, n_classes, pr
         if prefer.shape != (n,):
             raise InvalidInput("prefer must be a boolean mask of shape (N,)", details={"shape": list(prefer.shape), "n_pool": n})
         prefer = prefer.astype(bool)
-    if REGISTRY[strategy].needs == "probs" and probs is None:
+    if REGISTRY[strategy].needs == "probs" and probs is None and not has_uncertainty:
         raise InvalidInput(
             f"strategy {strategy!r} needs model probabilities; train a model first or use 'auto'/'random'",
             code="model_required",
@@ -167,6 +167,13 @@ def _validate_options(options: dict, n: int, d: int) -> tuple[np.ndarray | None,
     strata = options.get("strata")
     if strata is not None and np.shape(strata)[:1] != (n,):
         raise InvalidInput("strata must have one entry per pool sample", details={"shape": list(np.shape(strata))})
+    u = options.get("uncertainty")
+    if u is not None:
+        u = np.asarray(u, dtype=np.float32)
+        if u.shape != (n,) or not np.isfinite(u).all():
+            raise InvalidInput("uncertainty must be a finite array with one entry per pool sample",
+                               details={"shape": list(u.shape), "n_pool": n})
+        options["uncertainty"] = u
     thr = options.get("dedup_threshold")
     if thr is not None and not (0.0 < float(thr) <= 1.0):
         raise InvalidInput("dedup_threshold is a cosine similarity in (0, 1]", details={"dedup_threshold": thr})
@@ -200,6 +207,11 @@ def select(
     (kmeans / auto's cold start, 5000; 0 = no k-medoid refinement), ``cold_start_min_labels`` (auto, 3),
     ``typicality_k`` (20), ``kcenter_max_pool`` (100_000), ``strata`` (N,) (stratified_random),
     ``mc_probs`` (T, N, C) (bald), ``labeled_embeddings`` (M, D) (kcenter, typicality, dedup).
+    ``uncertainty`` (N,): a learner's per-sample acquisition score (:attr:`ml.learners.Predictions.uncertainty`,
+    higher = more worth labeling) for task types without class probabilities (boxes, regions, points, cuboids):
+    without ``probs``, the uncertainty strategies (least_confidence, margin, entropy, cluster_margin, and
+    ``auto`` after its cold start) rank by it; ``auto`` is then :func:`ml.selection.uncertain_diverse`'s
+    idea (the most uncertain, spread over the embedding's clusters).
 
     Batch constraints, on top of any strategy:
     - ``class_quotas`` / ``class_caps``: per predicted class, a (C,) array or {class index: n}. Quotas are
@@ -215,7 +227,8 @@ def select(
     without ``mc_probs``), ``code="unknown_strategy"`` / ``"unknown_option"`` for names it does not know.
     """
     budget, emb, probs, labeled_counts, n_classes, prefer = _validate(
-        strategy, budget, embeddings, probs, labeled_counts, n_classes, prefer
+        strategy, budget, embeddings, probs, labeled_counts, n_classes, prefer,
+        has_uncertainty=options.get("uncertainty") is not None,
     )
     cost, mc, lab = _validate_options(options, len(emb), emb.shape[1])
     pool = Pool(

@@ -46,6 +46,8 @@ class Pool:
                         details={"strategy": "bald", "option": "mc_probs"},
                     )
                 u = bald(self.mc_probs)
+            elif self.probs is None and self.options.get("uncertainty") is not None:
+                u = np.asarray(self.options["uncertainty"], dtype=np.float32)  # a learner's own acquisition score
             else:
                 if self.probs is None:
                     raise InvalidInput(

@@ -291,7 +291,7 @@ def _cluster_margin(pool: Pool, cand: np.ndarray, k: int) -> Result:
 def is_cold(pool: Pool) -> bool:
     min_labels = int(pool.options.get("cold_start_min_labels", COLD_START_MIN_LABELS))
     if pool.probs is None:
-        return True
+        return pool.options.get("uncertainty") is None
     if pool.labeled_counts is None:
         return False
     return len(pool.labeled_counts) == 0 or int(np.min(pool.labeled_counts)) < min_labels
