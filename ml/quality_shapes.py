@@ -208,7 +208,12 @@ def _detection(results, targets, labels, *, pixels: float, low: float, high: flo
     if use_filter:
         flt = require("cleanlab.object_detection.filter", "label checks of boxes need cleanlab", install=INSTALL_HINT,
                       package="cleanlab")
-        flagged = np.asarray(flt.find_label_issues(cl_labels, cl_preds), dtype=bool)
+        try:
+            flagged = np.asarray(flt.find_label_issues(cl_labels, cl_preds), dtype=bool)
+        except AssertionError:
+            # its per-class AP runs in a multiprocessing.Pool, which a daemonic process (a Celery prefork worker)
+            # may not start: flag by the per-box threshold alone there
+            flagged = np.zeros(len(targets), bool)
 
     raw = []
     for i, t in enumerate(targets):
@@ -452,7 +457,9 @@ def label_issues(
     given region/cuboid no prediction overlaps. ``pixels``: the scale of 0-1 box coordinates for cleanlab.
     ``min_issue_points``: a (given, predicted) class pair with fewer flagged points than this in a cloud is
     not listed (scattered boundary points are the model's doubt, not a labeling mistake). ``use_cleanlab_filter``:
-    detection's ``flagged`` also uses cleanlab's ``find_label_issues`` (a few seconds per thousand images).
+    detection's ``flagged`` also uses cleanlab's ``find_label_issues`` (a few seconds per thousand images;
+    it starts a ``multiprocessing.Pool``, so inside a daemonic process such as a Celery prefork worker it is
+    skipped and only ``issue_threshold`` flags).
 
     Raises :class:`ml.errors.InvalidInput` on shapes that do not fit and :class:`ml.errors.MissingDependency` when
     cleanlab is needed (detection, point segmentation) and not installed.

@@ -315,3 +315,67 @@ def test_importing_does_not_import_cleanlab():
     code = "import sys, ml.quality_shapes; print('cleanlab' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _daemon_worker(queue, preds, given):
+    queue.put([(f.index, f.kinds, f.flagged) for f in label_issues("detection", preds, given, DET_LABELS)])
+
+
+def test_detection_in_a_daemonic_process(detection_case):
+    """Celery's prefork workers are daemonic: cleanlab's find_label_issues (a multiprocessing.Pool) cannot run
+    there, and the check falls back to the per-box threshold with the same ranking and kinds."""
+    import multiprocessing as mp
+
+    preds, given, expected = detection_case
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_daemon_worker, args=(queue, preds, given), daemon=True)
+    proc.start()
+    rows = queue.get(timeout=60)
+    proc.join(timeout=10)
+    here = label_issues("detection", preds, given, DET_LABELS, use_cleanlab_filter=False)
+    assert [r[0] for r in rows] == [f.index for f in here]
+    for idx, kinds, flagged in rows:
+        if idx in expected:
+            assert flagged and kinds[0] == expected[idx]
+
+
+# ------------------------------------------------------------------------------- with a real (tiny) learner
+
+def test_point_segmentation_with_a_cross_validated_pointnet(one_torch_thread):
+    """Out-of-sample predictions of a PointNet trained for a few epochs (2-fold) on 40 lamps, 4 of them with
+    half of one part relabeled as another: the 4 rank near the top and their top issue names the swap."""
+    from fixtures.shapes import PART_LABELS, part_items
+    from ml.learners import Dataset
+    from ml.learners.segmentation import PointNetSegmentationLearner
+
+    items = part_items(40, 11)
+    labels = tuple(PART_LABELS)
+    targets = [copy.deepcopy(t) for _, t in items]
+    rng = np.random.default_rng(0)
+    swaps = {}
+    for i in (3, 12, 21, 30):
+        y = np.asarray(targets[i]["point_labels"])
+        src = int(rng.integers(0, 3))
+        dst = (src + 1) % 3
+        idx = np.flatnonzero(y == src)
+        y[idx[: max(20, len(idx) // 2)]] = dst
+        targets[i]["point_labels"] = y.tolist()
+        swaps[i] = (labels[dst], labels[src])
+    data = Dataset(contents=[c for c, _ in items], targets=targets, labels=labels)
+    results, proba = [None] * 40, [None] * 40
+    for k in range(2):
+        train, test = np.flatnonzero(np.arange(40) % 2 != k), np.flatnonzero(np.arange(40) % 2 == k)
+        learner = PointNetSegmentationLearner(epochs=6, n_points=256, draws=1, batch_size=8, device="cpu",
+                                              arch={"global_dim": 128, "embed_dim": 64}).fit(data.subset(train))
+        pred = learner.predict([data.contents[i] for i in test])
+        for j, i in enumerate(test):
+            results[i], proba[i] = pred.results[j], pred.extra["point_proba"][j]
+    findings = label_issues("point_segmentation", results, targets, labels, point_proba=proba)
+    top = [f.index for f in findings[:8]]
+    assert set(swaps) <= set(top), top
+    assert _precision_at_k(findings, set(swaps)) >= 0.5
+    by = _by_index(findings)
+    for i, (given_as, truly) in swaps.items():
+        worst = max(by[i].issues, key=lambda s: len(s.points))
+        assert (worst.label, worst.suggested_label) == (given_as, truly), (i, by[i].reason)
