@@ -26,9 +26,11 @@ By task type:
   IoU with a prediction of class k (score > ``low_probability_threshold``) that overlaps it; ``swapped`` with
   quality = 1 - IoU of the best-overlapping confident (score >= ``high_probability_threshold``) prediction of
   another class, when it overlaps more than any prediction of class k; ``spurious`` (the model sees nothing there:
-  no prediction with score > ``low_probability_threshold`` overlaps it) with quality ``unmatched_quality``. Per
-  confident prediction that overlaps no given shape: ``overlooked`` with quality 1 - its score. The sample's
-  quality is the lowest of its shapes' (1 when it has none).
+  no prediction with score > ``low_probability_threshold`` overlaps it) with quality m / (m + ``extra_label_rate``),
+  m the share of given shapes in the batch that nothing overlaps (a model that misses many shapes makes an
+  unmatched one weak evidence; one that finds nearly all makes it strong; ``extra_label_rate`` is the prior rate of
+  labels drawn where there is nothing). Per confident prediction that overlaps no given shape: ``overlooked``
+  with quality 1 - its score. The sample's quality is the lowest of its shapes' (1 when it has none).
 
 A shape is listed as an issue when its quality is at most ``issue_threshold``; ``score`` = 1 - quality ranks the
 findings (ties by index). cleanlab is AGPL-3.0 and optional: it is imported inside the functions that use it
@@ -150,9 +152,11 @@ def _finish(raw: list[tuple[float, bool, list[ShapeIssue], str]]) -> list[ShapeF
     return out
 
 
-def _reason(issues: Sequence[ShapeIssue], quality: float) -> str:
+def _reason(issues: Sequence[ShapeIssue], quality: float, issue_threshold: float = 0.5) -> str:
     if not issues:
-        return f"label looks right (quality {quality:.2f})"
+        if quality > issue_threshold:
+            return f"label looks right (quality {quality:.2f})"
+        return f"low label quality ({quality:.2f}) but no shape stands out as a mistake"
     parts = []
     for s in sorted(issues, key=lambda s: s.quality)[:3]:
         if s.kind == "overlooked":
@@ -246,7 +250,8 @@ def _detection(results, targets, labels, *, pixels: float, low: float, high: flo
                     issues.append(ShapeIssue(kind, q, suggested_label=pb[j]["label"], predicted=dict(pb[j])))
                 else:
                     issues.append(ShapeIssue(kind, q, j, gb[j]["label"], None, dict(gb[j])))
-        raw.append((float(quality[i]), bool(flagged[i]), issues, _reason(issues, float(quality[i]))))
+        q = float(quality[i])
+        raw.append((q, bool(flagged[i]), issues, _reason(issues, q, issue_threshold)))
     return raw
 
 
@@ -297,12 +302,21 @@ def interval_iou(a: Mapping, b: Mapping) -> float:
 
 
 def _matching(results, targets, key: str, iou: Callable[[Mapping, Mapping], float], *, low: float, high: float,
-              issue_threshold: float, unmatched_quality: float) -> list:
-    raw = []
+              issue_threshold: float, extra_label_rate: float) -> list:
+    ious = []
+    n_given = n_unmatched = 0
     for r, t in zip(results, targets):
         given, pred = list(t[key]), list(r[key])
         M = np.array([[iou(g, p) for p in pred] for g in given], dtype=np.float64).reshape(len(given), len(pred))
         p_score = np.array([_score(p) for p in pred], dtype=np.float64)
+        ious.append((M, p_score))
+        n_given += len(given)
+        n_unmatched += int(np.sum(~np.any((M > 0) & (p_score > low)[None, :], axis=1)))
+    miss = n_unmatched / n_given if n_given else 0.0
+    unmatched_quality = miss / (miss + extra_label_rate) if miss + extra_label_rate > 0 else 1.0
+    raw = []
+    for (r, t), (M, p_score) in zip(zip(results, targets), ious):
+        given, pred = list(t[key]), list(r[key])
         p_label = [p["label"] for p in pred]
         qualities, issues = [], []
         for j, g in enumerate(given):
@@ -338,7 +352,7 @@ def _matching(results, targets, key: str, iou: Callable[[Mapping, Mapping], floa
                 if q <= issue_threshold:
                     issues.append(ShapeIssue("overlooked", q, suggested_label=p["label"], predicted=dict(p)))
         quality = min(qualities) if qualities else 1.0
-        raw.append((quality, bool(issues), issues, _reason(issues, quality)))
+        raw.append((quality, bool(issues), issues, _reason(issues, quality, issue_threshold)))
     return raw
 
 
@@ -423,7 +437,7 @@ def _segmentation(results, targets, labels, *, point_proba, issue_threshold: flo
                 if q <= issue_threshold and len(sel) >= min_issue_points:
                     issues.append(ShapeIssue("mislabeled_points", q, label=labels[g], suggested_label=labels[s],
                                              points=tuple(int(x) for x in k[sel])))
-        raw.append((quality, bool(issues), issues, _reason(issues, quality)))
+        raw.append((quality, bool(issues), issues, _reason(issues, quality, issue_threshold)))
     return raw
 
 
@@ -440,7 +454,7 @@ def label_issues(
     low_probability_threshold: float = 0.5,
     high_probability_threshold: float = 0.95,
     issue_threshold: float = 0.5,
-    unmatched_quality: float = 0.4,
+    extra_label_rate: float = 0.02,
     pixels: float = 100.0,
     min_issue_points: int = 5,
     use_cleanlab_filter: bool = True,
@@ -453,8 +467,9 @@ def label_issues(
     (``Predictions.extra["point_proba"]``), point segmentation only. Predictions with score above
     ``low_probability_threshold`` count for location, those at or above ``high_probability_threshold`` for
     overlooked and swapped shapes (cleanlab's defaults; lower it for a learner whose scores are rarely that high).
-    ``issue_threshold``: a shape whose quality is at most this is listed. ``unmatched_quality``: the quality of a
-    given region/cuboid no prediction overlaps. ``pixels``: the scale of 0-1 box coordinates for cleanlab.
+    ``issue_threshold``: a shape whose quality is at most this is listed. ``extra_label_rate``: the prior rate of
+    given regions/cuboids drawn where there is nothing (sets the quality of one no prediction overlaps).
+    ``pixels``: the scale of 0-1 box coordinates for cleanlab.
     ``min_issue_points``: a (given, predicted) class pair with fewer flagged points than this in a cloud is
     not listed (scattered boundary points are the model's doubt, not a labeling mistake). ``use_cleanlab_filter``:
     detection's ``flagged`` also uses cleanlab's ``find_label_issues`` (a few seconds per thousand images;
@@ -477,8 +492,8 @@ def label_issues(
                             min_issue_points=int(min_issue_points))
     elif task_type == "audio_regions":
         raw = _matching(results, targets, "regions", interval_iou, low=low, high=high,
-                        issue_threshold=issue_threshold, unmatched_quality=unmatched_quality)
+                        issue_threshold=issue_threshold, extra_label_rate=float(extra_label_rate))
     else:
         raw = _matching(results, targets, "cuboids", _cuboid_iou, low=low, high=high,
-                        issue_threshold=issue_threshold, unmatched_quality=unmatched_quality)
+                        issue_threshold=issue_threshold, extra_label_rate=float(extra_label_rate))
     return _finish(raw)
