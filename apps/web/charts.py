@@ -23,9 +23,10 @@ def _nice_step(span: float, target_ticks: int = 5) -> float:
     return 10 * magnitude
 
 
-def learning_curve_svg(points: list[CurvePoint], *, width: int = 640, height: int = 240) -> str:
+def learning_curve_svg(points: list[CurvePoint], *, width: int = 640, height: int = 240, metric: str | None = None) -> str:
     """Accuracy and macro-F1 against labeled samples, one marker per model version (the deployed one
-    ringed). Returns an ``<svg>`` element; empty string when there is nothing to draw."""
+    ringed); with ``metric`` (a task type's primary figure, e.g. "mAP@0.5", held in ``accuracy``) that one
+    series. Returns an ``<svg>`` element; empty string when there is nothing to draw."""
     points = sorted(points, key=lambda p: (p.labels, p.version))
     if not points:
         return ""
@@ -34,7 +35,9 @@ def learning_curve_svg(points: list[CurvePoint], *, width: int = 640, height: in
     x_max = max(p.labels for p in points)
     x_step = _nice_step(max(x_max, 1))
     x_hi = x_step * (int(x_max / x_step) + 1)
-    y_values = [v for p in points for v in (p.accuracy, p.macro_f1)]
+    series = [("accuracy", "accuracy", metric)] if metric else [("accuracy", "accuracy", "accuracy"),
+                                                               ("macro-f1", "macro_f1", "macro-F1")]
+    y_values = [getattr(p, attr) for p in points for _, attr, _ in series]
     y_lo = max(0.0, min(0.9, (int(min(y_values) * 10) / 10.0)))  # down to a tenth, at most 0.9
     y_hi = 1.0
 
@@ -45,7 +48,7 @@ def learning_curve_svg(points: list[CurvePoint], *, width: int = 640, height: in
         return top + ph * (1.0 - (v - y_lo) / (y_hi - y_lo))
 
     out = [f'<svg class="curve" viewBox="0 0 {width} {height}" width="100%" role="img" '
-           f'aria-label="Learning curve: test accuracy and macro-F1 of {len(points)} model versions '
+           f'aria-label="Learning curve: test {escape(" and ".join(s[2] for s in series))} of {len(points)} model versions '
            f'against labeled samples" xmlns="http://www.w3.org/2000/svg">']
     # grid and axes
     y_step = 0.05 if y_hi - y_lo <= 0.3 else 0.1
@@ -62,19 +65,24 @@ def learning_curve_svg(points: list[CurvePoint], *, width: int = 640, height: in
         out.append(f'<text class="tick" x="{sx(v):.1f}" y="{top + ph + 16}" text-anchor="middle">{v:g}</text>')
         k += 1
     out.append(f'<text class="axis" x="{left + pw / 2:.1f}" y="{height - 6}" text-anchor="middle">labeled samples</text>')
-    for series, attr in (("accuracy", "accuracy"), ("macro-f1", "macro_f1")):
+    for css, attr, label in series:
         coords = " ".join(f"{sx(p.labels):.1f},{sy(getattr(p, attr)):.1f}" for p in points)
-        out.append(f'<polyline class="line {series}" points="{coords}"/>')
+        out.append(f'<polyline class="line {css}" points="{coords}"/>')
         for p in points:
             value = getattr(p, attr)
-            title = escape(f"v{p.version}: {100 * value:.1f}% {series} with {p.labels} labels"
+            title = escape(f"v{p.version}: {100 * value:.1f}% {label} with {p.labels} labels"
                            + (" (serving)" if p.deployed else ""))
-            cls = f"dot {series}" + (" deployed" if p.deployed else "")
+            cls = f"dot {css}" + (" deployed" if p.deployed else "")
             out.append(f'<circle class="{cls}" cx="{sx(p.labels):.1f}" cy="{sy(value):.1f}" r="{6 if p.deployed else 4}" '
                        f'data-version="{p.version}"><title>{title}</title></circle>')
-    out.append(f'<g class="legend" transform="translate({left + pw - 236},{12})">'
-               '<circle class="dot accuracy" cx="0" cy="0" r="4"/><text x="8" y="4">accuracy</text>'
-               '<circle class="dot macro-f1" cx="84" cy="0" r="4"/><text x="92" y="4">macro-F1</text>'
-               '<circle class="dot accuracy deployed" cx="178" cy="0" r="6"/><text x="188" y="4">serving</text></g>')
+    if metric:
+        out.append(f'<g class="legend" transform="translate({left + pw - 236},{12})">'
+                   f'<circle class="dot accuracy" cx="0" cy="0" r="4"/><text x="8" y="4">{escape(metric)}</text>'
+                   '<circle class="dot accuracy deployed" cx="178" cy="0" r="6"/><text x="188" y="4">serving</text></g>')
+    else:
+        out.append(f'<g class="legend" transform="translate({left + pw - 236},{12})">'
+                   '<circle class="dot accuracy" cx="0" cy="0" r="4"/><text x="8" y="4">accuracy</text>'
+                   '<circle class="dot macro-f1" cx="84" cy="0" r="4"/><text x="92" y="4">macro-F1</text>'
+                   '<circle class="dot accuracy deployed" cx="178" cy="0" r="6"/><text x="188" y="4">serving</text></g>')
     out.append("</svg>")
     return "".join(out)

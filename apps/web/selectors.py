@@ -32,10 +32,55 @@ def project_rows_for_user(*, user) -> list[dict]:
     return rows
 
 
+# display names of the task types' metrics (ml.metrics), in the order the model card lists them
+METRIC_NAMES = {
+    "accuracy": "Accuracy", "macro_f1": "Macro-F1", "ece": "ECE",
+    "map50": "mAP@0.5", "map": "mAP@[.5:.95]", "map75": "mAP@0.75", "f1": "F1",
+    "event_f1": "Event F1", "event_precision": "Event precision", "event_recall": "Event recall",
+    "event_f1_macro": "Event F1 (macro)", "onset_f1": "Onset F1",
+    "miou": "mIoU", "ap50": "AP@0.5 (3-D IoU)", "ap25": "AP@0.25 (3-D IoU)",
+    "ap": "AP", "iou": "IoU", "precision": "precision", "recall": "recall", "support": "support", "n_gt": "objects",
+    "tp": "TP", "n_ref": "labeled", "n_sys": "predicted",
+}
+COUNT_FIGURES = {"support", "n_gt", "tp", "n_ref", "n_sys", "n"}
+
+
+def _figures(values: dict, keys: list[str] | None = None) -> list[dict]:
+    keys = keys if keys is not None else [k for k in METRIC_NAMES if k in values] + sorted(set(values) - set(METRIC_NAMES))
+    return [{"key": k, "name": METRIC_NAMES.get(k, k), "value": values.get(k), "count": k in COUNT_FIGURES}
+            for k in keys if k != "n"]
+
+
+def _learner_row(mv, report: dict) -> dict:
+    """The model card of a learner's version (any task type): its task type's figures, per class and slice, and
+    the paired comparison with the deployed model."""
+    metrics = report.get("metrics") or {}
+    primary = report.get("primary")
+    per_class = report.get("per_class") or {}
+    class_keys = sorted({k for c in per_class.values() for k in c}, key=lambda k: (k in COUNT_FIGURES, k))
+    per_slice = report.get("per_slice") or {}
+    slice_keys = [k for k in ([primary] if primary else []) + [k for k in metrics if k != primary][:2]
+                  if any(k in v for v in per_slice.values())]
+    comparison = mv.comparison or None
+    return {
+        "learner": mv.learner, "task_type": mv.task_type, "primary": primary,
+        "primary_name": METRIC_NAMES.get(primary, primary), "primary_value": metrics.get(primary),
+        "metrics": _figures(metrics),
+        "class_columns": [METRIC_NAMES.get(k, k) for k in class_keys],
+        "class_rows": [(name, _figures(c, class_keys)) for name, c in sorted(per_class.items())],
+        "slice_columns": [METRIC_NAMES.get(k, k) for k in slice_keys],
+        "slice_rows": [(name, v.get("n"), _figures(v, slice_keys)) for name, v in sorted(per_slice.items())],
+        "paired": comparison if comparison and "test" in comparison else None,
+        "weights": (mv.training_run.config or {}).get("weights"),
+    }
+
+
 def _model_row(mv, deployed_id: int | None) -> dict:
     report = mv.eval_report or {}
     comparison = mv.comparison or None
+    learned = _learner_row(mv, report) if mv.learner else None
     return {
+        "learned": learned,
         "model": mv,
         "accuracy": report.get("accuracy"),
         "macro_f1": report.get("macro_f1"),
@@ -61,6 +106,15 @@ def learning_curve(*, project, deployed_id: int | None) -> tuple[str, str]:
     (``ModelVersion.curve``): every point on one test set. Otherwise (models from before that) each
     version's accuracy on the test split of its own dataset version."""
     newest = (ModelVersion.objects.filter(project=project, curve__isnull=False).order_by("-version").first())
+    if newest is not None and newest.curve.get("metric"):  # a learner's curve: its task type's primary metric
+        metric = newest.curve["metric"]
+        name = METRIC_NAMES.get(metric, metric)
+        points = [CurvePoint(labels=int(p["labels"]), accuracy=float(p[metric] or 0.0), macro_f1=float(p[metric] or 0.0),
+                             version=int(p["version"]), deployed=p["model"] == deployed_id)
+                  for p in newest.curve["points"]]
+        return learning_curve_svg(points, metric=name), (
+            f"Learning curve: {name} of each model version against the labeled samples it was trained on, all "
+            f"scored on the test split of v{newest.version} ({newest.curve['n_test']} samples).")
     if newest is not None:
         points = [CurvePoint(labels=int(p["labels"]), accuracy=float(p["accuracy"]), macro_f1=float(p["macro_f1"]),
                              version=int(p["version"]), deployed=p["model"] == deployed_id)
@@ -92,7 +146,8 @@ def project_page_data(*, project, user) -> dict:
     deployment = current_deployment(project=project)
     deployed_id = deployment.model_version_id if deployment else None
     models = [_model_row(mv, deployed_id) for mv in
-              ModelVersion.objects.filter(project=project).select_related("baseline_model").order_by("-id")[:20]]
+              ModelVersion.objects.filter(project=project).select_related("baseline_model", "training_run")
+              .order_by("-id")[:20]]
     runs = list(TrainingRun.objects.filter(project=project).select_related("dataset_version", "model")
                 .prefetch_related("steps").order_by("-id")[:20])
     rounds = list(rounds_for_project(project=project).select_related("project")[:20])

@@ -37,7 +37,8 @@ def _label_all(project, annotator, truth) -> int:
 
 
 @pytest.mark.slow
-def test_detection_project_learns_serves_and_preannotates(api, lead, annotator, django_capture_on_commit_callbacks):
+def test_detection_project_learns_serves_and_preannotates(api, client, lead, annotator,
+                                                         django_capture_on_commit_callbacks):
     from apps.labeling.models import Task
     from apps.registry.models import ModelVersion
     from tests.apps.helpers import run_round
@@ -112,6 +113,13 @@ def test_detection_project_learns_serves_and_preannotates(api, lead, annotator, 
     assert cmp["task_type"] == "detection" and cmp["primary"] == "map50" and cmp["n"] == mv.eval_report["n"]
     assert set(cmp["per_class"]) <= set(LABELS) and "light=day" in cmp["per_slice"]
     assert cmp["regressed"] and cmp["reasons"]  # two epochs instead of 25: worse on the same test images
+
+    # the model card shows the task type's figures, the paired comparison and a learning curve of mAP@0.5
+    client.force_login(lead)
+    page = client.get(f"/projects/{project.id}/").content.decode()
+    assert "mAP@0.5" in page and "mAP@[.5:.95]" in page and "paired permutation test" in page
+    assert '<svg class="curve"' in page and "Learning curve: mAP@0.5 of each model version" in page
+    assert "<strong>regressed</strong>" in page
     gate = [s for s in second["steps"] if s["kind"] == "deploy"][0]["result"]
     assert gate["deployed"] is not cmp["regressed"], (gate, cmp["reasons"])
 
