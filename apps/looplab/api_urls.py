@@ -35,6 +35,7 @@ urlpatterns = [
     path("tasks/<int:task_id>/skip/", labeling.TaskSkip.as_view()),
     path("tasks/<int:task_id>/annotations/", labeling.AnnotationCreate.as_view()),
     path("projects/<int:project_id>/training-runs/", training.TrainingRunListCreate.as_view()),
+    path("projects/<int:project_id>/learners/", training.LearnerList.as_view()),
     path("training-runs/<int:run_id>/", training.TrainingRunDetail.as_view()),
     path("training-runs/<int:run_id>/cancel/", training.TrainingRunCancel.as_view()),
     path("projects/<int:project_id>/models/", training.ModelList.as_view()),

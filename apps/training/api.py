@@ -69,6 +69,8 @@ class ModelOut(serializers.Serializer):
     runtime = serializers.CharField(help_text="what serving runs: fp32, or int8 when >= 1.2x faster with <= 1 point lost")
     runtime_report = serializers.JSONField(allow_null=True, help_text="fp32 vs int8: accuracy, agreement, latency "
                                                                       "at batch 1 and 64, and the decision's reason")
+    curve = serializers.JSONField(allow_null=True, help_text="learning curve: this and earlier versions scored on "
+                                                             "this version's test split")
     exported = serializers.SerializerMethodField()
     confusion_url = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
@@ -115,6 +117,35 @@ class TrainingRunCancel(JobCancelView):
     def cancel(self, job):
         return training_run_cancel(run=job)
 
+
+
+class LearnerOut(serializers.Serializer):
+    name = serializers.CharField()
+    default = serializers.BooleanField(help_text="the registry's default for the modality and task type")
+    source = serializers.CharField(help_text="module:Class (a plug-in's package, or ml.learners for the built-ins)")
+    params = serializers.DictField(help_text="constructor parameters and their defaults (pass changes as params)")
+
+
+class LearnersOut(serializers.Serializer):
+    task_type = serializers.CharField()
+    modality = serializers.CharField()
+    run_default = serializers.CharField(allow_null=True, help_text="what a run without 'learner' trains: a learner's "
+                                        "name, or null for the built-in classification pipeline")
+    learners = LearnerOut(many=True)
+
+
+class LearnerList(ProjectScopedView):
+    @extend_schema(responses=LearnersOut, summary="The learners a training run of this project can name "
+                                                  "(built-in and installed plug-ins)")
+    def get(self, request, project_id):
+        from ml.learners import describe
+
+        project = self.project(request, project_id)
+        learners = describe(project.modality, project.task_type)
+        run_default = None if project.task_type == "classification" else next(
+            (entry["name"] for entry in learners if entry["default"]), None)
+        return Response(LearnersOut({"task_type": project.task_type, "modality": project.modality,
+                                     "run_default": run_default, "learners": learners}).data)
 
 
 def _model(model_id) -> ModelVersion:

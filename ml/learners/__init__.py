@@ -15,7 +15,7 @@ from ml.learners.base import (TASK_TYPES, Dataset, EvalReport, Learner, OnnxExpo
                               Predictions, ProgressFn, check_dataset)
 
 __all__ = ["TASK_TYPES", "Dataset", "EvalReport", "Learner", "OnnxExport", "OnnxRunner", "ParityCheck",
-           "Predictions", "ProgressFn", "check_dataset", "UnknownLearner", "register", "get", "available"]
+           "Predictions", "ProgressFn", "check_dataset", "UnknownLearner", "register", "get", "available", "describe"]
 
 
 class UnknownLearner(InvalidInput):
@@ -58,6 +58,31 @@ def available(modality: str, task_type: str) -> list[str]:
 
     load_plugins()
     return [e.name for e in _REGISTRY.get((modality, task_type), [])]
+
+
+def describe(modality: str, task_type: str) -> list[dict]:
+    """The learners registered for ``(modality, task_type)``: name, whether it is the default, where it comes from
+    (``module:Class``) and its constructor parameters with their defaults (JSON scalars only)."""
+    import inspect
+
+    from ml.learners.plugins import load_plugins
+
+    load_plugins()
+    out = []
+    for e in _REGISTRY.get((modality, task_type), []):
+        cls = e.load()
+        params = {}
+        for pname, param in inspect.signature(cls.__init__).parameters.items():
+            if pname == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            default = param.default
+            if default is param.empty or isinstance(default, (str, int, float, bool, type(None))):
+                params[pname] = None if default is param.empty else default
+            elif isinstance(default, tuple):
+                params[pname] = list(default)
+        out.append({"name": e.name, "default": e.default, "source": f"{cls.__module__}:{cls.__qualname__}",
+                    "params": params})
+    return out
 
 
 def get(modality: str, task_type: str, name: str | None = None) -> type:

@@ -65,7 +65,7 @@ def test_detection_project_learns_serves_and_preannotates(api, client, lead, ann
     assert report["task_type"] == "detection" and report["primary"] == "map50"
     assert report["n"] == len(report["per_sample"]) == len(report["sample_ids"]) > 0
     assert set(report["per_class"]) <= set(LABELS) and report["metrics"]["map50"] > 0.3, report["metrics"]
-    assert model["curve"]["metric"] == "map50" if "curve" in model else True
+    assert model["curve"]["metric"] == "map50" and model["curve"]["points"][0]["map50"] == report["metrics"]["map50"]
 
     # deployed by the gate (the first model); /predict/ answers in the task type's shape
     project.refresh_from_db()
@@ -127,6 +127,10 @@ def test_detection_project_learns_serves_and_preannotates(api, client, lead, ann
 def test_training_refuses_unknown_learner_bad_params_and_weights(api, lead, annotator):
     project, _, _ = _detection_project(lead, annotator, 4)
     client = api(lead)
+    listing = client.get(f"/api/v1/projects/{project.id}/learners/").json()
+    assert listing["run_default"] == "centernet" and listing["task_type"] == "detection"
+    [entry] = [e for e in listing["learners"] if e["name"] == "centernet"]
+    assert entry["default"] and entry["params"]["epochs"] > 0 and entry["source"].startswith("ml.learners.detection:")
     url = f"/api/v1/projects/{project.id}/training-runs/"
     r = client.post(url, {"learner": "nope"}, format="json")
     assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_learner"
