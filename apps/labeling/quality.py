@@ -7,6 +7,7 @@ and for projects too large to check within a request.
 """
 from __future__ import annotations
 
+import inspect
 from collections import Counter
 from typing import Callable
 
@@ -16,18 +17,29 @@ from django.db import transaction
 from apps.core.errors import ErrorCode, ValidationFailed
 from apps.core.jobs import JobContext, job_enqueue
 from apps.labeling.models import Annotation, LabelCheck, ReviewStatus
+from apps.labeling.selectors import annotations_final
 from apps.labeling.tasks import run_label_check
+from apps.registry.selectors import current_deployment
+from apps.samples import content as content_io
 from apps.samples.models import Sample
 
 MIN_LABELED = 20
 MAX_LIMIT = 1000
 
 
+MIN_SHAPE_LABELED = 10  # boxes, regions, points, cuboids: labeled samples a cross-validated check needs
+SHAPE_FOLDS = 2
+# a prediction at or above this score counts as the model "seeing" a shape (overlooked, swapped); cleanlab's 0.95
+# suits calibrated probabilities, our learners' box/region/cuboid scores rarely reach it
+SHAPE_CONFIDENT = 0.7
+
+
 def _require_classification(project) -> None:
     if project.task_type != "classification":
-        raise ValidationFailed("Label-quality checks compare each sample's class label with what its neighbours "
-                               f"say; this is a {project.task_type} project.", code=ErrorCode.UNSUPPORTED_TASK_TYPE,
-                               details={"task_type": project.task_type})
+        raise ValidationFailed("Label-issues now (in the request) compares each sample's class label with what its "
+                               f"neighbours say; for a {project.task_type} project, start a label check "
+                               "(POST label-checks/): it cross-validates the project's learner in the background.",
+                               code=ErrorCode.UNSUPPORTED_TASK_TYPE, details={"task_type": project.task_type})
 
 
 def _not_enough_labels(n: int) -> ValidationFailed:
@@ -101,13 +113,26 @@ def label_issues_find(*, project, limit: int = 100) -> dict:
 
 
 def label_check_create(*, project, user, limit: int = 200) -> LabelCheck:
-    """Queue a label-quality check of the project's labeled samples (a job with progress)."""
-    _require_classification(project)
+    """Queue a label-quality check of the project's labeled samples (a job with progress).
+
+    Classification: cross-validated probabilities on the samples' embeddings (:mod:`ml.quality`). Every other task
+    type: the project's learner (the deployed version's, with its run's parameters; else the default one) is fitted
+    on all but one of ``SHAPE_FOLDS`` folds and predicts the held-out one, and :func:`ml.quality_shapes.label_issues`
+    compares each sample's labeled shapes with those out-of-sample predictions (cleanlab's object detection and
+    segmentation scores for boxes and points; IoU matching for regions and cuboids)."""
     if not 1 <= int(limit) <= MAX_LIMIT:
         raise ValidationFailed(f"limit must be between 1 and {MAX_LIMIT}.", code=ErrorCode.INVALID_LIMIT)
-    n = Sample.objects.filter(project=project, label__in=list(project.labels)).exclude(embedding_space="").count()
-    if n < MIN_LABELED:  # the cheap part of the validation, before anything is queued
-        raise _not_enough_labels(n)
+    if project.task_type == "classification":
+        n = Sample.objects.filter(project=project, label__in=list(project.labels)).exclude(embedding_space="").count()
+        if n < MIN_LABELED:  # the cheap part of the validation, before anything is queued
+            raise _not_enough_labels(n)
+    else:
+        _shape_learner(project)  # a learner exists for the task type
+        n = len(annotations_final(project=project))
+        if n < MIN_SHAPE_LABELED:
+            raise ValidationFailed(f"A label check of a {project.task_type} project needs at least {MIN_SHAPE_LABELED} "
+                                   f"labeled samples; this project has {n}.", code=ErrorCode.NOT_ENOUGH_LABELS,
+                                   details={"labeled": n, "needed": MIN_SHAPE_LABELED})
     with transaction.atomic():
         check = LabelCheck.objects.create(project=project, created_by=user, limit=int(limit), message="queued")
 
@@ -116,8 +141,88 @@ def label_check_create(*, project, user, limit: int = 200) -> LabelCheck:
 
 
 def label_check_run(*, check: LabelCheck, job: JobContext) -> None:
-    """The check's job (claimed by the job runner): load the embeddings, cross-validate, rank."""
-    result = _findings(check.project, limit=check.limit, progress=lambda f, m: job.progress(5 + 90 * f, m))
+    """The check's job (claimed by the job runner): load the embeddings (or the contents), cross-validate, rank."""
+    finder = _findings if check.project.task_type == "classification" else _shape_findings
+    result = finder(check.project, limit=check.limit, progress=lambda f, m: job.progress(5 + 90 * f, m))
     n = sum(result["counts"].values())
     job.succeed(f"{n} findings in {result['n_checked']} labeled samples", space=result["space"],
                 n_checked=result["n_checked"], counts=result["counts"], findings=result["findings"])
+
+
+# -- boxes, regions, points, cuboids ----------------------------------------------------------------------------------
+
+def _shape_learner(project) -> tuple[type, dict, str]:
+    """(learner class, its constructor arguments, its name): the deployed learner version's, with the parameters of
+    the run that made it, else the task type's default learner with its defaults."""
+    from ml.learners import get
+
+    deployment = current_deployment(project=project)
+    mv = deployment.model_version if deployment is not None else None
+    if mv is not None and mv.learner and mv.learner != "upload":
+        config = mv.training_run.config or {}
+        params = dict(config.get("params") or {})
+        if config.get("epochs"):
+            params["epochs"] = config["epochs"]
+        return get(project.modality, project.task_type, mv.learner), params, mv.learner
+    cls = get(project.modality, project.task_type)
+    return cls, {}, cls.name
+
+
+def _shape_findings(project, *, limit: int, progress: Callable[[float, str], None] | None = None) -> dict:
+    from ml.learners import Dataset
+    from ml.quality_shapes import label_issues
+
+    progress = progress or (lambda f, m: None)
+    cls, params, name = _shape_learner(project)
+    chosen, contents = [], []
+    for ann in annotations_final(project=project):
+        try:
+            contents.append(content_io.read_content(ann.sample))
+            chosen.append(ann)
+        except content_io.ContentUnavailable:
+            continue
+    if len(chosen) < MIN_SHAPE_LABELED:
+        raise ValidationFailed(f"A label check needs at least {MIN_SHAPE_LABELED} readable labeled samples; "
+                               f"this project has {len(chosen)}.", code=ErrorCode.NOT_ENOUGH_LABELS,
+                               details={"labeled": len(chosen), "needed": MIN_SHAPE_LABELED})
+    labels = tuple(project.labels)
+    targets = [a.final_result for a in chosen]
+    data = Dataset(contents=contents, targets=targets, labels=labels, ids=[a.sample_id for a in chosen])
+    folds = np.random.default_rng(project.pk).permutation(len(chosen)) % SHAPE_FOLDS
+    results: list = [None] * len(chosen)
+    point_proba: list = [None] * len(chosen)
+    for k in range(SHAPE_FOLDS):
+        held, fit_on = np.flatnonzero(folds == k), np.flatnonzero(folds != k)
+
+        def fold_progress(p, m, k=k):
+            progress((k + p / 100.0) / (SHAPE_FOLDS + 0.2), f"fold {k + 1} of {SHAPE_FOLDS}: {m}")
+
+        kwargs = dict(params)
+        if "random_state" in inspect.signature(cls.__init__).parameters:
+            kwargs.setdefault("random_state", k)
+        learner = cls(**kwargs)
+        learner.fit(data.subset(fit_on), progress=fold_progress)
+        predictions = learner.predict([contents[i] for i in held])
+        proba = predictions.extra.get("point_proba")
+        for j, i in enumerate(held):
+            results[i] = predictions.results[j]
+            if proba is not None:
+                point_proba[i] = proba[j]
+    progress(SHAPE_FOLDS / (SHAPE_FOLDS + 0.2), "comparing the labels with the out-of-sample predictions")
+    findings = label_issues(project.task_type, results, targets, labels,
+                            point_proba=point_proba if all(p is not None for p in point_proba) else None,
+                            high_probability_threshold=SHAPE_CONFIDENT)
+    listed = [f for f in findings if f.flagged or f.issues]
+    out = []
+    for f in listed[:limit]:
+        ann = chosen[f.index]
+        first = f.issues[0] if f.issues else None
+        out.append({
+            "sample": ann.sample_id, "external_id": ann.sample.external_id,
+            "content_url": f"/api/v1/samples/{ann.sample_id}/content/", "annotation": ann.pk,
+            "kind": "label_issue", "score": float(f.score), "reason": f.reason,
+            "label": (first.label or "") if first else "", "suggested_label": first.suggested_label if first else None,
+            "related": None, "issues": [i.to_dict() for i in f.issues],
+        })
+    return {"space": f"cross-validated {name} ({SHAPE_FOLDS} folds)", "n_checked": len(chosen),
+            "counts": {"label_issue": sum(1 for f in findings if f.flagged)}, "findings": out}

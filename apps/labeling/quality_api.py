@@ -22,9 +22,14 @@ class FindingOut(serializers.Serializer):
     kind = serializers.ChoiceField(choices=["label_issue", "outlier", "near_duplicate"])
     score = serializers.FloatField()
     reason = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.CharField(allow_blank=True, help_text="the given label (of the first shape concerned for "
+                                                             "boxes, regions, points, cuboids)")
     suggested_label = serializers.CharField(allow_null=True)
     related = serializers.IntegerField(allow_null=True, help_text="the other sample of a near-duplicate pair")
+    issues = serializers.ListField(child=serializers.DictField(), required=False,
+                                   help_text="boxes, regions, points, cuboids: each suspicious shape (kind: overlooked, "
+                                             "swapped, badly_located, spurious, mislabeled_points), the given and the "
+                                             "predicted one, its quality")
 
 
 class LabelIssuesOut(serializers.Serializer):

@@ -94,13 +94,13 @@ def test_label_check_bad_input_roles_and_nothing_queued(api, lead, annotator, ou
     assert not LabelCheck.objects.exists()
 
 
-def test_label_checks_are_for_classification_projects(api, lead):
+def test_label_issues_in_the_request_are_for_classification_projects(api, lead):
+    """Other task types get label checks (a job that cross-validates their learner:
+    tests/apps/labeling/test_label_checks_shapes.py), not an answer within the request."""
     from apps.projects.services import project_create
 
     detection = project_create(user=lead, name="boxes", modality="image", task_type="detection",
                                labels=["cat", "dog"], label_budget=100)
-    r = api(lead).post(f"/api/v1/projects/{detection.id}/label-checks/", {}, format="json")
-    assert r.status_code == 422 and r.json()["error"]["code"] == "unsupported_task_type"
     r = api(lead).get(f"/api/v1/projects/{detection.id}/label-issues/")
     assert r.status_code == 422 and r.json()["error"]["code"] == "unsupported_task_type"
 
