@@ -133,7 +133,7 @@ def drift_checks_schedule(*, now=None) -> list[DriftCheck]:
 
 
 def _score(project, runner, ids: list[int], progress, lo: float, hi: float, what: str):
-    """(samples that could be read, embeddings, probabilities) in the serving model's space, in chunks."""
+    """(samples that could be read, embeddings, probabilities or None) in the serving model's space, in chunks."""
     by_id = Sample.objects.in_bulk(ids)
     samples = [by_id[i] for i in ids if i in by_id]
     ok, E, P = [], [], []
@@ -147,7 +147,8 @@ def _score(project, runner, ids: list[int], progress, lo: float, hi: float, what
         progress(lo + (hi - lo) * done / max(1, len(samples)), f"scored {done} of {len(samples)} {what} samples")
     if not ok:
         return ok, None, None
-    return ok, np.concatenate(E), np.concatenate(P)
+    # class probabilities exist for classifiers only; boxes, regions, points and cuboids drift in embedding space
+    return ok, np.concatenate(E), (np.concatenate(P) if all(p is not None for p in P) else None)
 
 
 def drift_check_run(*, check: DriftCheck, job: JobContext) -> None:

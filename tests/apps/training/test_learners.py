@@ -99,6 +99,24 @@ def test_detection_project_learns_serves_and_preannotates(api, client, lead, ann
     left_u = runner.predict([content_io.read_content(s) for s in left]).uncertainty
     assert len(left) and sum(scores) / len(scores) > float(left_u.mean())
 
+    # drift in the detector's embedding space: scenes of another kind (stripes, dark digits on light) drift
+    from django.utils import timezone
+    from fixtures.detection import detection_scenes
+
+    from apps.samples.services import IngestItem, samples_ingest
+
+    since = timezone.now().isoformat()
+    shifted = detection_scenes(30, seed=5, variant="shifted", labels=tuple(LABELS), size=64)
+    with capture(execute=True):
+        samples_ingest(project=project, items=[IngestItem(external_id=f"p{i}", content=png)
+                                               for i, (png, _) in enumerate(shifted)])
+        r = client.post(f"/api/v1/projects/{project.id}/drift-checks/", {"since": since}, format="json")
+    assert r.status_code == 202, r.content
+    check = client.get(f"/api/v1/drift-checks/{r.json()['id']}/").json()
+    assert check["status"] == "succeeded", check
+    assert check["report"]["n_prod"] == 30 and check["report"]["drifted"], check["report"]
+    assert check["report"]["confidence_psi"] is None  # no class probabilities for boxes
+
     # a second run is compared with the deployed one by a paired test on the same test samples
     _label_all(project, annotator, truth)
     with capture(execute=True):
