@@ -115,6 +115,8 @@ class ErrorCode(StrEnum):
     # -- training, serving, drift ------------------------------------------------------------------------------------
     MODEL_NOT_IN_PROJECT = "model_not_in_project", "The model belongs to another project."
     UNKNOWN_LEARNER = "unknown_learner", "No learner of that name is registered for the project's modality and task type."
+    INVALID_TARGET = "invalid_target", "Crops go to another classification project of the same modality."
+    INVALID_SOURCE = "invalid_source", "Crops come from 'labels' or 'predictions', with min_score and padding in 0..1."
     INVALID_PARAMS = "invalid_params", "The learner does not take a parameter the run names."
     INVALID_WEIGHTS = "invalid_weights", "Training weights are invalid: unknown class, bad slice rule or weight."
     MODEL_NOT_READY = "model_not_ready", "The model has no ONNX export yet; wait for its training run to finish."

@@ -2,7 +2,7 @@ from django.urls import path
 
 from apps.exports import api as exports
 from apps.labeling import api as labeling
-from apps.labeling import quality_api, review_api
+from apps.labeling import crops_api, quality_api, review_api
 from apps.monitoring import api as monitoring
 from apps.monitoring import project_api
 from apps.projects import api as projects
@@ -19,6 +19,7 @@ urlpatterns = [
     path("projects/<int:project_id>/drift-webhook-secret/rotate/", monitoring.ProjectWebhookSecretRotate.as_view()),
     path("projects/<int:project_id>/samples/", samples.SampleListPush.as_view()),
     path("projects/<int:project_id>/label-issues/", quality_api.LabelIssues.as_view()),
+    path("projects/<int:project_id>/crops/", crops_api.CropsSend.as_view()),
     path("projects/<int:project_id>/label-checks/", quality_api.LabelCheckListCreate.as_view()),
     path("label-checks/<int:check_id>/", quality_api.LabelCheckDetail.as_view()),
     path("label-checks/<int:check_id>/cancel/", quality_api.LabelCheckCancel.as_view()),

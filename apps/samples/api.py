@@ -67,6 +67,9 @@ class SampleOut(serializers.Serializer):
     low_confidence = serializers.BooleanField()
     has_embedding = serializers.SerializerMethodField()
     content_url = serializers.SerializerMethodField()
+    parent = serializers.IntegerField(source="parent_id", allow_null=True,
+                                      help_text="a crop: the sample (of another project) it was cut from")
+    parent_shape = serializers.JSONField(allow_null=True, help_text="a crop: the shape it shows in its parent")
     created_at = serializers.DateTimeField()
 
     def get_has_embedding(self, obj) -> bool:

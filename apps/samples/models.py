@@ -35,6 +35,10 @@ class Sample(models.Model):
     embedding = models.BinaryField(null=True, blank=True)
     embedding_space = models.CharField(max_length=40, blank=True, default="")
     embed_error = models.CharField(max_length=300, blank=True, default="")
+    # A derived sample (an object cropped from a sample of another project, apps.labeling.crops): the sample it was
+    # cut from and the shape it shows ({"project", "source", "label", "score", "box"/"points"}).
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="derived")
+    parent_shape = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

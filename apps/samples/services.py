@@ -35,6 +35,10 @@ class IngestItem:
     content: bytes | None = None
     uri: str | None = None
     metadata: dict = field(default_factory=dict)
+    # derived samples (crops): the split is the parent's (no leak between splits), and the link to it
+    split: str | None = None
+    parent_id: int | None = None
+    parent_shape: dict | None = None
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL, and lone surrogates (no UTF-8 for them)
@@ -211,7 +215,8 @@ def _insert(project: Project, items: list[IngestItem], checked: list[tuple[str, 
         new_rows[content_hash] = {
             "external_id": item.external_id, "content_hash": content_hash, "file": name, "uri": item.uri or "",
             "content_format": fmt, "content_info": info, "metadata": item.metadata,
-            "split": split_for_hash(ratios=project.split_ratios, content_hash=content_hash)}
+            "split": item.split or split_for_hash(ratios=project.split_ratios, content_hash=content_hash),
+            "parent_id": item.parent_id, "parent_shape": item.parent_shape}
     created = dict(zip(new_rows, _bulk_insert(project, list(new_rows.values())))) if new_rows else {}
     results, seen = [], set()
     for item, (content_hash, _, _) in zip(items, checked):
