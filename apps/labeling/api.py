@@ -8,7 +8,8 @@ from apps.accounts.models import Role
 from apps.core.api import JobOut
 from apps.projects.views import JobCancelView, JobDetailView, JobListCreateView, ProjectScopedView
 from apps.labeling.selectors import round_get, rounds_for_project, task_get
-from apps.labeling.services import annotation_submit, round_create, task_lease_next, task_skip
+from apps.labeling.services import (annotation_submit, round_create, task_lease_next, task_prediction_refresh,
+                                     task_skip)
 from apps.samples.api import content_url
 from ml.selection.constraints import CONSTRAINT_KEYS
 from ml.slices import PREDICATE_OPERATORS
@@ -136,7 +137,7 @@ class TaskNext(ProjectScopedView):
         task = task_lease_next(project=project, user=request.user)
         if task is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(TaskOut(task).data)
+        return Response(TaskOut(task_prediction_refresh(task=task)).data)
 
 
 class TaskSkip(ProjectScopedView):

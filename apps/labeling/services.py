@@ -380,6 +380,33 @@ def task_lease_next(*, project: Project, user) -> Task | None:
     return None
 
 
+def task_prediction_refresh(*, task: Task) -> Task:
+    """Give a task that opens the deployed model's prediction when it has none from that model (tasks queued before
+    it was deployed, or scored by an earlier one): the tool shows it as editable pre-annotations. The task type's
+    shape (``{"boxes": [...]}`` etc.; classification ``{"label", "confidence"}``) plus ``model``. A sample that
+    cannot be read or predicted keeps what it had."""
+    from ml.errors import MLError
+
+    deployment = current_deployment(project=task.project)
+    if deployment is None or (task.prediction or {}).get("model") == deployment.model_version_id:
+        return task
+    try:
+        runner = model_runner(model_version=deployment.model_version)
+        content = content_io.read_content(task.sample)
+        if runner.is_learner:
+            prediction = {**runner.predict([content]).results[0], "model": runner.model_id}
+        else:
+            row = np.asarray(runner.predict_proba(load_batch(task.project.modality, [content]))[0], dtype=np.float64)
+            top = int(row.argmax())
+            prediction = {"label": runner.labels[top], "confidence": float(row[top]), "model": runner.model_id}
+    except (content_io.ContentUnavailable, MLError) as exc:
+        log.warning("task %s: no pre-annotation: %s", task.pk, exc)
+        return task
+    Task.objects.filter(pk=task.pk).update(prediction=prediction)
+    task.prediction = prediction
+    return task
+
+
 def _claim_postgres(candidates, *, user, now, expires) -> Task | None:
     """One statement: UPDATE the first open candidate, chosen with FOR UPDATE SKIP LOCKED, RETURNING it.
 

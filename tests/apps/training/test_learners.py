@@ -26,11 +26,11 @@ def _detection_project(lead, annotator, n: int, *, seed: int = 0):
     return project, scenes, truth
 
 
-def _label_all(project, annotator, truth) -> int:
+def _label_all(project, annotator, truth, limit: int | None = None) -> int:
     from apps.labeling.services import annotation_submit, task_lease_next
 
     n = 0
-    while (task := task_lease_next(project=project, user=annotator)) is not None:
+    while (limit is None or n < limit) and (task := task_lease_next(project=project, user=annotator)) is not None:
         annotation_submit(task=task, user=annotator, result=truth[task.sample_id], active_seconds=2.0)
         n += 1
     return n
@@ -45,8 +45,8 @@ def test_detection_project_learns_serves_and_preannotates(api, client, lead, ann
 
     capture = django_capture_on_commit_callbacks
     project, scenes, truth = _detection_project(lead, annotator, 70)
-    run_round(project, lead, capture, budget=45, strategy="random")
-    assert _label_all(project, annotator, truth) == 45
+    first = run_round(project, lead, capture, budget=47, strategy="random")
+    assert _label_all(project, annotator, truth, limit=45) == 45  # two tasks stay open, without a prediction
 
     client = api(lead)
     with capture(execute=True):
@@ -76,6 +76,12 @@ def test_detection_project_learns_serves_and_preannotates(api, client, lead, ann
     assert body["model"] == run["model"] and isinstance(body["boxes"], list)
     for box in body["boxes"]:
         assert box["label"] in LABELS and 0 <= box["score"] <= 1 and 0 <= box["x"] <= 1 and box["w"] > 0
+
+    # a task queued before the model was deployed opens with the deployed model's boxes as pre-annotations
+    opened = api(annotator).post(f"/api/v1/projects/{project.id}/tasks/next/")
+    assert opened.status_code == 200 and opened.json()["round"] == first.pk, opened.content
+    assert opened.json()["prediction"]["model"] == run["model"] and isinstance(opened.json()["prediction"]["boxes"], list)
+    _label_all(project, annotator, truth)
 
     # the next round is scored by the detector's uncertainty; its tasks carry its boxes as pre-annotations
     rnd = run_round(project, lead, capture, budget=10, strategy="auto")
