@@ -68,8 +68,9 @@ def crop_image(content: bytes, box: Sequence[float], *, padding: float = 0.1) ->
     x, y, bw, bh = (float(v) for v in box)
     x0, x1 = (x - padding * bw) * w, (x + bw + padding * bw) * w
     y0, y1 = (y - padding * bh) * h, (y + bh + padding * bh) * h
-    left, top = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
-    right, bottom = min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
+    eps = 1e-6  # 0-1 coordinates times the size: 15.000000002 is pixel 15, not 16
+    left, top = max(0, int(np.floor(x0 + eps))), max(0, int(np.floor(y0 + eps)))
+    right, bottom = min(w, int(np.ceil(x1 - eps))), min(h, int(np.ceil(y1 - eps)))
     if right - left < MIN_CROP_PIXELS or bottom - top < MIN_CROP_PIXELS:
         return None
     buf = io.BytesIO()
