@@ -109,7 +109,8 @@ def match_shapes(iou: np.ndarray, same_label: np.ndarray, *, kept_iou: float = K
     iou, same = np.asarray(iou, dtype=np.float64), np.asarray(same_label, dtype=bool)
     if iou.ndim != 2 or iou.shape != same.shape:
         raise InvalidInput("iou and same_label must be (predicted, result) matrices of one shape.",
-                           code="invalid_preannotation", details={"iou": list(iou.shape), "same_label": list(same.shape)})
+                           code="invalid_preannotation",
+                           details={"iou": list(iou.shape), "same_label": list(same.shape)})
     n_pred, n_res = iou.shape
     free_p, free_r = np.ones(n_pred, dtype=bool), np.ones(n_res, dtype=bool)
 

@@ -81,7 +81,8 @@ def preannotation_stats(*, project) -> dict:
     totals = {"n_predicted": 0, "kept": 0, "edited": 0, "deleted": 0, "added": 0}
     kinds: dict[str, int] = {}
     n = 0
-    rows = Annotation.objects.filter(task__project=project, preannotation__isnull=False).values_list("preannotation", flat=True)
+    rows = (Annotation.objects.filter(task__project=project, preannotation__isnull=False)
+            .values_list("preannotation", flat=True))
     for row in rows.iterator(chunk_size=2000):
         if not isinstance(row, dict):
             continue

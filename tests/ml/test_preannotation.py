@@ -36,7 +36,8 @@ def test_detection_polygons_and_the_three_passes():
     # a concave polygon (an L) against its bounding square: 3 of 4 quarters
     ell = [[0, 0], [2, 0], [2, 1], [1, 1], [1, 2], [0, 2]]
     assert polygon_iou(ell, [[0, 0], [2, 0], [2, 2], [0, 2]]) == pytest.approx(0.75, abs=0.01)
-    predicted = {"polygons": [{"label": "a", "points": tri}, {"label": "a", "points": [[0.6, 0.6], [0.9, 0.6], [0.9, 0.9]]}]}
+    corner = [[0.6, 0.6], [0.9, 0.6], [0.9, 0.9]]
+    predicted = {"polygons": [{"label": "a", "points": tri}, {"label": "a", "points": corner}]}
     result = {"boxes": [], "polygons": [{"label": "a", "points": shifted},
                                         {"label": "a", "points": [[0.85, 0.85], [0.99, 0.85], [0.99, 0.99]]}]}
     # the first moved by 1% (IoU < 0.95: edited); the second moved far but still overlapping with its label: edited
@@ -87,7 +88,8 @@ def test_point_segmentation_and_classification():
     with pytest.raises(InvalidInput) as err:
         compare_preannotation("point_segmentation", predicted, {"point_labels": [0]})
     assert err.value.code == "invalid_preannotation"
-    assert _counts(compare_preannotation("classification", {"label": "7", "confidence": 0.4}, {"label": "7"})) == (1, 1, 0, 0, 0)
+    kept = compare_preannotation("classification", {"label": "7", "confidence": 0.4}, {"label": "7"})
+    assert kept.kind == "label" and _counts(kept) == (1, 1, 0, 0, 0)
     assert _counts(compare_preannotation("classification", {"label": "7"}, {"label": "1"})) == (1, 0, 1, 0, 0)
     with pytest.raises(InvalidInput) as err:
         compare_preannotation("video", {}, {})
