@@ -98,3 +98,48 @@ def test_detection_counts_page_and_unreadable_predictions(client, boxes_project,
             "1 added (over 2 annotations).") in page
     # with: the two compared and the garbled one (it opened with a prediction); without: the last
     assert "5.0 s per task with a pre-annotation (n=3), 12.0 s without (n=1)" in page
+
+
+@pytest.mark.slow
+def test_detection_round_from_a_deployed_learner_records_counts(lead, annotator, django_capture_on_commit_callbacks):
+    """The whole path: a detector trained and deployed, a round writes its boxes on the tasks, submissions are
+    compared with them (accepted as is: all kept; emptied: all deleted)."""
+    from fixtures.detection import detection_scenes
+
+    from apps.labeling.models import Task
+    from apps.labeling.services import annotation_submit, task_lease_next
+    from apps.projects.services import membership_set, project_create
+    from apps.samples.services import IngestItem, samples_ingest
+    from apps.training.services import training_run_create
+
+    labels = ["0", "1", "4", "7"]
+    capture = django_capture_on_commit_callbacks
+    project = project_create(user=lead, name="boxes", modality="image", task_type="detection", labels=labels,
+                             auto_deploy=True, split_ratios={"train": 0.6, "val": 0.2, "test": 0.2})
+    membership_set(project=project, user=annotator, role="annotator")
+    scenes = detection_scenes(40, seed=0, labels=tuple(labels), size=64)
+    rows = samples_ingest(project=project, items=[IngestItem(external_id=f"s{i}", content=png)
+                                                  for i, (png, _) in enumerate(scenes)])
+    truth = {r["id"]: scenes[int(r["external_id"][1:])][1] for r in rows}
+    run_round(project, lead, capture, budget=30, strategy="random")
+    while (task := task_lease_next(project=project, user=annotator)) is not None:
+        assert annotation_submit(task=task, user=annotator, result=truth[task.sample_id]).preannotation is None
+    with capture(execute=True):
+        run = training_run_create(project=project, user=lead,
+                                  params={"epochs": 6, "image_size": 64, "width": 16, "batch_size": 8})
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    rnd = run_round(project, lead, capture, budget=10, strategy="auto")
+    assert rnd.model_version_id == run.model_id
+    tasks = list(Task.objects.filter(round=rnd))
+    assert all(t.prediction["model"] == run.model_id for t in tasks) and any(t.prediction["boxes"] for t in tasks)
+    n = 0
+    while (task := task_lease_next(project=project, user=annotator)) is not None:
+        boxes = [{k: b[k] for k in ("label", "x", "y", "w", "h")} for b in task.prediction["boxes"]]
+        accept = n % 2 == 0
+        ann = annotation_submit(task=task, user=annotator, result={"boxes": boxes if accept else []})
+        k = len(boxes)
+        assert ann.preannotation == {"model": run.model_id, "kind": "shapes", "n_predicted": k, "kept": k if accept else 0,
+                                     "edited": 0, "deleted": 0 if accept else k, "added": 0}
+        n += 1
+    assert n == len(tasks)
