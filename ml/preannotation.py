@@ -115,7 +115,7 @@ def match_shapes(iou: np.ndarray, same_label: np.ndarray, *, kept_iou: float = K
     free_p, free_r = np.ones(n_pred, dtype=bool), np.ones(n_res, dtype=bool)
 
     def greedy(allowed: np.ndarray) -> int:
-        pairs = np.argwhere(allowed)
+        pairs = np.argwhere(allowed & free_p[:, None] & free_r[None, :])
         order = np.argsort(-iou[pairs[:, 0], pairs[:, 1]], kind="stable") if len(pairs) else []
         n = 0
         for i, j in pairs[order]:
@@ -130,9 +130,59 @@ def match_shapes(iou: np.ndarray, same_label: np.ndarray, *, kept_iou: float = K
     return kept, edited, int(free_p.sum()), int(free_r.sum())
 
 
-def _pairs(pred: list, res: list, iou: Callable[[Mapping, Mapping], float], **kw) -> tuple[int, int, int, int]:
-    m = np.array([[iou(p, r) for r in res] for p in pred], dtype=np.float64).reshape(len(pred), len(res))
-    same = np.array([[p.get("label") == r.get("label") for r in res] for p in pred], dtype=bool).reshape(m.shape)
+def _box_matrix(pred: list, res: list) -> np.ndarray:
+    """IoU of every predicted box with every result box, (P, R), vectorised."""
+    a = np.array([[b["x"], b["y"], b["w"], b["h"]] for b in pred], dtype=np.float64).reshape(-1, 4)
+    b = np.array([[r["x"], r["y"], r["w"], r["h"]] for r in res], dtype=np.float64).reshape(-1, 4)
+    ix = np.clip(np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
+                 - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    iy = np.clip(np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
+                 - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = ix * iy
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def _interval_matrix(pred: list, res: list) -> np.ndarray:
+    a = np.array([[r["start"], r["end"]] for r in pred], dtype=np.float64).reshape(-1, 2)
+    b = np.array([[r["start"], r["end"]] for r in res], dtype=np.float64).reshape(-1, 2)
+    inter = np.clip(np.minimum(a[:, None, 1], b[None, :, 1]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    union = (a[:, 1] - a[:, 0])[:, None] + (b[:, 1] - b[:, 0])[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def _bounds_matrix(pred: list, res: list, bounds: Callable[[Mapping], np.ndarray],
+                   iou: Callable[[Mapping, Mapping], float]) -> np.ndarray:
+    """IoU (P, R) by an exact but costly ``iou``, computed only where the shapes' axis-aligned ``bounds``
+    ([lo..., hi...]) overlap (elsewhere it is 0)."""
+    out = np.zeros((len(pred), len(res)), dtype=np.float64)
+    if not len(pred) or not len(res):
+        return out
+    a, b = np.array([bounds(p) for p in pred]), np.array([bounds(r) for r in res])
+    d = a.shape[1] // 2
+    touch = np.all((a[:, None, :d] <= b[None, :, d:]) & (b[None, :, :d] <= a[:, None, d:]), axis=2)
+    for i, j in np.argwhere(touch):
+        out[i, j] = iou(pred[i], res[j])
+    return out
+
+
+def _polygon_bounds(p: Mapping) -> np.ndarray:
+    pts = np.asarray(p["points"], dtype=np.float64).reshape(-1, 2)
+    return np.concatenate([pts.min(axis=0), pts.max(axis=0)])
+
+
+def _cuboid_bounds(c: Mapping) -> np.ndarray:
+    center, size = np.asarray(c["center"], dtype=np.float64), np.asarray(c["size"], dtype=np.float64)
+    radius = np.array([np.hypot(size[0], size[1]) / 2] * 2 + [size[2] / 2])  # any yaw fits in this
+    return np.concatenate([center - radius, center + radius])
+
+
+def _pairs(pred: list, res: list, matrix: Callable[[list, list], np.ndarray], **kw) -> tuple[int, int, int, int]:
+    m = matrix(pred, res).reshape(len(pred), len(res))
+    codes: dict = {}
+    lp = np.array([codes.setdefault(p.get("label"), len(codes)) for p in pred], dtype=np.int64)
+    lr = np.array([codes.setdefault(r.get("label"), len(codes)) for r in res], dtype=np.int64)
+    same = lp[:, None] == lr[None, :]
     return match_shapes(m, same, **kw)
 
 
@@ -168,17 +218,19 @@ def compare_preannotation(task_type: str, predicted: Mapping, result: Mapping, *
             int((labelled & (r >= 0) & (p != r)).sum()), int((labelled & (r < 0)).sum()),
             int((~labelled & (r >= 0)).sum()))
     if task_type == "detection":
-        counts = np.add(_pairs(_shapes(predicted, "boxes"), _shapes(result, "boxes"), box_iou, **kw),
-                        _pairs(_shapes(predicted, "polygons"), _shapes(result, "polygons"),
-                               lambda a, b: polygon_iou(a["points"], b["points"]), **kw))
+        polygons = lambda p, r: _bounds_matrix(  # noqa: E731
+            p, r, _polygon_bounds, lambda a, b: polygon_iou(a["points"], b["points"]))
+        counts = np.add(_pairs(_shapes(predicted, "boxes"), _shapes(result, "boxes"), _box_matrix, **kw),
+                        _pairs(_shapes(predicted, "polygons"), _shapes(result, "polygons"), polygons, **kw))
         n = len(_shapes(predicted, "boxes")) + len(_shapes(predicted, "polygons"))
         return PreannotationComparison("shapes", n, *(int(c) for c in counts))
     if task_type == "audio_regions":
         pred = _shapes(predicted, "regions")
-        counts = _pairs(pred, _shapes(result, "regions"), interval_iou, **kw)
+        counts = _pairs(pred, _shapes(result, "regions"), _interval_matrix, **kw)
         label_kept = predicted.get("label") == result.get("label") if predicted.get("label") is not None else None
         return PreannotationComparison("shapes", len(pred), *counts, label_kept=label_kept)
     from ml.geometry import cuboid_iou
 
     pred = _shapes(predicted, "cuboids")
-    return PreannotationComparison("shapes", len(pred), *_pairs(pred, _shapes(result, "cuboids"), cuboid_iou, **kw))
+    cuboids = lambda p, r: _bounds_matrix(p, r, _cuboid_bounds, cuboid_iou)  # noqa: E731
+    return PreannotationComparison("shapes", len(pred), *_pairs(pred, _shapes(result, "cuboids"), cuboids, **kw))

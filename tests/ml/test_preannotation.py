@@ -94,3 +94,26 @@ def test_point_segmentation_and_classification():
     with pytest.raises(InvalidInput) as err:
         compare_preannotation("video", {}, {})
     assert err.value.code == "unknown_task_type"
+
+
+def test_many_shapes_stay_fast_and_match_the_pairwise_iou():
+    import time
+
+    from ml.preannotation import box_iou
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 0.9, size=(2000, 2))
+    boxes = [{"label": "a", "x": x, "y": y, "w": 0.05, "h": 0.05} for x, y in xy]
+    moved = [{**b, "x": b["x"] + 0.001} for b in boxes[:1500]]
+    t0 = time.perf_counter()
+    c = compare_preannotation("detection", {"boxes": boxes}, {"boxes": moved})
+    assert time.perf_counter() - t0 < 5
+    assert c.n_predicted == 2000 and c.kept + c.edited == 1500 and c.deleted == 500 and c.added == 0
+    assert box_iou(boxes[0], moved[0]) == pytest.approx(0.049 / 0.051)  # the vectorised IoU agrees: kept
+    regions = [{"label": "a", "start": float(t), "end": float(t) + 0.5} for t in range(0, 3000, 1)]
+    assert compare_preannotation("audio_regions", {"regions": regions}, {"regions": regions}).kept == 3000
+    cubes = [{"label": "a", "center": [float(3 * i), 0.0, 0.0], "size": [1.0, 1.0, 1.0], "yaw": 0.1 * i}
+             for i in range(500)]
+    t0 = time.perf_counter()
+    assert compare_preannotation("cuboids", {"cuboids": cubes}, {"cuboids": cubes}).kept == 500
+    assert time.perf_counter() - t0 < 5
