@@ -89,6 +89,10 @@ class Annotation(models.Model):
     review_comment = models.TextField(blank=True, default="")
     reviewed_at = models.DateTimeField(null=True, blank=True)
     corrected_result = models.JSONField(null=True, blank=True)
+    # For a task that opened with the model's prediction: how much of it the annotator kept, as
+    # ml.preannotation.compare_preannotation counts it ({"model", "kind", "n_predicted", "kept", "edited",
+    # "deleted", "added"}); null when the task had no prediction.
+    preannotation = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -62,7 +62,42 @@ def annotation_stats(*, project) -> dict:
 
     agg = Annotation.objects.filter(task__project=project).aggregate(
         n=Count("id"), active=Avg("active_seconds"), lease=Avg("lease_to_submit_s"))
-    return {"annotations": agg["n"], "mean_active_seconds": agg["active"], "mean_lease_to_submit_s": agg["lease"]}
+    return {"annotations": agg["n"], "mean_active_seconds": agg["active"], "mean_lease_to_submit_s": agg["lease"],
+            "preannotation": preannotation_stats(project=project)}
+
+
+def preannotation_stats(*, project) -> dict:
+    """How much of the model's pre-annotations annotators kept, and what it saved them.
+
+    Totals over the project's annotations that recorded a comparison (Annotation.preannotation, counted by
+    ml.preannotation): ``annotations``, ``kind`` (shapes, points or label: the unit counted), ``n_predicted``,
+    ``kept``, ``edited``, ``deleted``, ``added`` and the rates of the first three over ``n_predicted`` (None
+    when nothing was predicted). ``with_prediction`` / ``without_prediction``: the mean active seconds of
+    annotations whose task opened with a model prediction / without one, and ``n`` (annotations with an
+    active time) for each.
+    """
+    from django.db.models import Avg, Count
+
+    totals = {"n_predicted": 0, "kept": 0, "edited": 0, "deleted": 0, "added": 0}
+    kinds: dict[str, int] = {}
+    n = 0
+    rows = (Annotation.objects.filter(task__project=project, preannotation__isnull=False)
+            .values_list("preannotation", flat=True))
+    for row in rows.iterator(chunk_size=2000):
+        if not isinstance(row, dict):
+            continue
+        n += 1
+        kinds[row.get("kind", "shapes")] = kinds.get(row.get("kind", "shapes"), 0) + 1
+        for key in totals:
+            totals[key] += int(row.get(key) or 0)
+    rates = {f"{key}_rate": (totals[key] / totals["n_predicted"] if totals["n_predicted"] else None)
+             for key in ("kept", "edited", "deleted")}
+    timed = Annotation.objects.filter(task__project=project, active_seconds__isnull=False)
+    times = {}
+    for name, has in (("with_prediction", False), ("without_prediction", True)):
+        agg = timed.filter(task__prediction__isnull=has).aggregate(n=Count("id"), mean=Avg("active_seconds"))
+        times[name] = {"mean_active_seconds": agg["mean"], "n": agg["n"]}
+    return {"annotations": n, "kind": max(kinds, key=kinds.get) if kinds else None, **totals, **rates, **times}
 
 
 def round_constraints_summary(*, rnd: Round) -> list[str]:

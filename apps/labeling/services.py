@@ -467,7 +467,8 @@ def annotation_submit(*, task: Task, user, result, active_seconds: float | None 
     them, live or expired and not claimed by anyone since; 409 ``task_taken`` once another annotator holds it).
 
     A task is done once it has the project's ``annotations_per_task`` counted (not rejected)
-    annotations; for classification the sample's label is then set (see task_settle).
+    annotations; for classification the sample's label is then set (see task_settle). When the task opened
+    with the model's prediction, the annotation records how much of it was kept (:func:`preannotation_compare`).
     """
     project = task.project
     clean = validate_result(project=project, sample=task.sample, result=result)
@@ -479,9 +480,26 @@ def annotation_submit(*, task: Task, user, result, active_seconds: float | None 
         _still_callers(task, user, now=now)
         annotation = Annotation.objects.create(
             task=task, sample=task.sample, annotator=user, result=clean, active_seconds=active_seconds,
-            lease_to_submit_s=(now - task.leased_at).total_seconds() if task.leased_at else None)
+            lease_to_submit_s=(now - task.leased_at).total_seconds() if task.leased_at else None,
+            preannotation=preannotation_compare(task_type=project.task_type, prediction=task.prediction, result=clean))
         task_settle(task=task, now=now, release=True)
     return annotation
+
+
+def preannotation_compare(*, task_type: str, prediction: dict | None, result: dict) -> dict | None:
+    """How much of a task's prediction (its pre-annotation) a result kept: ml.preannotation's counts plus the
+    prediction's ``model``; None without a prediction, or for one the comparison cannot read (logged)."""
+    from ml.errors import InvalidInput
+    from ml.preannotation import compare_preannotation
+
+    if not isinstance(prediction, dict):
+        return None
+    try:
+        counts = compare_preannotation(task_type, prediction, result).as_dict()
+    except (InvalidInput, KeyError, TypeError, ValueError) as exc:
+        log.warning("pre-annotation not compared (%s): %s", task_type, exc)
+        return None
+    return {"model": prediction.get("model"), **counts}
 
 
 def task_settle(*, task: Task, now=None, release: bool = False) -> None:

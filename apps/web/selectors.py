@@ -136,6 +136,45 @@ def learning_curve(*, project, deployed_id: int | None) -> tuple[str, str]:
         "trained on (the test split grows with the labels), against that version's labeled samples.")
 
 
+UNITS = {"detection": "boxes and polygons", "audio_regions": "regions", "cuboids": "cuboids"}  # else: shapes
+
+
+def _pct(rate) -> str:
+    return f"{100 * rate:.0f}%"
+
+
+def _seconds(stats: dict) -> str:
+    mean = stats["mean_active_seconds"]
+    return f"{mean:.1f} s" if mean is not None else "—"
+
+
+def preannotation_lines(*, stats: dict, task_type: str) -> list[str]:
+    """The project page's plain-words summary of annotation_stats' ``preannotation``: what annotators kept of the
+    model's pre-annotations, and active time with vs without one; [] when no task has had a prediction."""
+    with_p, without_p = stats["with_prediction"], stats["without_prediction"]
+    if not stats["annotations"] and not with_p["n"]:
+        return []
+    over = f"(over {stats['annotations']} annotations)"
+    lines = []
+    if not stats["n_predicted"]:
+        if stats["annotations"]:
+            lines.append(f"Pre-annotations: the model proposed nothing; {stats['added']} added {over}.")
+    elif stats["kind"] == "label":
+        lines.append(f"Pre-annotations: {_pct(stats['kept_rate'])} of predicted labels accepted, "
+                     f"{_pct(stats['edited_rate'])} changed {over}.")
+    elif stats["kind"] == "points":
+        lines.append(f"Pre-annotations: {_pct(stats['kept_rate'])} of predicted points kept their label, "
+                     f"{_pct(stats['edited_rate'])} relabelled, {_pct(stats['deleted_rate'])} unlabelled, "
+                     f"{stats['added']} more labelled {over}.")
+    else:
+        lines.append(f"Pre-annotations: {_pct(stats['kept_rate'])} of predicted {UNITS.get(task_type, 'shapes')} "
+                     f"kept unchanged, {_pct(stats['edited_rate'])} edited, {_pct(stats['deleted_rate'])} deleted, "
+                     f"{stats['added']} added {over}.")
+    lines.append(f"Active time: {_seconds(with_p)} per task with a pre-annotation (n={with_p['n']}), "
+                 f"{_seconds(without_p)} without (n={without_p['n']}).")
+    return lines
+
+
 def project_page_data(*, project, user) -> dict:
     """Everything the project page shows, read through the apps' selectors."""
     from ml.selection import STRATEGIES
@@ -158,6 +197,7 @@ def project_page_data(*, project, user) -> dict:
     if deployment is not None:
         deployment_row = {"deployment": deployment, **_model_row(deployment.model_version, deployed_id)}
     curve_svg, curve_caption = learning_curve(project=project, deployed_id=deployed_id)
+    stats = annotation_stats(project=project)
     return {
         "project": project,
         "role": role,
@@ -172,7 +212,8 @@ def project_page_data(*, project, user) -> dict:
         "learning_curve": curve_svg,
         "learning_curve_caption": curve_caption,
         "deployment": deployment_row,
-        "stats": annotation_stats(project=project),
+        "stats": stats,
+        "preannotation_lines": preannotation_lines(stats=stats["preannotation"], task_type=project.task_type),
         "strategies": list(STRATEGIES),
         "active": active,
         "page_config": {"project": project.pk, "active": active, "isLead": can_lead(role)},
