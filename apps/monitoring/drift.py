@@ -147,7 +147,8 @@ def _score(project, runner, ids: list[int], progress, lo: float, hi: float, what
         progress(lo + (hi - lo) * done / max(1, len(samples)), f"scored {done} of {len(samples)} {what} samples")
     if not ok:
         return ok, None, None
-    return ok, np.concatenate(E), np.concatenate(P)
+    # a learner other than a classifier (boxes, regions, points) gives no class probabilities: embeddings only
+    return ok, np.concatenate(E), None if any(p is None for p in P) else np.concatenate(P)
 
 
 def drift_check_run(*, check: DriftCheck, job: JobContext) -> None:

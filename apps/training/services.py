@@ -34,7 +34,7 @@ from apps.samples import content as content_io
 from apps.samples.models import Sample
 from apps.samples.selectors import metadata_slices
 from apps.training import tasks
-from apps.training.learning import (learner_evaluate, learner_export, learner_params, learner_resolve,
+from apps.training.learning import (UPLOAD, learner_evaluate, learner_export, learner_params, learner_resolve,
                                     learner_train, sample_weights, weights_check)
 from apps.training.models import DatasetVersion, PipelineStep, StepKind, TrainingRun
 
@@ -239,7 +239,11 @@ def training_step_run(*, run_id: int, kind: str, task_id: str | None = None, eag
     TrainingRun.objects.filter(pk=run.pk, status=JobStatus.QUEUED).update(
         status=JobStatus.RUNNING, started_at=timezone.now(), message=f"{kind} started")
     TrainingRun.objects.filter(pk=run.pk).update(stage=kind)
-    if run.config.get("learner"):
+    if run.config.get("learner") == UPLOAD:
+        # an uploaded model (apps.training.upload): train and export were recorded as done when it was accepted
+        body = {StepKind.TRAIN: _uploaded, StepKind.EVALUATE: learner_evaluate, StepKind.EXPORT: _uploaded,
+                StepKind.DEPLOY: _gate}[kind]
+    elif run.config.get("learner"):
         body = {StepKind.TRAIN: learner_train, StepKind.EVALUATE: learner_evaluate, StepKind.EXPORT: learner_export,
                 StepKind.DEPLOY: _gate}[kind]
     else:
@@ -261,11 +265,18 @@ def training_step_run(*, run_id: int, kind: str, task_id: str | None = None, eag
                        parent_prefix=f"{kind}: ", on_end=on_end)
 
 
+def _uploaded(run: TrainingRun, progress) -> dict:
+    """An uploaded model's train and export steps: nothing to do (recorded as done when the file was accepted)."""
+    return {"uploaded": True}
+
+
 def _after(run: TrainingRun, kind: str) -> None:
+    """Queue the step after ``kind``; one already done (an uploaded model's export) is passed over."""
     order = list(StepKind.values)
-    position = order.index(kind)
-    if position + 1 < len(order):
-        _enqueue(run, order[position + 1])
+    done = set(PipelineStep.objects.filter(training_run=run, status=JobStatus.SUCCEEDED).values_list("kind", flat=True))
+    later = [k for k in order[order.index(kind) + 1:] if k not in done]
+    if later:
+        _enqueue(run, later[0])
     else:
         run.refresh_from_db()
         TrainingRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING).update(
