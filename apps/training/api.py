@@ -201,8 +201,8 @@ class ModelUpload(ProjectScopedView):
                                    details={"check": "onnx_manifest", "path": "manifest"})
         try:
             manifest = json.loads(raw)
-        except ValueError as exc:
-            raise ValidationFailed(f"manifest: not valid JSON: {exc}", code=ErrorCode.ONNX_MANIFEST,
+        except (ValueError, RecursionError) as exc:
+            raise ValidationFailed(f"manifest: not valid JSON: {str(exc)[:200]}", code=ErrorCode.ONNX_MANIFEST,
                                    details={"check": "onnx_manifest", "path": "manifest"}) from None
         model = upload.read()
         digest = hashlib.sha256(model).hexdigest()

@@ -266,17 +266,16 @@ def training_step_run(*, run_id: int, kind: str, task_id: str | None = None, eag
 
 
 def _uploaded(run: TrainingRun, progress) -> dict:
-    """An uploaded model's train and export steps: nothing to do (recorded as done when the file was accepted)."""
+    """An uploaded model's train and export steps: nothing to do. Both are recorded as done when the file is
+    accepted, so a delivery of either only moves the run on (the export's, queued after evaluate, queues the gate)."""
     return {"uploaded": True}
 
 
 def _after(run: TrainingRun, kind: str) -> None:
-    """Queue the step after ``kind``; one already done (an uploaded model's export) is passed over."""
     order = list(StepKind.values)
-    done = set(PipelineStep.objects.filter(training_run=run, status=JobStatus.SUCCEEDED).values_list("kind", flat=True))
-    later = [k for k in order[order.index(kind) + 1:] if k not in done]
-    if later:
-        _enqueue(run, later[0])
+    position = order.index(kind)
+    if position + 1 < len(order):
+        _enqueue(run, order[position + 1])
     else:
         run.refresh_from_db()
         TrainingRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING).update(
