@@ -128,6 +128,15 @@ class ErrorCode(StrEnum):
     WINDOW_TOO_SMALL = "window_too_small", "Too few readable samples in a window to compare."
     CHECK_NOT_READY = "check_not_ready", "The drift check has not finished; nothing to send yet."
 
+    # -- bring your own model: an uploaded ONNX file and its manifest (ml.learners.upload's checks) ----------------
+    ONNX_TOO_LARGE = "onnx_too_large", "The uploaded ONNX file is larger than LOOPLAB_MAX_MODEL_UPLOAD_BYTES (413)."
+    ONNX_INVALID = "onnx_invalid", "The upload is not a parseable ONNX model, or onnx.checker refuses it."
+    ONNX_EXTERNAL_DATA = "onnx_external_data", "A tensor of the ONNX file keeps its data in an external file (refused)."
+    ONNX_OPSET = "onnx_opset", "The ONNX file imports an opset (or custom domain) outside the allowed ones."
+    ONNX_MANIFEST = "onnx_manifest", "The model's manifest is not valid for the project; details.path says where."
+    ONNX_IO_MISMATCH = "onnx_io_mismatch", "The graph's inputs/outputs are not what the task type's runner feeds and reads."
+    ONNX_INFERENCE_FAILED = "onnx_inference_failed", "The test inference on the project's samples failed or gave bad values."
+
     # -- exports -----------------------------------------------------------------------------------------------------
     INVALID_FORMAT = "invalid_format", "The export format is not one the project's task type exports as."
     REVIEWED_ONLY_UNSUPPORTED = "reviewed_only_unsupported", "reviewed_only applies to shape exports only."

@@ -40,6 +40,7 @@ urlpatterns = [
     path("training-runs/<int:run_id>/", training.TrainingRunDetail.as_view()),
     path("training-runs/<int:run_id>/cancel/", training.TrainingRunCancel.as_view()),
     path("projects/<int:project_id>/models/", training.ModelList.as_view()),
+    path("projects/<int:project_id>/models/upload/", training.ModelUpload.as_view()),
     path("models/<int:model_id>/", training.ModelDetail.as_view()),
     path("models/<int:model_id>/confusion.png", training.ModelConfusion.as_view()),
     path("projects/<int:project_id>/deployments/", serving.Deployments.as_view()),

@@ -367,6 +367,9 @@ LOOPLAB = {
     "EXPORT_TIMING_S": env("LOOPLAB_EXPORT_TIMING_S", 0.5, cast=float),  # per runtime and batch size
     # drift alerts to loopback, private or link-local addresses are refused unless this is on
     "WEBHOOK_ALLOW_PRIVATE": env("LOOPLAB_WEBHOOK_ALLOW_PRIVATE", False, cast=bool),
+    # bring your own model: the largest ONNX file POST .../models/upload/ accepts (the request body is also capped
+    # by LOOPLAB_MAX_REQUEST_BYTES, which is checked first: raise both for a larger model)
+    "MAX_MODEL_UPLOAD_BYTES": env("LOOPLAB_MAX_MODEL_UPLOAD_BYTES", 200 * 1024 * 1024, cast=int),
 }
 
 LOGGING = {

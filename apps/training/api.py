@@ -1,19 +1,26 @@
 from __future__ import annotations
 
+import hashlib
+import json
+
 from django.core.files.storage import default_storage
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from rest_framework import serializers, status
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from apps.accounts.models import Role
-from apps.core.api import JobOut
+from apps.core.api import IDEMPOTENCY_KEY, JobOut
+from apps.core.errors import ErrorCode, PayloadTooLarge, ValidationFailed
+from apps.core.services import idempotent_call, request_fingerprint
 from apps.projects.views import JobCancelView, JobDetailView, JobListCreateView, ProjectScopedView
 from apps.core.errors import NotFound
 from apps.core.ids import get_by_id
 from apps.registry.models import ModelVersion
 from apps.training.models import TrainingRun
 from apps.training.services import training_run_cancel, training_run_create
+from apps.training.upload import max_upload_bytes, model_upload_create, upload_size_check
 
 
 class TrainingRunIn(serializers.Serializer):
@@ -176,3 +183,72 @@ class ModelConfusion(ProjectScopedView):
             raise NotFound("This model has no evaluation picture.")
         with default_storage.open(mv.confusion_png.name, "rb") as fh:
             return HttpResponse(fh.read(), content_type="image/png")
+
+
+MANIFEST_SLACK_BYTES = 2 * 1024 * 1024  # the manifest part (at most 1 M characters) and the multipart framing
+
+
+class ModelUploadOut(serializers.Serializer):
+    model = ModelOut()
+    training_run = TrainingRunOut()
+
+
+class ModelUpload(ProjectScopedView):
+    """Bring your own model: a multipart POST of ``file`` (the .onnx) and ``manifest`` (a JSON object as a string:
+    task_type, labels, preprocessing, decoding; see the README's "Bring your own model"). The file is checked in
+    the request (size, parse and checker, no external data, opset allow-list, the manifest against the project's
+    task type and labels, graph inputs/outputs, a test inference on a few of the project's samples): 202 with the
+    model version and its run (evaluation on the test split queued, then the deploy gate), or 413 ``onnx_too_large``
+    / 422 ``onnx_*`` with the reason, and nothing stored."""
+
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request={"multipart/form-data": {"type": "object", "required": ["file", "manifest"], "properties": {
+            "file": {"type": "string", "format": "binary", "description": "the ONNX model (no external data)"},
+            "manifest": {"type": "string", "description": "JSON object: task_type, labels (the project's, in the "
+                                                         "order of the model's class axis), preprocessing/input, "
+                                                         "decoding/params per task type"}}}},
+        parameters=[IDEMPOTENCY_KEY], responses={202: ModelUploadOut},
+        summary="Upload an ONNX model with its manifest (leads): validated now, then evaluated and gated")
+    def post(self, request, project_id):
+        project = self.project(request, project_id, Role.LEAD)
+        declared = request.META.get("CONTENT_LENGTH")
+        limit = max_upload_bytes()
+        if declared and declared.isdigit() and int(declared) > limit + MANIFEST_SLACK_BYTES:
+            # refused before the body is read: the file alone cannot fit
+            raise PayloadTooLarge(f"the request is {int(declared):,} bytes; an ONNX file of at most {limit:,} bytes "
+                                  f"is accepted (LOOPLAB_MAX_MODEL_UPLOAD_BYTES)", code=ErrorCode.ONNX_TOO_LARGE,
+                                  details={"check": "onnx_too_large", "content_length": int(declared),
+                                           "max_bytes": limit})
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ValidationFailed("A model upload is multipart with a 'file' part (the .onnx) and a 'manifest' "
+                                   "part (JSON).", code=ErrorCode.INVALID_BODY, details={"field": "file"})
+        upload_size_check(upload.size)  # the parser spooled it to disk past FILE_UPLOAD_MAX_MEMORY_SIZE
+        raw = request.data.get("manifest")
+        if not isinstance(raw, str) or not raw.strip():
+            raise ValidationFailed("The 'manifest' part (a JSON object) is missing.", code=ErrorCode.ONNX_MANIFEST,
+                                   details={"check": "onnx_manifest", "path": "manifest"})
+        try:
+            manifest = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise ValidationFailed(f"manifest: not valid JSON: {str(exc)[:200]}", code=ErrorCode.ONNX_MANIFEST,
+                                   details={"check": "onnx_manifest", "path": "manifest"}) from None
+        model = upload.read()
+        digest = hashlib.sha256(model).hexdigest()
+
+        def call():
+            run = model_upload_create(project=project, user=request.user, model=model, manifest=manifest,
+                                      filename=upload.name or "model.onnx")
+            run = _runs(TrainingRun.objects.filter(pk=run.pk)).get()
+            return status.HTTP_202_ACCEPTED, {"model": ModelOut(ModelVersion.objects.get(pk=run.model_id)).data,
+                                              "training_run": TrainingRunOut(run).data}
+
+        code, body, replayed = idempotent_call(
+            user=request.user, scope=f"model-upload:{project.pk}", key=request.headers.get("Idempotency-Key"),
+            fingerprint=request_fingerprint(digest.encode() + raw.encode()), call=call)
+        response = Response(body, status=code)
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response

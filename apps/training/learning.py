@@ -7,7 +7,8 @@ the built-in classification pipeline's (``apps.training.services``):
 - **train**: the frozen dataset version's train split (stored contents and the chosen annotations' results, per
   sample weights from the run's ``weights``), the val split to validate on; ``Learner.fit`` with the job's
   progress (a cancel stops it at the next epoch); the fitted learner's blob is the checkpoint.
-- **evaluate**: the learner's predictions on the test split scored by the task type's reference metrics
+- **evaluate**: the learner's predictions (an uploaded model's, ``learner == "upload"``, through its ONNX runner:
+  it has no learner blob) on the test split scored by the task type's reference metrics
   (:func:`ml.metrics.evaluate`), per class and per metadata slice; the deployed model on the same samples; the
   paired comparison of the two (:func:`ml.metrics.compare.compare_reports`: McNemar or a sign-flip permutation
   test, per class and per slice with Holm's correction), which the gate reads; the learning curve.
@@ -40,6 +41,7 @@ from apps.training.models import TrainingRun
 
 log = logging.getLogger(__name__)
 
+UPLOAD = "upload"  # config["learner"] of an uploaded ONNX model's run and its ModelVersion.learner (apps.training.upload)
 PARITY_SAMPLES = 32  # samples on which the ONNX export is checked against the learner
 CURVE_VERSIONS = 8  # the learning curve re-scores at most this many versions (the newest ones)
 MIN_SLICE = 5  # a metadata slice needs this many samples to get its own figures
@@ -243,10 +245,13 @@ def learner_evaluate(run: TrainingRun, progress) -> dict:
     test = run_dataset(run, ("test",))
     if len(test) == 0:
         return {"skipped": "no labeled test samples: label some test-split samples to evaluate"}
-    learner = learner_load(model_version=mv)
     progress(20, f"evaluating on {len(test)} test samples")
-    predictions = learner.predict(test.contents)
-    report = evaluate(mv.task_type, predictions.results, test.targets, test.labels, test.slices)
+    if mv.learner == UPLOAD or not mv.checkpoint:
+        # an uploaded model has no learner to load: it is evaluated as it serves, through its ONNX runner
+        results = version_results(model_version=mv, contents=list(test.contents))
+    else:
+        results = learner_load(model_version=mv).predict(test.contents).results
+    report = evaluate(mv.task_type, results, test.targets, test.labels, test.slices)
     out = {**report.to_dict(), "sample_ids": list(test.ids)}
     baseline = {}
     deployment = current_deployment(project=run.project)

@@ -34,7 +34,7 @@ from apps.samples import content as content_io
 from apps.samples.models import Sample
 from apps.samples.selectors import metadata_slices
 from apps.training import tasks
-from apps.training.learning import (learner_evaluate, learner_export, learner_params, learner_resolve,
+from apps.training.learning import (UPLOAD, learner_evaluate, learner_export, learner_params, learner_resolve,
                                     learner_train, sample_weights, weights_check)
 from apps.training.models import DatasetVersion, PipelineStep, StepKind, TrainingRun
 
@@ -239,7 +239,11 @@ def training_step_run(*, run_id: int, kind: str, task_id: str | None = None, eag
     TrainingRun.objects.filter(pk=run.pk, status=JobStatus.QUEUED).update(
         status=JobStatus.RUNNING, started_at=timezone.now(), message=f"{kind} started")
     TrainingRun.objects.filter(pk=run.pk).update(stage=kind)
-    if run.config.get("learner"):
+    if run.config.get("learner") == UPLOAD:
+        # an uploaded model (apps.training.upload): train and export were recorded as done when it was accepted
+        body = {StepKind.TRAIN: _uploaded, StepKind.EVALUATE: learner_evaluate, StepKind.EXPORT: _uploaded,
+                StepKind.DEPLOY: _gate}[kind]
+    elif run.config.get("learner"):
         body = {StepKind.TRAIN: learner_train, StepKind.EVALUATE: learner_evaluate, StepKind.EXPORT: learner_export,
                 StepKind.DEPLOY: _gate}[kind]
     else:
@@ -259,6 +263,12 @@ def training_step_run(*, run_id: int, kind: str, task_id: str | None = None, eag
     return job_execute(PipelineStep, step.pk, task_id=task_id, eager=eager, body=run_body,
                        start_message=f"{kind} started", parent=run, parent_span=STAGES[kind],
                        parent_prefix=f"{kind}: ", on_end=on_end)
+
+
+def _uploaded(run: TrainingRun, progress) -> dict:
+    """An uploaded model's train and export steps: nothing to do. Both are recorded as done when the file is
+    accepted, so a delivery of either only moves the run on (the export's, queued after evaluate, queues the gate)."""
+    return {"uploaded": True}
 
 
 def _after(run: TrainingRun, kind: str) -> None:
