@@ -198,7 +198,7 @@ def compare_preannotation(task_type: str, predicted: Mapping, result: Mapping, *
     """Compare a task's ``predicted`` pre-annotation with the annotator's ``result`` (both in ``task_type``'s
     result shape; the prediction's extra keys such as ``model`` or ``confidence`` are ignored)."""
     if task_type not in TASK_TYPES:
-        raise InvalidInput(f"Unknown task type {task_type!r}.", code="unknown_task_type",
+        raise InvalidInput(f"Unknown task type {task_type!r}.", code="invalid_task_type",
                            details={"task_type": task_type, "known": list(TASK_TYPES)})
     if not isinstance(predicted, Mapping) or not isinstance(result, Mapping):
         raise InvalidInput("predicted and result must be objects.", code="invalid_preannotation")

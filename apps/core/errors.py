@@ -115,6 +115,7 @@ class ErrorCode(StrEnum):
     # -- training, serving, drift ------------------------------------------------------------------------------------
     MODEL_NOT_IN_PROJECT = "model_not_in_project", "The model belongs to another project."
     UNKNOWN_LEARNER = "unknown_learner", "No learner of that name is registered for the project's modality and task type."
+    INVALID_PREANNOTATION = "invalid_preannotation", "A stored prediction cannot be compared with the annotation."
     INVALID_TARGET = "invalid_target", "Crops go to another classification project of the same modality."
     INVALID_SOURCE = "invalid_source", "Crops come from 'labels' or 'predictions', with min_score and padding in 0..1."
     INVALID_PARAMS = "invalid_params", "The learner does not take a parameter the run names."

@@ -93,7 +93,7 @@ def test_point_segmentation_and_classification():
     assert _counts(compare_preannotation("classification", {"label": "7"}, {"label": "1"})) == (1, 0, 1, 0, 0)
     with pytest.raises(InvalidInput) as err:
         compare_preannotation("video", {}, {})
-    assert err.value.code == "unknown_task_type"
+    assert err.value.code == "invalid_task_type"
 
 
 def test_many_shapes_stay_fast_and_match_the_pairwise_iou():
