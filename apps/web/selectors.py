@@ -51,6 +51,17 @@ def _figures(values: dict, keys: list[str] | None = None) -> list[dict]:
             for k in keys if k != "n"]
 
 
+def weights_line(weights: dict | None) -> str:
+    """The training weights a run used, in words ("Trained with weights: 7 ×2, light=dark ×3"); "" for none."""
+    if not weights:
+        return ""
+    parts = [f"class {label} ×{w:g}" for label, w in (weights.get("classes") or {}).items()]
+    for rule in weights.get("slices") or []:
+        where = ", ".join(f"{k}={v}" for k, v in rule["where"].items())
+        parts.append(f"{where} ×{rule['weight']:g}")
+    return "Trained with weights: " + "; ".join(parts)
+
+
 def _learner_row(mv, report: dict) -> dict:
     """The model card of a learner's version (any task type): its task type's figures, per class and slice, and
     the paired comparison with the deployed model."""
@@ -71,7 +82,6 @@ def _learner_row(mv, report: dict) -> dict:
         "slice_columns": [METRIC_NAMES.get(k, k) for k in slice_keys],
         "slice_rows": [(name, v.get("n"), _figures(v, slice_keys)) for name, v in sorted(per_slice.items())],
         "paired": comparison if comparison and "test" in comparison else None,
-        "weights": (mv.training_run.config or {}).get("weights"),
     }
 
 
@@ -81,6 +91,7 @@ def _model_row(mv, deployed_id: int | None) -> dict:
     learned = _learner_row(mv, report) if mv.learner else None
     return {
         "learned": learned,
+        "weights_line": weights_line((mv.training_run.config or {}).get("weights")),
         "model": mv,
         "accuracy": report.get("accuracy"),
         "macro_f1": report.get("macro_f1"),
