@@ -252,6 +252,19 @@ def _attach_predictions(project: Project, items: list[IngestItem], results: list
     Sample.objects.bulk_update(updates, ["predicted_label", "confidence", "low_confidence"], batch_size=1000)
 
 
+def _read_contents(samples: list[Sample]) -> tuple[list[Sample], list[bytes], list[Sample]]:
+    """(readable samples, their contents, the unreadable ones with ``embed_error`` set, not yet saved)."""
+    ok, blobs, failed = [], [], []
+    for sample in samples:
+        try:
+            blobs.append(content_io.read_content(sample))
+            ok.append(sample)
+        except content_io.ContentUnavailable as exc:
+            sample.embed_error = str(exc)[:300]
+            failed.append(sample)
+    return ok, blobs, failed
+
+
 def samples_features(*, project: Project, samples: list[Sample], runner=None) -> tuple[list[Sample], np.ndarray, np.ndarray | None]:
     """Read, decode and embed samples (with the deployed model's runner, or label-free features).
 
@@ -267,14 +280,7 @@ def samples_features(*, project: Project, samples: list[Sample], runner=None) ->
             return [], np.zeros((0, 1), np.float32), None
         probs = predictions.extra.get("probs")  # a classification learner's class probabilities
         return ok, predictions.embedding, None if probs is None else np.asarray(probs, dtype=np.float32)
-    ok, blobs, failed = [], [], []
-    for sample in samples:
-        try:
-            blobs.append(content_io.read_content(sample))
-            ok.append(sample)
-        except content_io.ContentUnavailable as exc:
-            sample.embed_error = str(exc)[:300]
-            failed.append(sample)
+    ok, blobs, failed = _read_contents(samples)
     arrays = []
     if ok:
         try:
@@ -306,14 +312,7 @@ def samples_predict(*, project: Project, samples: list[Sample], runner):
     from ml.errors import MLError
     from ml.learners import Predictions
 
-    ok, blobs, failed = [], [], []
-    for sample in samples:
-        try:
-            blobs.append(content_io.read_content(sample))
-            ok.append(sample)
-        except content_io.ContentUnavailable as exc:
-            sample.embed_error = str(exc)[:300]
-            failed.append(sample)
+    ok, blobs, failed = _read_contents(samples)
     parts = []
     if ok:
         try:
