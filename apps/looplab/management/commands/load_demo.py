@@ -58,7 +58,7 @@ def _scene_items(n):
     from fixtures.detection import detection_scenes
 
     # 96 px scenes of 1-4 handwritten digits on textured backgrounds, with their boxes
-    return [(f"scene-{i:03d}", png, {"source": "fixtures.detection", "background": "light" if i % 4 else "dim"},
+    return [(f"scene-{i:03d}", png, {"source": "fixtures.detection", "camera": "a" if i % 4 else "b"},
              truth) for i, (png, truth) in enumerate(detection_scenes(n, labels=DETECTION_LABELS))]
 
 
