@@ -19,7 +19,8 @@ def _load(*args) -> str:
 
 
 # transaction=True: the command's jobs are queued on commit and run (eagerly) before it goes on, as in `make demo`.
-# Slow (about 30-40 s on 2 cores): four projects each train, export and deploy a real model, at --small sizes.
+# Slow (48-72 s on 2 shared cores at load 6-8): four projects each train, export and deploy a real model, at
+# --small sizes.
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_load_demo_trains_deploys_and_preannotates_every_shape_task_type():

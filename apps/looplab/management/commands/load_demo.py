@@ -101,7 +101,7 @@ class Demo:
     params: dict | None = None
     second_round: int = 0
     small: tuple[int, int, int] = (0, 0, 0)  # n, first round, second round
-    small_epochs: int = 0
+    small_params: dict | None = None  # what --small changes in params
     split_ratios: dict | None = None
 
 
@@ -115,20 +115,24 @@ DEMO_PROJECTS = [
          ["box", "sphere", "cylinder", "cone", "torus", "tetrahedron", "octahedron", "arrow"], _shape_items, 160, 40),
     # score_threshold 0.3: about as many pre-annotated boxes as a scene holds digits (1-4); at the learner's
     # default 0.1 the first model drew about 9 a scene, most of them faint false positives
+    # (--small trains a weaker model on fewer scenes: the default threshold, so its rounds still show boxes)
     Demo("Digit scenes (demo)", "image", "detection", list(DETECTION_LABELS), _scene_items, 120, 60,
          params={"epochs": 40, "image_size": 64, "width": 16, "batch_size": 8, "score_threshold": 0.3},
          second_round=20,
-         small=(40, 24, 8), small_epochs=20, split_ratios=SPLITS),
+         small=(40, 24, 8), small_params={"epochs": 20, "score_threshold": 0.1}, split_ratios=SPLITS),
     Demo("Spoken words (demo)", "audio", "audio_regions", ["one", "three", "seven"], _clip_items, 60, 30,
-         params={"epochs": 12, "batch_size": 8, "width": 32}, second_round=15, small=(30, 20, 6), small_epochs=6,
+         params={"epochs": 12, "batch_size": 8, "width": 32}, second_round=15,
+         small=(30, 20, 6), small_params={"epochs": 6},
          split_ratios=SPLITS),
     Demo("Lamp parts (demo)", "pointcloud", "point_segmentation", ["base", "pole", "shade"], _part_items, 50, 25,
          params={"epochs": 15, "n_points": 256, "draws": 1, "batch_size": 8,
-                 "arch": {"global_dim": 128, "embed_dim": 64}}, second_round=12, small=(30, 20, 6), small_epochs=4,
+                 "arch": {"global_dim": 128, "embed_dim": 64}}, second_round=12,
+         small=(30, 20, 6), small_params={"epochs": 4},
          split_ratios=SPLITS),
     Demo("Street objects 3D (demo)", "pointcloud", "cuboids", ["box", "cylinder", "sphere"], _cuboid_items, 40, 24,
          params={"epochs": 10, "n_points": 512, "draws": 2, "batch_size": 4,
-                 "arch": {"global_dim": 128, "embed_dim": 64}}, second_round=10, small=(30, 20, 6), small_epochs=4,
+                 "arch": {"global_dim": 128, "embed_dim": 64}}, second_round=10,
+         small=(30, 20, 6), small_params={"epochs": 4},
          split_ratios=SPLITS),
 ]
 TASK_TYPES = sorted({d.task_type for d in DEMO_PROJECTS})
@@ -212,7 +216,7 @@ class Command(BaseCommand):
             self.stdout.write(f"created project {project.pk}: {project.name} ({demo.task_type}) with "
                               f"{project.samples.count()} samples")
             if train:
-                params = dict(demo.params, epochs=demo.small_epochs) if small and demo.small_epochs else demo.params
+                params = dict(demo.params, **(demo.small_params or {})) if small else demo.params
                 self._first_loop(project, users, params, {ext: truth for ext, _, _, truth in items}, first, second)
         return project
 
