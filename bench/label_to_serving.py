@@ -2,6 +2,7 @@
 
     python -m bench.label_to_serving [--backend embedded|postgres|all] [--samples 600] [--budget 300]
                                      [--repeat 2] [--epochs N]
+    python -m bench.label_to_serving --task detection|regions|segmentation|cuboids [--samples N] [--budget N]
 
 The demo-sized image project, everything through the API of a real gunicorn server, with a real
 Celery worker (`celery -A apps.looplab worker -Q default,ml_cpu,ml_gpu -c 1`):
@@ -17,19 +18,103 @@ Reported: last label -> first prediction by the new model (target <= 60 s on 2 c
 prediction), and the deployment's own label_to_serving_s (deployment time - last annotation time,
 as the server records it). Backends: the embedded default (SQLite, kombu filesystem broker, which
 polls once a second) and PostgreSQL + Redis (db 14, flushed afterwards).
+
+``--task`` other than classification: the same protocol on the demo's project of that task type (the sizes and
+learner params of ``make demo``'s "Digit scenes", "Spoken words", "Lamp parts" and "Street objects 3D"; see
+``apps/looplab/management/commands/load_demo.py``): the fixture's contents are pushed, the annotator submits the
+fixture's ground truth (boxes, regions, point labels, cuboids), the run is ``{"params": <the demo's>}`` (the
+project's default learner), and the probe is a fixture item outside the pushed ones; the prediction counts once
+``/predict/`` answers with the run's model. Target for these: <= 120 s on 2 cores.
 """
 from __future__ import annotations
 
 import argparse
 import base64
 import time
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Callable
 
 from bench.report import fmt, loadavg, machine_info, print_table, spread, write_report
 from bench.stack import BenchError, Deadline, GunicornConfig, Stack, check, repeat_runs, session
 
 TARGET_S = 60.0
 POLL_S = 0.25
+
+
+def _digits(n):
+    from fixtures.digits import digits_pngs
+
+    return [(png, {"label": str(label)}) for png, label in digits_pngs()[:n]]
+
+
+def _scenes(n):
+    from fixtures.detection import detection_scenes
+
+    return detection_scenes(n, labels=("0", "1", "4", "7"))
+
+
+def _clips(n):
+    from fixtures.regions import region_clips
+
+    return region_clips(n)
+
+
+def _lamps(n):
+    from fixtures.shapes import part_items
+
+    return part_items(n, unlabeled=0.0)
+
+
+def _cuboid_scenes(n):
+    from fixtures.cuboids import cuboid_scenes
+
+    return cuboid_scenes(n)
+
+
+DEMO_SPLITS = {"train": 0.6, "val": 0.2, "test": 0.2}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task type's bench project: the API's project body, the fixture (n -> [(content, ground truth)]), the
+    demo's sizes and the run's learner params (None: the built-in classification pipeline)."""
+    project: dict
+    items: Callable[[int], list]
+    samples: int
+    budget: int
+    target_s: float
+    params: dict | None = None
+
+
+# the shape task types at the sizes and params of load_demo's DEMO_PROJECTS (kept in step by hand: the bench
+# never imports Django)
+TASKS = {
+    "classification": TaskSpec({"name": "Digits (bench)", "modality": "image", "labels": [str(i) for i in range(10)]},
+                               _digits, 600, 300, TARGET_S),
+    "detection": TaskSpec({"name": "Digit scenes (bench)", "modality": "image", "task_type": "detection",
+                           "labels": ["0", "1", "4", "7"], "split_ratios": DEMO_SPLITS},
+                          _scenes, 120, 60, 120.0, {"epochs": 40, "image_size": 64, "width": 16, "batch_size": 8,
+                                                            "score_threshold": 0.3}),
+    "regions": TaskSpec({"name": "Spoken words (bench)", "modality": "audio", "task_type": "audio_regions",
+                         "labels": ["one", "three", "seven"], "split_ratios": DEMO_SPLITS},
+                        _clips, 60, 30, 120.0, {"epochs": 12, "batch_size": 8, "width": 32}),
+    "segmentation": TaskSpec({"name": "Lamp parts (bench)", "modality": "pointcloud", "task_type": "point_segmentation",
+                              "labels": ["base", "pole", "shade"], "split_ratios": DEMO_SPLITS},
+                             _lamps, 50, 25, 120.0, {"epochs": 15, "n_points": 256, "draws": 1, "batch_size": 8,
+                                                     "arch": {"global_dim": 128, "embed_dim": 64}}),
+    "cuboids": TaskSpec({"name": "Street objects 3D (bench)", "modality": "pointcloud", "task_type": "cuboids",
+                         "labels": ["box", "cylinder", "sphere"], "split_ratios": DEMO_SPLITS},
+                        _cuboid_scenes, 40, 24, 120.0, {"epochs": 10, "n_points": 512, "draws": 2, "batch_size": 4,
+                                                        "arch": {"global_dim": 128, "embed_dim": 64}}),
+}
+SHAPE_KEYS = ("boxes", "polygons", "regions", "point_labels", "cuboids")
+
+
+def _prediction_summary(prediction: dict) -> dict:
+    out = {k: prediction[k] for k in ("label", "confidence", "model", "latency_ms") if k in prediction}
+    out.update({f"n_{k}": len(prediction[k]) for k in SHAPE_KEYS if isinstance(prediction.get(k), list)})
+    return out
 
 
 def _ts(value: str | None) -> float | None:
@@ -46,11 +131,10 @@ def wait_for(what: str, fn, deadline: Deadline, interval: float = POLL_S):
 
 
 def run_once(args, backend: str, repeat: int) -> dict:
-    from fixtures.digits import digits_pngs
-
-    digits = digits_pngs()
-    if args.samples + 1 > len(digits):
-        raise BenchError(f"at most {len(digits) - 1} samples")
+    spec = TASKS[args.task]
+    items = spec.items(args.samples + 1)  # the last one: the probe, never pushed
+    if args.samples + 1 > len(items):
+        raise BenchError(f"at most {len(items) - 1} samples")
     deadline = Deadline(args.time_limit)
     gconf = GunicornConfig(workers=args.workers, threads=args.threads)
     extra = {"LOOPLAB_TRAIN_EPOCHS": str(args.epochs)} if args.epochs else {}
@@ -60,19 +144,19 @@ def run_once(args, backend: str, repeat: int) -> dict:
         stack.start_worker("default,ml_cpu,ml_gpu", concurrency=1)
         lead = session(stack.token("bench-lead", "lead"))
         project = check(lead.post(stack.url("/api/v1/projects/"), json={
-            "name": "Digits (bench)", "modality": "image", "labels": [str(i) for i in range(10)],
-            "label_budget": max(400, args.budget), "confidence_threshold": 0.7, "auto_deploy": True}, timeout=30), 201).json()
+            **spec.project, "label_budget": max(400, args.budget), "confidence_threshold": 0.7, "auto_deploy": True},
+            timeout=30), 201).json()
         pid = project["id"]
         annotator = session(stack.token("bench-annotator", "annotator", project=pid))
         t_push = time.perf_counter()
         truth = {}
         for start in range(0, args.samples, 100):
             chunk = range(start, min(args.samples, start + 100))
-            body = {"samples": [{"external_id": f"digit-{i:04d}", "content": base64.b64encode(digits[i][0]).decode(),
-                                 "metadata": {"source": "sklearn-digits", "scanner": "a" if i % 3 else "b"}} for i in chunk]}
+            body = {"samples": [{"external_id": f"item-{i:04d}", "content": base64.b64encode(items[i][0]).decode(),
+                                 "metadata": {"source": args.task, "scanner": "a" if i % 3 else "b"}} for i in chunk]}
             out = check(lead.post(stack.url(f"/api/v1/projects/{pid}/samples/"), json=body, timeout=120), 201).json()
             for i, row in zip(chunk, out["samples"]):
-                truth[row["id"]] = str(digits[i][1])
+                truth[row["id"]] = items[i][1]
         push_s = time.perf_counter() - t_push
         rnd = check(lead.post(stack.url(f"/api/v1/projects/{pid}/rounds/"), json={"budget": args.budget, "strategy": "auto"},
                               timeout=30), 202).json()
@@ -95,16 +179,18 @@ def run_once(args, backend: str, repeat: int) -> dict:
                 break
             task = check(r, 200).json()
             check(annotator.post(stack.url(f"/api/v1/tasks/{task['id']}/annotations/"),
-                                 json={"result": {"label": truth[task["sample"]["id"]]}, "active_seconds": 1.5}, timeout=30), 201)
+                                 json={"result": truth[task["sample"]["id"]], "active_seconds": 1.5}, timeout=30), 201)
             labeled += 1
         t0 = time.perf_counter()  # the last label's 201 has arrived
         wall0 = time.time()
         label_s = t0 - t_label
         load_before = loadavg()
         body = {"epochs": args.epochs} if args.epochs else {}
+        if spec.params is not None:
+            body["params"] = spec.params
         run = check(lead.post(stack.url(f"/api/v1/projects/{pid}/training-runs/"), json=body, timeout=60), 201, 202).json()
         t_created = time.perf_counter()
-        probe = {"content": base64.b64encode(digits[args.samples][0]).decode()}  # a digit the model has not seen
+        probe = {"content": base64.b64encode(items[args.samples][0]).decode()}  # an item the model has not seen
         state = {"run": run, "deployed_at": None, "run_done_at": None}
 
         def first_prediction():
@@ -144,22 +230,29 @@ def run_once(args, backend: str, repeat: int) -> dict:
              **{f"handoff_{k}_s": v for k, v in handoffs.items()},
              "deploy_to_first_prediction_s": (wall0 + total_s) - _ts(deployment["created_at"]),
              "pipeline_started_to_done_s": (last_step_done - run_started) if run_started and last_step_done else None}
-    test_acc = (model.get("eval_report") or {}).get("accuracy")
-    return {"backend": backend, "repeat": repeat, "server": gconf.describe(),
+    report = model.get("eval_report") or {}
+    primary = report.get("primary", "accuracy")
+    test_metric = (report.get("metrics") or {}).get(primary, report.get("accuracy"))
+    return {"task": args.task, "metric": primary, "test_metric": test_metric,
+            "learner": run["config"].get("learner"), "params": run["config"].get("params"), "backend": backend, "repeat": repeat, "server": gconf.describe(),
             "worker": "celery -A apps.looplab worker -Q default,ml_cpu,ml_gpu -c 1", "samples": args.samples,
             "budget": args.budget, "labeled": labeled, "push_s": push_s, "round_s": round_s, "labeling_s": label_s,
             "label_to_first_prediction_s": total_s, "deployment_label_to_serving_s": deployment["label_to_serving_s"],
             "parts": parts, "steps": run["steps"], "epochs": run["config"].get("epochs"),
-            "dataset_counts": run["dataset_version"]["counts"], "test_accuracy": test_acc,
-            "prediction": {k: prediction[k] for k in ("label", "confidence", "model", "latency_ms") if k in prediction},
+            "dataset_counts": run["dataset_version"]["counts"], "test_accuracy": test_metric,
+            "prediction": _prediction_summary(prediction),
             "loadavg_before": load_before, "loadavg_after": load_after}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=["embedded", "postgres", "all"], default="all")
-    parser.add_argument("--samples", type=int, default=600, help="digits pushed (demo size: 600)")
-    parser.add_argument("--budget", type=int, default=300, help="the round's budget: tasks labeled")
+    parser.add_argument("--task", choices=sorted(TASKS), default="classification",
+                        help="the demo project's task type (classification: digits)")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="items pushed (default: the demo's size; classification 600 digits)")
+    parser.add_argument("--budget", type=int, default=None, help="the round's budget: tasks labeled (default: the "
+                                                                  "demo's first round; classification 300)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the app's LOOPLAB_TRAIN_EPOCHS)")
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="set OMP/MKL/OPENBLAS_NUM_THREADS for server and worker (default: libraries decide)")
@@ -168,8 +261,14 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="gunicorn threads per worker")
     parser.add_argument("--time-limit", type=float, default=900, help="seconds per run before giving up")
     args = parser.parse_args(argv)
+    spec = TASKS[args.task]
+    args.samples = spec.samples if args.samples is None else args.samples
+    args.budget = spec.budget if args.budget is None else args.budget
     if not 20 <= args.budget <= args.samples:
         parser.error("need 20 <= budget <= samples")
+    if args.epochs and spec.params is not None:
+        parser.error("--epochs is the classification pipeline's; the other task types train the demo's params")
+    target_s = spec.target_s
     backends = ["embedded", "postgres"] if args.backend == "all" else [args.backend]
     machine = machine_info()
     runs = repeat_runs(backends, args.repeat, lambda backend, k: run_once(args, backend, k),
@@ -187,8 +286,10 @@ def main(argv=None) -> int:
                      p["deploy_to_first_prediction_s"], run["test_accuracy"],
                      " ".join(f"{x:.2f}" for x in run["loadavg_before"])])
     print_table(["backend", "run", "label->predict s", "deploy label_to_serving_s", "queued s",
-                 *[f"{k} s" for k in kinds], "hand-offs s", "deploy->predict s", "test acc", "load 1/5/15"], rows,
-                title=f"Label to serving (s): {args.samples} digits, {args.budget} labels, epochs {runs[0]['epochs']}, "
+                 *[f"{k} s" for k in kinds], "hand-offs s", "deploy->predict s", f"test {runs[0]['metric']}", "load 1/5/15"], rows,
+                title=f"Label to serving (s), {args.task} ({runs[0]['learner'] or 'built-in'}"
+                      f"{' ' + str(runs[0]['params']) if runs[0]['params'] else ''}): {args.samples} items, "
+                      f"{args.budget} labels{', epochs ' + str(runs[0]['epochs']) if runs[0]['epochs'] else ''}, "
                       f"torch threads {args.torch_threads or 'default'}; "
                       f"{runs[0]['server']}; {runs[0]['worker']}; {machine['cpus']} CPUs ({machine['cpu_model']})")
     summary = {}
@@ -196,11 +297,11 @@ def main(argv=None) -> int:
         mine = [r for r in runs if r["backend"] == backend]
         best = min(r["label_to_first_prediction_s"] for r in mine)
         summary[backend] = {"best_s": best, "label_to_first_prediction_s": spread([r["label_to_first_prediction_s"] for r in mine]),
-                            "target_s": TARGET_S, "meets_target": best <= TARGET_S}
+                            "target_s": target_s, "meets_target": best <= target_s}
         sp = summary[backend]["label_to_first_prediction_s"]
-        print(f"{backend:>9}: best {best:.1f} s (runs {fmt(sp['min'])}..{fmt(sp['max'])}); target <= {TARGET_S:g} s: "
-              f"{'met' if best <= TARGET_S else 'NOT met'}")
-    path = write_report("label_to_serving", {"args": vars(args), "runs": runs, "summary": summary})
+        print(f"{backend:>9}: best {best:.1f} s (runs {fmt(sp['min'])}..{fmt(sp['max'])}); target <= {target_s:g} s: "
+              f"{'met' if best <= target_s else 'NOT met'}")
+    path = write_report("label_to_serving" if args.task == "classification" else f"label_to_serving_{args.task}", {"args": vars(args), "runs": runs, "summary": summary})
     print(f"\nwrote {path}")
     return 0
 
