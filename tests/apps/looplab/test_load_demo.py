@@ -30,8 +30,16 @@ def test_load_demo_trains_deploys_and_preannotates_every_shape_task_type():
     from apps.training.models import TrainingRun
 
     out = _load("--task-types", ",".join(SHAPES), "--small")
-    projects = {p.task_type: p for p in Project.objects.all()}
+    projects = {p.task_type: p for p in Project.objects.exclude(task_type="classification")}
     assert set(projects) == set(SHAPES), out
+    # the detection project's labeled digits, cropped, feed a classification project with a first round
+    from apps.samples.models import Sample
+
+    crops = Project.objects.get(task_type="classification", name="Digit crops (demo)")
+    derived = Sample.objects.filter(project=crops).select_related("parent")
+    assert derived.count() >= 20 and all(s.parent.project_id == projects["detection"].pk and s.split == s.parent.split
+                                         for s in derived)
+    assert Task.objects.filter(project=crops).count() == 20
     assert out.count("labeled from the fixture's ground truth as annotator") == 4, out
     for task_type, project in projects.items():
         key = SHAPES[task_type]
@@ -66,7 +74,7 @@ def test_load_demo_trains_deploys_and_preannotates_every_shape_task_type():
     # re-running leaves the projects as they are
     again = _load("--task-types", ",".join(SHAPES), "--small")
     assert again.count("exists; left as it is") == 4, again
-    assert TrainingRun.objects.count() == 4 and Round.objects.count() == 8
+    assert TrainingRun.objects.count() == 4 and Round.objects.count() == 9
 
 
 @pytest.mark.django_db(transaction=True)

@@ -103,8 +103,10 @@ class Demo:
     small: tuple[int, int, int] = (0, 0, 0)  # n, first round, second round
     small_params: dict | None = None  # what --small changes in params
     split_ratios: dict | None = None
+    crops_to: str = ""  # a classification project that gets this project's labeled objects as crops
 
 
+CROPS_ROUND = 20
 SPLITS = {"train": 0.6, "val": 0.2, "test": 0.2}  # trained demos: enough test samples for a readable eval report
 
 DEMO_PROJECTS = [
@@ -119,7 +121,8 @@ DEMO_PROJECTS = [
     Demo("Digit scenes (demo)", "image", "detection", list(DETECTION_LABELS), _scene_items, 120, 60,
          params={"epochs": 40, "image_size": 64, "width": 16, "batch_size": 8, "score_threshold": 0.3},
          second_round=20,
-         small=(40, 24, 8), small_params={"epochs": 20, "score_threshold": 0.1}, split_ratios=SPLITS),
+         small=(40, 24, 8), small_params={"epochs": 20, "score_threshold": 0.1}, split_ratios=SPLITS,
+         crops_to="Digit crops (demo)"),
     Demo("Spoken words (demo)", "audio", "audio_regions", ["one", "three", "seven"], _clip_items, 60, 30,
          params={"epochs": 12, "batch_size": 8, "width": 32}, second_round=15,
          small=(30, 20, 6), small_params={"epochs": 6},
@@ -218,7 +221,27 @@ class Command(BaseCommand):
             if train:
                 params = dict(demo.params, **(demo.small_params or {})) if small else demo.params
                 self._first_loop(project, users, params, {ext: truth for ext, _, _, truth in items}, first, second)
+                if demo.crops_to:
+                    self._crops(project, users, demo)
         return project
+
+    def _crops(self, project, users, demo: Demo) -> None:
+        """The derived-samples pipeline: the detection project's labeled objects, as crops, in a classification
+        project (each linked to its scene, on its scene's split), with a first auto round among them."""
+        from apps.labeling.crops import crops_send
+
+        if Project.objects.filter(name=demo.crops_to).exists():
+            self.stdout.write(f"  {demo.crops_to} exists; left as it is")
+            return
+        child = project_create(user=users["lead"], name=demo.crops_to, modality=project.modality,
+                               task_type="classification", labels=list(demo.labels), label_budget=400,
+                               confidence_threshold=0.7, auto_deploy=True)
+        membership_set(project=child, user=users["annotator"], role="annotator")
+        sent = crops_send(project=project, target=child, source="labels", padding=0.15)
+        rnd = self._round(child, users["lead"], min(CROPS_ROUND, sent["created"])) if sent["created"] else None
+        self.stdout.write(f"created project {child.pk}: {child.name}: {sent['created']} crops of the "
+                          f"{sent['objects']} labeled objects of {project.name}"
+                          + (f"; round {rnd.number} queued ({rnd.selected} tasks)" if rnd else ""))
 
     def _first_loop(self, project, users, params: dict, truth: dict, first: int, second: int) -> None:
         """Round 1 labeled from the fixture's ground truth, a run of the default learner (deployed by the gate),
