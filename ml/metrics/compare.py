@@ -19,8 +19,10 @@ whatever the masks.
 
 The verdict (``regressed``), the rule:
 
-- overall: the paired test is significant (``p < alpha``) in the worse direction (``mean(d) < 0``) and the
-  drop matters: the primary metric or the mean per-sample score fell by more than ``tolerance``;
+- overall (the same rule as the built-in classifiers' gate, :func:`ml.evaluation.compare_models`): the primary
+  metric fell by more than ``tolerance``, or the paired test is significant (``p < alpha``) in the worse
+  direction (``mean(d) < 0``). A drop beyond the tolerance blocks even when a small test set cannot make it
+  significant: the gate deploys a model with evidence that it does not regress, and a lower figure is not that;
 - a slice or class: it has at least ``min_samples`` samples, its test is significant in the worse direction
   after a Holm correction over the groups of its kind (slices, classes) that have enough samples (``correction="holm"``; ``None`` for none), and its mean
   per-sample score fell by more than ``tolerance``.
@@ -254,11 +256,14 @@ def compare_reports(old: EvalReport, new: EvalReport, *, slices: Mapping[str, np
     p_old, p_new = float(old.metrics[old.primary]), float(new.metrics[new.primary])
     reasons: list[str] = []
     worse = test.p_value < alpha and test.mean_delta < 0
-    big = (p_new - p_old) < -tolerance or test.mean_delta < -tolerance
-    overall = worse and big
-    if overall:
-        reasons.append(f"{old.primary} {p_old:.3f} -> {p_new:.3f}, mean per-sample score {test.mean_delta:+.3f} "
-                       f"({test.method}, p={test.p_value:.3g})")
+    dropped = (p_new - p_old) < -tolerance - 1e-12  # exactly at the tolerance is within it
+    overall = worse or dropped
+    if dropped:
+        reasons.append(f"{old.primary} dropped from {p_old:.3f} to {p_new:.3f} ({p_new - p_old:+.3f}, tolerance "
+                       f"{tolerance:.3f}; {test.method} p={test.p_value:.3g})")
+    elif worse:
+        reasons.append(f"the paired {test.method} test finds the new model worse: mean per-sample score "
+                       f"{test.mean_delta:+.3f} (p={test.p_value:.3g})")
 
     def groups(kind: str, figures_old, figures_new, masks) -> dict[str, GroupComparison]:
         names = list(dict.fromkeys([*figures_old, *figures_new, *masks]))

@@ -34,6 +34,20 @@ def test_noise_level_changes_do_not_regress():
     assert not compare_reports(report(old), report(new)).regressed
 
 
+def test_a_drop_beyond_the_tolerance_blocks_even_when_not_significant():
+    """Like the built-in classifiers' gate: 0.95 -> 0.77 on 28 samples (5 newly wrong, p = 0.06) is not deployed."""
+    old = np.ones(28)
+    old[:1] = 0
+    new = old.copy()
+    new[1:6] = 0
+    cmp = compare_reports(report(old), report(new))
+    assert cmp.test.p_value > 0.05 and cmp.regressed and "dropped" in cmp.reasons[0]
+    # within the tolerance and not significant: deployed
+    small = old.copy()
+    small[1] = 0
+    assert not compare_reports(report(old), report(small), tolerance=0.05).regressed
+
+
 def test_clear_drop_regresses():
     rng = np.random.default_rng(2)
     old = (rng.random(300) < 0.9).astype(float)
@@ -59,7 +73,9 @@ def test_drop_on_one_slice_only():
     slices = {"night": night, "day": ~night, "tiny": np.arange(n) >= n - 5}
     per_slice = {"night": {"n": 60, "accuracy": 0.85}, "day": {"n": 340, "accuracy": 0.85}}
     new_slices = {"night": {"n": 60, "accuracy": 0.0}, "day": {"n": 340, "accuracy": 0.98}}
-    cmp = compare_reports(report(old, per_slice=per_slice), report(new, per_slice=new_slices), slices=slices)
+    # overall -2 points: within a 3-point tolerance, and not significant; only the night slice blocks
+    cmp = compare_reports(report(old, per_slice=per_slice), report(new, per_slice=new_slices), slices=slices,
+                          tolerance=0.03)
     assert abs(cmp.primary_delta) <= 0.03 and cmp.test.p_value > 0.05  # overall: no significant change
     assert cmp.regressed and cmp.per_slice["night"].regressed and not cmp.per_slice["day"].regressed
     assert cmp.per_slice["night"].deltas["accuracy"] == pytest.approx(-0.85)
