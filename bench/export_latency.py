@@ -1,6 +1,6 @@
 """Serving runtimes compared: torch eager vs onnxruntime fp32 vs onnxruntime int8 (dynamic, static).
 
-    python -m bench.export_latency [--quick] [--threads 2] [--rounds 3]
+    python -m bench.export_latency [--quick] [--threads 2] [--rounds 3] [--models ...] [--learners ...]
 
 For each of the three models (image CNN, audio CNN, PointNet classifier), trained briefly on the
 project's real fixtures (scikit-learn digits as PNGs, espeak-ng spoken digits as WAVs, open3d
@@ -19,8 +19,24 @@ shape primitives as PLYs), each decoded through the same ``ml.modalities`` loade
   at every batch size with <= 1 accuracy point lost).
 
 If a fixture cannot be built (e.g. espeak-ng missing) that model is benchmarked with random
-initial weights on random inputs and the table says so. Prints a table and writes
-``bench/out/export_latency.json``.
+initial weights on random inputs and the table says so.
+
+Then every other learner of ``ml.learners`` (``--learners``, all four by default: ``CenterNetDetector``,
+``FrameRegionLearner``, ``PointNetSegmentationLearner``, ``SegmentFitCuboidLearner``), each fitted briefly on its
+task's fixture (the data builders of :mod:`bench._le_tasks`), exported with ``export_onnx()`` and checked with
+``parity()`` on the items it is timed on, then timed at batch 1 and 16 (``--learner-batches``):
+
+- end to end: ``learner.predict(contents)`` (torch) vs the runner ``ml.learners.runners.onnx_runner`` builds from
+  the export (``runner.predict(contents)``, onnxruntime fp32 with the runner's own session options) on the same
+  stored bytes: loading, the network and the shared numpy decoding;
+- network only: the torch network vs the onnxruntime session on the same preprocessed input (one forward of what
+  ``predict`` feeds its network; detection's ``predict`` runs two, image and mirror), and the network's share of
+  end to end, which bounds what a faster runtime can gain end to end;
+- each runtime in a fresh process as above (``--inprocess``: all in this process, torch threads = ``--threads``),
+  torch with ``--threads`` threads and with one, the speed-up against the faster of the two.
+
+Prints tables and writes ``bench/out/export_latency.json`` (``results``: the classifiers; ``learners``: a row per
+learner).
 """
 
 from __future__ import annotations
