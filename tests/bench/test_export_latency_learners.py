@@ -1,5 +1,8 @@
 """bench.export_latency's learner section on tiny sizes: a row per non-classification learner of ml.learners, with
-parity passed and both speed-ups (end to end, network only) at both batch sizes."""
+parity passed and both speed-ups (end to end, network only) at both batch sizes.
+
+About 20 s of CPU (four learners fitted, exported, checked and timed, one epoch on 4 items each): one test, so the
+four fixtures and torch/onnxruntime start-up are paid once."""
 import json
 
 from bench import export_latency
