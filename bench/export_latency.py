@@ -246,7 +246,7 @@ def bench_model(modality: str, args, workdir: Path) -> dict:
         **{name: ("ort", p, args.threads) for name, p in paths.items()},
     }
     per_round: dict[str, list[dict]] = {name: [] for name in targets}
-    for _ in range(args.rounds):
+    for _ in range(args.rounds or 3):
         for name, (kind, path, threads) in targets.items():
             per_round[name].append(run_worker(kind, path, npy, threads, args.seconds))
     latency = {name: _median_round([w["latency"] for w in runs]) for name, runs in per_round.items()}
@@ -491,7 +491,7 @@ def bench_learner(task: str, args, workdir: Path) -> dict:
     repeats = args.learner_repeats or (5 if args.quick else None)
     targets = {"torch_eager": ("torch", args.threads), "torch_eager_1t": ("torch", 1), "ort_fp32": ("ort", args.threads)}
     per_round: dict[str, list[dict]] = {name: [] for name in targets}
-    for _ in range(args.rounds):
+    for _ in range(args.rounds or (1 if args.quick else 3)):
         for name, (kind, threads_) in targets.items():
             timer = time_learner if args.inprocess else run_learner_worker
             per_round[name].append(timer(kind, task, workdir, threads_, args.seconds, batches, repeats))
@@ -634,7 +634,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="less data, fewer epochs, shorter timing")
     parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime intra-op threads")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per runtime")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="interleaved timing rounds per runtime (default 3; the learners: 1 with --quick)")
     parser.add_argument("--seconds", type=float, default=None, help="timing per batch size per round")
     parser.add_argument("--models", default="image,audio,pointcloud")
     parser.add_argument("--learners", default=",".join(LEARNER_TASKS),
