@@ -173,6 +173,9 @@ class OnnxForward:
         if threads is not None:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
+        # no spin-waiting of the intra-op pool after a run: the spinning threads slowed the numpy chunking and
+        # decoding around every forward on a small CPU (bench.export_latency)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
     def __call__(self, X: np.ndarray):

@@ -697,6 +697,9 @@ class OnnxDetectionRunner:
         self.decoding.pop("method", None)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        # no spin-waiting of the intra-op pool after a run: on a small CPU the spinning threads took the cores from
+        # the numpy decoding that follows every forward (bench.export_latency: 2-4x slower end to end on 2 vCPUs)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(model, sess_options=opts,
                                             providers=list(providers or ["CPUExecutionProvider"]))
 
