@@ -118,6 +118,7 @@ class ErrorCode(StrEnum):
     INVALID_PREANNOTATION = "invalid_preannotation", "A stored prediction cannot be compared with the annotation."
     INVALID_TARGET = "invalid_target", "Crops go to another classification project of the same modality."
     INVALID_SOURCE = "invalid_source", "Crops come from 'labels' or 'predictions', with min_score and padding in 0..1."
+    DATASET_CHANGED = "dataset_changed", "A label of the run's frozen dataset version changed since; train again."
     INVALID_PARAMS = "invalid_params", "The learner does not take a parameter the run names."
     INVALID_WEIGHTS = "invalid_weights", "Training weights are invalid: unknown class, bad slice rule or weight."
     MODEL_NOT_READY = "model_not_ready", "The model has no ONNX export yet; wait for its training run to finish."

@@ -24,16 +24,22 @@ from apps.samples.services import IngestItem, samples_ingest
 log = logging.getLogger(__name__)
 
 SOURCES = ("labels", "predictions")
-MAX_CROPS = 5000  # crops one call makes at most (it runs in the request; call again with the next samples)
+MAX_CROPS = 5000  # crops one call makes at most (it runs in the request; call again with ``after``)
+MAX_PARENTS = 2000  # source samples one call reads at most
+PREDICT_BATCH = 16
 INGEST_BATCH = 500
 MODALITY_OF_TASK = {"detection": "image", "point_segmentation": "pointcloud"}
 
 
 def crops_send(*, project: Project, target: Project, source: str = "labels", min_score: float = 0.5,
-               labels: list[str] | None = None, padding: float = 0.1, limit: int = 1000) -> dict:
+               labels: list[str] | None = None, padding: float = 0.1, limit: int = 1000, after: int = 0) -> dict:
     """Send ``project``'s objects to ``target`` as samples; returns counts (parents read, objects found, crops
     created, duplicates, skipped) and the new sample ids. Refuses a target that is not a classification project
-    of the same modality, an unknown source or label, and ``source="predictions"`` without a deployed model."""
+    of the same modality, an unknown source or label, and ``source="predictions"`` without a deployed model.
+
+    Objects already sent (the same parent, shape and source) are skipped, so ``limit`` counts new objects; a call
+    stops after ``limit`` objects or ``MAX_PARENTS`` source samples and answers ``next_after``: pass it as ``after``
+    to go on with the next samples (None when every sample was read)."""
     from ml.crops import cloud_objects, crop_image, crop_points, image_objects
     from ml.errors import MLError
 
@@ -57,18 +63,22 @@ def crops_send(*, project: Project, target: Project, source: str = "labels", min
                                details={"min_score": min_score, "padding": padding})
     if not 1 <= int(limit) <= MAX_CROPS:
         raise ValidationFailed(f"limit must be between 1 and {MAX_CROPS}.", code=ErrorCode.INVALID_LIMIT)
+    counts = {"parents": 0, "objects": 0, "created": 0, "duplicates": 0, "skipped": 0}
 
+    sent = {(pk, kind, index, src) for pk, kind, index, src in Sample.objects.filter(
+        project=target, parent__project=project).values_list(
+        "parent_id", "parent_shape__kind", "parent_shape__index", "parent_shape__source")}
     if source == "labels":
-        parents = [(a.sample, a.final_result) for a in annotations_final(project=project)]
+        parents = ((a.sample, a.final_result) for a in annotations_final(project=project) if a.sample_id > after)
     else:
         runner = current_model_runner(project=project)
         if runner is None or not runner.is_learner:
             raise Conflict("No model of this project's task type is deployed; send labels, or deploy one first.",
                            code=ErrorCode.NO_DEPLOYMENT)
-        parents = [(s, None) for s in Sample.objects.filter(project=project).order_by("id")]
-    counts = {"parents": 0, "objects": 0, "created": 0, "duplicates": 0, "skipped": 0}
+        parents = _predicted(Sample.objects.filter(project=project, pk__gt=after).order_by("id"), runner, counts)
     items: list[IngestItem] = []
     created: list[int] = []
+    next_after = None
 
     def flush():
         if items:
@@ -78,24 +88,22 @@ def crops_send(*, project: Project, target: Project, source: str = "labels", min
                     created.append(r["id"])
             items.clear()
 
-    for sample, result in parents:
-        if counts["objects"] >= limit:
+    last_done = after
+    for sample, content, result in _with_contents(parents, counts):
+        if counts["objects"] >= limit or counts["parents"] >= MAX_PARENTS:
+            next_after = last_done
             break
-        try:
-            content = content_io.read_content(sample)
-            if result is None:
-                result = runner.predict([content]).results[0]
-        except (content_io.ContentUnavailable, MLError) as exc:
-            log.warning("crops: sample %s skipped: %s", sample.pk, exc)
-            counts["skipped"] += 1
-            continue
         counts["parents"] += 1
         if project.task_type == "detection":
             objects = image_objects(result, min_score=min_score if source == "predictions" else None, labels=labels)
         else:
             objects = [o for o in cloud_objects(result, project.labels, keep=labels)
                        if source == "labels" or o.get("score", 1.0) >= min_score]
-        for obj in objects[:max(0, limit - counts["objects"])]:
+        objects = [o for o in objects if (sample.pk, o["kind"], o["index"], source) not in sent]
+        room = limit - counts["objects"]
+        if len(objects) > room:  # this sample is not finished: the next call starts with it
+            objects, next_after = objects[:room], last_done
+        for obj in objects:
             counts["objects"] += 1
             try:
                 data = (crop_image(content, obj["box"], padding=padding) if "box" in obj
@@ -120,5 +128,57 @@ def crops_send(*, project: Project, target: Project, source: str = "labels", min
                 split=sample.split, parent_id=sample.pk, parent_shape=shape))
             if len(items) >= INGEST_BATCH:
                 flush()
+        if next_after is not None:
+            break
+        last_done = sample.pk
     flush()
-    return {**counts, "target": target.pk, "samples": created}
+    return {**counts, "target": target.pk, "samples": created, "next_after": next_after}
+
+
+def _with_contents(parents, counts):
+    """(sample, content, result) for each (sample, result) or (sample, content, result) parent; unreadable samples
+    are counted as skipped."""
+    from ml.errors import MLError
+
+    for parent in parents:
+        if len(parent) == 3:
+            yield parent
+            continue
+        sample, result = parent
+        try:
+            yield sample, content_io.read_content(sample), result
+        except (content_io.ContentUnavailable, MLError) as exc:
+            log.warning("crops: sample %s skipped: %s", sample.pk, exc)
+            counts["skipped"] += 1
+
+
+def _predicted(samples, runner, counts):
+    """(sample, content, the deployed model's result) in batches of PREDICT_BATCH; a batch that fails is
+    predicted one by one, and samples that cannot be read or predicted are counted as skipped."""
+    from ml.errors import MLError
+
+    batch = []
+
+    def run(batch):
+        try:
+            results = runner.predict([c for _, c in batch]).results
+            yield from ((s, c, r) for (s, c), r in zip(batch, results))
+        except MLError:
+            for s, c in batch:
+                try:
+                    yield s, c, runner.predict([c]).results[0]
+                except MLError as exc:
+                    log.warning("crops: sample %s skipped: %s", s.pk, exc)
+                    counts["skipped"] += 1
+
+    for sample in samples.iterator(chunk_size=500):
+        try:
+            batch.append((sample, content_io.read_content(sample)))
+        except content_io.ContentUnavailable as exc:
+            log.warning("crops: sample %s skipped: %s", sample.pk, exc)
+            counts["skipped"] += 1
+        if len(batch) >= PREDICT_BATCH:
+            yield from run(batch)
+            batch = []
+    if batch:
+        yield from run(batch)

@@ -19,17 +19,21 @@ class CropsIn(serializers.Serializer):
     labels = serializers.ListField(child=serializers.CharField(), required=False,
                                    help_text="only objects of these labels (default: all)")
     padding = serializers.FloatField(default=0.1, help_text="images: grow each box by this share of its size per side")
-    limit = serializers.IntegerField(default=1000, help_text=f"at most this many objects (1-{MAX_CROPS})")
+    limit = serializers.IntegerField(default=1000, help_text=f"at most this many new objects (1-{MAX_CROPS})")
+    after = serializers.IntegerField(default=0, min_value=0,
+                                     help_text="start after this source sample id (a previous answer's next_after)")
 
 
 class CropsOut(serializers.Serializer):
     target = serializers.IntegerField()
     parents = serializers.IntegerField(help_text="source samples read")
-    objects = serializers.IntegerField(help_text="objects found")
+    objects = serializers.IntegerField(help_text="objects found that were not sent before")
     created = serializers.IntegerField(help_text="new samples in the target project")
-    duplicates = serializers.IntegerField(help_text="crops the target project already had (sent before)")
+    duplicates = serializers.IntegerField(help_text="crops whose content the target project already had")
     skipped = serializers.IntegerField(help_text="unreadable samples and crops under 4 pixels a side")
     samples = serializers.ListField(child=serializers.IntegerField(), help_text="ids of the new samples")
+    next_after = serializers.IntegerField(allow_null=True, help_text="more to send: call again with after=next_after; "
+                                                                     "null when every source sample was read")
 
 
 class CropsSend(ProjectScopedView):

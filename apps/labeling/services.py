@@ -154,9 +154,9 @@ def _allocate(budget: int, ratios: dict, available: dict) -> dict:
 def _pool_features(project: Project, samples: list[Sample], runner, progress):
     """Embeddings (cached on the samples) and, with a deployed model, its scores for the pool.
 
-    Returns (usable samples, embeddings, probs or None, learned or None): ``probs`` the class probabilities of a
-    classification model; ``learned`` (uncertainty (N,), results) of a learner's version (any task type: its
-    per-sample acquisition score and its predictions, which become the tasks' pre-annotations). Samples whose
+    Returns (usable samples, embeddings, probs or None, uncertainty or None): ``probs`` the class probabilities of a
+    classification model; ``uncertainty`` (N,) a learner version's per-sample acquisition score (any task type).
+    Samples whose
     content cannot be read or decoded are marked with ``embed_error`` and left out of the round.
     """
     if runner is not None and runner.is_learner:
@@ -190,16 +190,17 @@ def _pool_features(project: Project, samples: list[Sample], runner, progress):
 
 
 def _pool_learned(project: Project, samples: list[Sample], runner, progress):
-    """_pool_features for a learner's version: predictions in chunks (embeddings cached in the model's space)."""
+    """_pool_features for a learner's version: its uncertainty and embedding of every sample, in chunks (the
+    embeddings are cached in the model's space). The full predictions are not kept (a point cloud's per-point
+    labels are large): the chosen samples are predicted again for their pre-annotations (:func:`_pre_annotations`)."""
     space = f"model:{runner.model_id}"
-    usable, E, P, U, results = [], [], [], [], []
+    usable, E, P, U = [], [], [], []
     for start in range(0, len(samples), CHUNK):
         ok, predictions = samples_predict(project=project, samples=samples[start:start + CHUNK], runner=runner)
         if ok:
             usable += ok
             E.append(np.asarray(predictions.embedding, dtype=np.float32))
             U.append(np.asarray(predictions.uncertainty, dtype=np.float32))
-            results += predictions.results
             if "probs" in predictions.extra:
                 P.append(np.asarray(predictions.extra["probs"], dtype=np.float32))
             for sample, vector in zip(ok, E[-1]):
@@ -210,7 +211,32 @@ def _pool_learned(project: Project, samples: list[Sample], runner, progress):
     if not usable:
         return usable, np.zeros((0, 1), np.float32), None, None
     probs = np.concatenate(P) if len(P) and sum(len(p) for p in P) == len(usable) else None
-    return usable, np.concatenate(E), probs, (np.concatenate(U), results)
+    return usable, np.concatenate(E), probs, np.concatenate(U)
+
+
+def _covered_embeddings(project: Project, samples: list[Sample], runner) -> np.ndarray:
+    """Embeddings of labeled or queued samples in a learner version's space: cached ones as they are, the rest
+    predicted (and cached)."""
+    space = f"model:{runner.model_id}"
+    cached = {s.pk: np.frombuffer(s.embedding, dtype=np.float32) for s in samples
+              if s.embedding_space == space and s.embedding}
+    todo = [s for s in samples if s.pk not in cached]
+    _, E, _, _ = _pool_learned(project, todo, runner, lambda *_: None) if todo else ([], None, None, None)
+    vectors = [cached[s.pk] for s in samples if s.pk in cached]
+    parts = [np.stack(vectors)] if vectors else []
+    if E is not None and len(E):
+        parts.append(E)
+    return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+
+
+def _pre_annotations(project: Project, samples: list[Sample], runner) -> dict[int, dict]:
+    """sample id → the learner version's prediction (the task's pre-annotation), for the chosen samples."""
+    out = {}
+    for start in range(0, len(samples), CHUNK):
+        ok, predictions = samples_predict(project=project, samples=samples[start:start + CHUNK], runner=runner)
+        for sample, result in zip(ok, predictions.results if predictions is not None else []):
+            out[sample.pk] = {**result, "model": runner.model_id}
+    return out
 
 
 def _pool_mc_probs(project: Project, samples: list[Sample], model, progress, *, random_state: int) -> np.ndarray:
@@ -258,7 +284,7 @@ def round_run(*, rnd: Round, job: JobContext) -> None:
     runner = model_runner(model_version=deployment.model_version) if deployment else None
     candidates = list(Sample.objects.filter(project=project, label__isnull=True, task__isnull=True).order_by("id"))
     pool, embeddings, probs, learned = _pool_features(project, candidates, runner, progress)
-    uncertainty = learned[0] if learned is not None and probs is None else None
+    uncertainty = learned if learned is not None and probs is None else None
     available = {s: sum(1 for x in pool if x.split == s) for s in ("train", "val", "test")}
     alloc = _allocate(rnd.budget, project.split_ratios, available)
     index = project.label_index
@@ -272,7 +298,10 @@ def round_run(*, rnd: Round, job: JobContext) -> None:
         progress(85, f"embedding {len(covered)} labeled or queued samples for the near-duplicate check")
     else:
         covered = list(tasked.order_by("?")[:LABELED_FOR_COVERAGE])
-    _, labeled_embeddings, _, _ = _pool_features(project, covered, runner, lambda *_: None)
+    if runner is not None and runner.is_learner:
+        labeled_embeddings = _covered_embeddings(project, covered, runner)
+    else:
+        _, labeled_embeddings, _, _ = _pool_features(project, covered, runner, lambda *_: None)
     chosen: list[tuple[int, float, bool]] = []  # (pool position, score, preferred)
     used = {}
     constraints_report = None  # what the train split's constraints did
@@ -313,6 +342,8 @@ def round_run(*, rnd: Round, job: JobContext) -> None:
         chosen += [(int(positions[i]), float(score), bool(prefer[i]))
                    for i, score in zip(selection.indices, selection.scores)]
     progress(90, f"creating {len(chosen)} tasks")
+    pre = (_pre_annotations(project, [pool[c[0]] for c in chosen], runner)
+           if runner is not None and runner.is_learner else {})
     now = timezone.now()
     # Queue order: preferred (low-confidence production) samples first, then by score rank.
     order = sorted(range(len(chosen)), key=lambda k: (not chosen[k][2], -chosen[k][1]))
@@ -325,8 +356,8 @@ def round_run(*, rnd: Round, job: JobContext) -> None:
         for rank, k in enumerate(order):
             position, score, preferred = chosen[k]
             prediction = None
-            if learned is not None:  # a learner's prediction, in the task type's shape: the tool's pre-annotation
-                prediction = {**learned[1][position], "model": runner.model_id}
+            if runner is not None and runner.is_learner:  # the task type's shape: the tool's pre-annotation
+                prediction = pre.get(pool[position].pk)
             elif probs is not None:
                 row = probs[position]
                 top = int(row.argmax())
@@ -401,6 +432,10 @@ def task_prediction_refresh(*, task: Task) -> Task:
             prediction = {"label": runner.labels[top], "confidence": float(row[top]), "model": runner.model_id}
     except (content_io.ContentUnavailable, MLError) as exc:
         log.warning("task %s: no pre-annotation: %s", task.pk, exc)
+        return task
+    except Exception:  # a model that cannot load or run must never keep an annotator from the task
+        log.exception("task %s: no pre-annotation: the deployed model %s failed", task.pk,
+                      deployment.model_version_id)
         return task
     Task.objects.filter(pk=task.pk).update(prediction=prediction)
     task.prediction = prediction

@@ -50,7 +50,7 @@ WITNESSES = 50
 
 def _reference_ids(model_version) -> list[int]:
     items = model_version.training_run.dataset_version.items or []
-    return [int(sid) for sid, _label, split in items if split == "train"]
+    return [int(item[0]) for item in items if item[2] == "train"]
 
 
 def _production_ids(project, *, start, end, exclude: set[int]) -> list[int]:

@@ -18,7 +18,9 @@ the built-in classification pipeline's (``apps.training.services``):
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import logging
 
 import numpy as np
@@ -79,7 +81,31 @@ def learner_params(*, cls: type, epochs: int | None, seed: int, params: dict | N
         raise ValidationFailed(f"The learner does not take {', '.join(unknown)}.", code=ErrorCode.INVALID_PARAMS,
                                details={"unknown": unknown, "accepted": sorted(accepted)})
     out.update(params or {})
+    epochs_given = out.get("epochs")
+    if epochs_given is not None and (isinstance(epochs_given, bool) or not isinstance(epochs_given, int)
+                                     or not 1 <= epochs_given <= MAX_EPOCHS):
+        raise ValidationFailed(f"epochs must be an integer in 1..{MAX_EPOCHS}.", code=ErrorCode.INVALID_PARAMS,
+                               details={"field": "epochs", "value": repr(epochs_given)[:40]})
+    _check_learner_params(cls, out)
     return out
+
+
+MAX_EPOCHS = 500  # as the run's own epochs field
+
+
+def _check_learner_params(cls: type, kwargs: dict) -> None:
+    """Build the learner with these arguments and run its own parameter checks (``_check_params``, where it has
+    one) now, so a bad value is a 422 before anything is queued instead of a failed run in the worker."""
+    from ml.errors import MLError
+
+    try:
+        learner = cls(**kwargs)
+        check = getattr(learner, "_check_params", None)
+        if callable(check):
+            check()
+    except (MLError, TypeError, ValueError) as exc:
+        raise ValidationFailed(f"The learner refuses these params: {getattr(exc, 'message', None) or exc}",
+                               code=ErrorCode.INVALID_PARAMS, details={"params": sorted(kwargs)}) from None
 
 
 def _learner_class(mv_or_run_project: Project, name: str) -> type:
@@ -102,9 +128,17 @@ def run_dataset(run: TrainingRun, splits: tuple[str, ...], *, limit: int | None 
         targets_by_pk = {pk: {"label": labels[index]} for pk, index, _ in items}
     else:
         anns = Annotation.objects.in_bulk([item[1] for item in items])
-        targets_by_pk = {pk: anns[ann_id].final_result for pk, ann_id, _ in items if ann_id in anns}
+        targets_by_pk = {item[0]: anns[item[1]].final_result for item in items if item[1] in anns}
+        changed = [item[0] for item in items if item[1] in anns and len(item) > 3
+                   and result_digest(targets_by_pk[item[0]]) != item[3]]
+        if changed:
+            raise ValidationFailed(
+                f"{len(changed)} label(s) of dataset version {version.number} changed after it was frozen (a review "
+                "correction): train again to freeze the labels as they are now.", code=ErrorCode.DATASET_CHANGED,
+                details={"samples": changed[:20]})
     contents, targets, ids, metas = [], [], [], []
-    for pk, _, _ in items:
+    for item in items:
+        pk = item[0]
         sample = samples.get(pk)
         if sample is None or pk not in targets_by_pk:
             continue
@@ -163,6 +197,11 @@ def weights_check(*, project: Project, weights: dict | None) -> dict | None:
             fail(f"weights.slices[{i}].where{'.' + key if key else ''}: {reason}", f"weights.slices[{i}].where")
         out["slices"].append({"where": rule["where"], "weight": weight(rule["weight"], f"weights.slices[{i}].weight")})
     return {k: v for k, v in out.items() if v} or None
+
+
+def result_digest(result) -> str:
+    """A short digest of an annotation result (what a dataset version froze)."""
+    return hashlib.sha256(json.dumps(result, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def sample_weights(*, run: TrainingRun, targets: list, metas: list[dict]) -> np.ndarray | None:

@@ -35,7 +35,7 @@ from apps.samples.models import Sample
 from apps.samples.selectors import metadata_slices
 from apps.training import tasks
 from apps.training.learning import (UPLOAD, learner_evaluate, learner_export, learner_params, learner_resolve,
-                                    learner_train, sample_weights, weights_check)
+                                    learner_train, result_digest, sample_weights, weights_check)
 from apps.training.models import DatasetVersion, PipelineStep, StepKind, TrainingRun
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,9 @@ def dataset_version_freeze(*, project: Project) -> DatasetVersion:
     """Freeze the labeled samples (ids, labels, splits); reuse the latest version if nothing changed.
 
     Classification: items ``[sample_id, label_index, split]`` (the samples' settled labels). Every other task
-    type: items ``[sample_id, annotation_id, split]``, one per done task, the annotation it stands for
-    (:func:`apps.labeling.selectors.annotation_chosen`); the digest covers the annotations' results, so a review
-    correction makes the next freeze a new version.
+    type: items ``[sample_id, annotation_id, split, result_digest]``, one per done task, the annotation it stands
+    for (:func:`apps.labeling.selectors.annotation_chosen`) and a digest of its result: a review correction makes
+    the next freeze a new version, and a run of this version refuses an annotation whose result changed since.
 
     Serialised per project (row lock), so concurrent freezes (a training run, an export) never race
     for the same version number."""
@@ -69,11 +69,8 @@ def dataset_version_freeze(*, project: Project) -> DatasetVersion:
         per_label = {label: sum(1 for item in items if item[1] == i) for label, i in index.items()}
     else:
         chosen = annotations_final(project=project)
-        items = [[a.sample_id, a.pk, a.sample.split] for a in chosen]
-        hasher = hashlib.sha256(json.dumps([project.labels, items]).encode())
-        for a in chosen:
-            hasher.update(json.dumps(a.final_result, sort_keys=True).encode())
-        digest = hasher.hexdigest()
+        items = [[a.sample_id, a.pk, a.sample.split, result_digest(a.final_result)] for a in chosen]
+        digest = hashlib.sha256(json.dumps([project.labels, items]).encode()).hexdigest()
         per_label = shape_counts(project=project, results=[a.final_result for a in chosen])
     latest = DatasetVersion.objects.filter(project=project).order_by("-number").first()
     if latest is not None and latest.digest == digest:
@@ -475,6 +472,9 @@ def _gate(run: TrainingRun, progress) -> dict:
         decision = {"deployed": False, "reason": "no evaluation on a test split, so no evidence it does not regress"}
     elif mv.comparison and mv.comparison.get("regressed"):
         decision = {"deployed": False, "reason": "regression against the deployed model", "comparison": mv.comparison}
+    elif mv.comparison and mv.comparison.get("comparable") is False:
+        decision = {"deployed": False, "reason": "not comparable with the deployed model (another task type or label "
+                                                 "set): deploy it by hand", "comparison": mv.comparison}
     else:
         with transaction.atomic():
             Project.objects.select_for_update().filter(pk=project.pk).first()

@@ -84,7 +84,7 @@ def upload_sample_contents(*, project: Project) -> list[bytes] | None:
 
 def upload_validate(*, project: Project, model: bytes, manifest):
     """The ml checks against this project: the manifest's task type and modality must be the project's and its
-    labels the project's label set (in the order of the model's class axis); the test inference runs on the
+    labels the project's labels in the project's order (the model's class axis); the test inference runs on the
     project's samples. Returns :class:`ml.learners.upload.ValidatedUpload`; raises the ml error otherwise."""
     from ml.errors import InvalidInput
     from ml.learners.upload import validate_upload
@@ -102,6 +102,14 @@ def upload_validate(*, project: Project, model: bytes, manifest):
     from ml.learners.upload import validate_manifest
 
     norm = validate_manifest(manifest, labels=list(project.labels))  # cheap: refuse before the file is parsed
+    if list(norm["labels"]) != list(project.labels):
+        # the model's class axis must be the project's label order: predictions, point labels, metrics, quotas
+        # and the gate's comparison all index labels by position
+        raise InvalidInput(f"manifest.labels: the model's classes must be in the project's order {list(project.labels)}"
+                           f"; the manifest lists {list(norm['labels'])} (export the model with its outputs in the "
+                           "project's order)", code="onnx_manifest",
+                           details={"check": "onnx_manifest", "path": "manifest.labels",
+                                    "expected": list(project.labels)})
     if norm.get("modality") != project.modality:
         raise InvalidInput(f"manifest: the model reads {norm.get('modality')!r} contents; the project holds "
                            f"{project.modality!r}", code="onnx_manifest",

@@ -105,6 +105,19 @@ def test_detection_project_learns_serves_and_preannotates(api, client, lead, ann
     left_u = runner.predict([content_io.read_content(s) for s in left]).uncertainty
     assert len(left) and sum(scores) / len(scores) > float(left_u.mean())
 
+    # the deployed detector's boxes, cropped into a classification project
+    from apps.projects.services import project_create
+
+    child = project_create(user=lead, name="crops", modality="image", task_type="classification", labels=LABELS)
+    with capture(execute=True):
+        sent = client.post(f"/api/v1/projects/{project.id}/crops/",
+                           {"target": child.id, "source": "predictions", "min_score": 0.3, "limit": 20},
+                           format="json").json()
+    assert sent["created"] > 0 and sent["objects"] <= 20, sent
+    crop = Sample.objects.filter(project=child).select_related("parent").first()
+    assert crop.parent_shape["source"] == "predictions" and crop.parent_shape["score"] >= 0.3
+    assert crop.split == crop.parent.split
+
     # drift in the detector's embedding space: scenes of another kind (stripes, dark digits on light) drift
     from django.utils import timezone
     from fixtures.detection import detection_scenes
@@ -170,3 +183,30 @@ def test_training_refuses_unknown_learner_bad_params_and_weights(api, lead, anno
         assert r.json()["error"]["details"]["field"] == field
     r = client.post(url, {}, format="json")  # 0 labeled training samples
     assert r.status_code == 422 and r.json()["error"]["code"] == "not_enough_labels"
+
+
+def test_a_frozen_version_refuses_labels_corrected_since(lead, annotator, django_capture_on_commit_callbacks):
+    """A shape project's dataset version holds each annotation's result digest: a review correction after the
+    freeze makes a run of that version fail with dataset_changed instead of training on other labels."""
+    from apps.core.errors import ValidationFailed
+    from apps.labeling.models import Annotation
+    from apps.labeling.review import annotation_review
+    from apps.training.learning import run_dataset
+    from apps.training.models import TrainingRun
+    from apps.training.services import dataset_version_freeze
+    from tests.apps.helpers import run_round
+
+    project, _, truth = _detection_project(lead, annotator, 10)
+    run_round(project, lead, django_capture_on_commit_callbacks, budget=10, strategy="random")
+    _label_all(project, annotator, truth)
+    version = dataset_version_freeze(project=project)
+    assert all(len(item) == 4 for item in version.items)
+    run = TrainingRun.objects.create(project=project, number=1, dataset_version=version, created_by=lead,
+                                     config={"learner": "centernet", "seed": 0, "params": {}})
+    assert len(run_dataset(run, ("train", "val", "test"))) == 10
+    ann = Annotation.objects.filter(task__project=project).first()
+    annotation_review(annotation=ann, user=lead, action="correct", result={"boxes": []})
+    with pytest.raises(ValidationFailed) as err:
+        run_dataset(run, ("train", "val", "test"))
+    assert err.value.code == "dataset_changed" and err.value.details["samples"] == [ann.sample_id]
+    assert dataset_version_freeze(project=project).number == version.number + 1  # the next freeze takes it

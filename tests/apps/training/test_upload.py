@@ -101,7 +101,7 @@ def test_uploaded_detector_is_evaluated_gated_served_and_scores_rounds(
         assert fh.read() == model
     report = mv.eval_report
     assert report["task_type"] == "detection" and report["primary"] == "map50"
-    test_ids = {sid for sid, _, split in mv.training_run.dataset_version.items if split == "test"}
+    test_ids = {item[0] for item in mv.training_run.dataset_version.items if item[2] == "test"}
     assert report["n"] == len(report["sample_ids"]) > 0 and set(report["sample_ids"]) == test_ids
     assert 0 <= report["metrics"]["map50"] <= 1 and mv.curve["points"][-1]["model"] == mv.pk
     deployment = current_deployment(project=project)
