@@ -17,7 +17,7 @@ from apps.labeling.results import validate_result
 from apps.labeling.selectors import budget_summary
 from apps.labeling.tasks import run_round
 from apps.projects.models import Project
-from apps.registry.runtime import load_batch, model_runner
+from apps.registry.runtime import learner_results, load_batch, model_runner
 from apps.registry.selectors import current_deployment, model_checkpoint_load
 from apps.samples import content as content_io
 from apps.samples.models import Sample
@@ -234,7 +234,8 @@ def _pre_annotations(project: Project, samples: list[Sample], runner) -> dict[in
     out = {}
     for start in range(0, len(samples), CHUNK):
         ok, predictions = samples_predict(project=project, samples=samples[start:start + CHUNK], runner=runner)
-        for sample, result in zip(ok, predictions.results if predictions is not None else []):
+        results = learner_results(predictions, task_type=project.task_type) if predictions is not None else []
+        for sample, result in zip(ok, results):
             out[sample.pk] = {**result, "model": runner.model_id}
     return out
 
@@ -425,7 +426,8 @@ def task_prediction_refresh(*, task: Task) -> Task:
         runner = model_runner(model_version=deployment.model_version)
         content = content_io.read_content(task.sample)
         if runner.is_learner:
-            prediction = {**runner.predict([content]).results[0], "model": runner.model_id}
+            result = learner_results(runner.predict([content]), task_type=task.project.task_type)[0]
+            prediction = {**result, "model": runner.model_id}
         else:
             row = np.asarray(runner.predict_proba(load_batch(task.project.modality, [content]))[0], dtype=np.float64)
             top = int(row.argmax())
