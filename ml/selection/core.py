@@ -288,7 +288,9 @@ def select(
     if batch.names:
         name = batch.names[0]
     else:
-        name = strategy if strategy != "auto" else ("auto/cold_start_kmeans" if is_cold(pool) else "auto/margin_diverse")
+        name = strategy if strategy != "auto" else ("auto/cold_start_kmeans" if is_cold(pool) else
+                                                    "auto/margin_stratified" if pool.probs is not None
+                                                    else "auto/margin_diverse")
     return Selection(
         indices=np.concatenate(out_idx).astype(np.int64),
         scores=np.concatenate(out_sc).astype(np.float32),
