@@ -341,6 +341,15 @@ def is_cold(pool: Pool) -> bool:
     return len(pool.labeled_counts) == 0 or int(np.min(pool.labeled_counts)) < min_labels
 
 
+STRATIFY_BELOW = 0.8  # auto stratifies while the model's mean top probability on the pool is below this
+
+
+def _unsure(pool: Pool) -> bool:
+    """Whether the model is unsure of most of the pool: its mean top probability over the pool (what a calibrated
+    model expects its accuracy to be, known without labels) is below option ``stratify_below`` (0.8)."""
+    return float(np.mean(np.max(pool.probs, axis=1))) < float(pool.options.get("stratify_below", STRATIFY_BELOW))
+
+
 def _auto(pool: Pool, cand: np.ndarray, k: int) -> Result:
     """Cold start until a model exists and every class has >= 3 labels, then margin inside size-proportional
     k-means strata (:func:`_margin_stratified`) with class probabilities, or a learner's uncertainty with batch
@@ -357,7 +366,8 @@ def _auto(pool: Pool, cand: np.ndarray, k: int) -> Result:
             return idx, sc, "auto/cold_start_typicality"
         idx, sc, _ = _cold_start_kmeans(pool, cand, k)
         return idx, sc, "auto/cold_start_kmeans"
-    if pool.probs is not None:  # class probabilities: margin inside size-proportional strata of the pool
+    if pool.probs is not None and _unsure(pool):
+        # a model unsure of most of the pool: margin inside size-proportional strata of the pool
         idx, sc, _ = _margin_stratified(pool, cand, k)
         return idx, sc, "auto/margin_stratified"
     idx, sc, _ = _margin_diverse(pool, cand, k)  # a learner's uncertainty (boxes, regions, ...)
@@ -391,7 +401,7 @@ _KMEANS = ("cold_start_max_train", "kmeans_iter", "kmeans_restarts")
 
 REGISTRY: dict[str, Strategy] = {s.name: s for s in (
     Strategy("auto", _auto, "embeddings",
-             ("cold_start_min_labels", "diversity_factor", *_KMEANS, "kmedoids_max", "typicality_k", "min_cluster_size"),
+             ("cold_start_min_labels", "stratify_below", "diversity_factor", *_KMEANS, "kmedoids_max", "typicality_k", "min_cluster_size"),
              "cold start (k-means, or typicality once labels exist) until a model exists and every class has "
              f"{COLD_START_MIN_LABELS} labels, then margin inside size-proportional k-means strata of the pool"),
     Strategy("random", _random, "embeddings", (), "uniform sample"),
