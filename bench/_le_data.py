@@ -21,6 +21,8 @@ _SPECS = {
     "digits": ("image", None, ("fixtures/digits.py", "ml/modalities/image.py", "ml/features.py")),
     "audio": ("audio", "n_per_class", ("fixtures/speech.py", "ml/modalities/audio.py", "ml/features.py")),
     "3d": ("pointcloud", "n_per_class", ("fixtures/shapes.py", "ml/modalities/pointcloud.py", "ml/features.py")),
+    # opt-in (not in the default runs): digits under strong nuisances, the first-model stress set (#13 item 9)
+    "stress": ("image", "n_per_class", ("fixtures/stress.py", "ml/modalities/image.py", "ml/features.py")),
 }
 DATASETS = tuple(_SPECS)
 
@@ -52,6 +54,7 @@ _FIXTURES = {
     "digits": ("fixtures.digits", "digits_pngs", "DIGIT_LABELS", "PNGs (scikit-learn digits, 32x32)"),
     "audio": ("fixtures.speech", "spoken_digits", "SPOKEN_LABELS", "espeak-ng WAVs"),
     "3d": ("fixtures.shapes", "shapes", "SHAPE_LABELS", "PLY point clouds (open3d primitives)"),
+    "stress": ("fixtures.stress", "stress_pngs", "STRESS_LABELS", "RGB PNGs (digits: rotation, dark quarter, blur)"),
 }
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-PROTOTYPES = ("min1", "model_first", "model_first_df3", "model_first_margin", "coverage", "cold_oracle")
+PROTOTYPES = ("min1", "model_first", "model_first_df3", "model_first_margin", "coverage", "cold_oracle", "min5",
+              "min8", "mix", "rmix3", "rmix2", "stratmargin")
 
 
 def select_proto(name: str, *, budget, embeddings, probs, labeled_counts, n_classes, random_state, **options):
@@ -38,6 +39,53 @@ def select_proto(name: str, *, budget, embeddings, probs, labeled_counts, n_clas
         cold = probs is not None and labeled_counts is not None and int(np.min(labeled_counts)) < 3
         if cold:
             return select("typicality", **common, **options)
+        return select("auto", **common, **options)
+    if name in ("min5", "min8"):  # the cold start (typicality) until every class has 5 / 8 labels
+        return select("auto", cold_start_min_labels=int(name[3:]), **common, **options)
+    if name == "mix":  # half the batch by coverage (typicality), half by auto's margin with diversity
+        from ml.selection import Selection
+
+        k_typ = budget // 2
+        first = select("typicality", **{**common, "budget": k_typ}, **options)
+        rest = np.setdiff1d(np.arange(len(embeddings)), first.indices)
+        second = select("auto", **{**common, "budget": budget - len(first.indices), "embeddings": embeddings[rest],
+                                   "probs": None if probs is None else probs[rest]}, **options)
+        idx = np.concatenate([np.asarray(first.indices), rest[np.asarray(second.indices, dtype=np.int64)]])
+        return Selection(indices=idx, scores=np.zeros(len(idx), np.float32), strategy="mix/" + second.strategy)
+    if name in ("rmix3", "rmix2") and probs is not None:  # a third / half of the batch uniform, the rest auto
+        from ml.selection import Selection
+
+        k_rand = budget // int(name[-1])
+        first = select("random", **{**common, "budget": k_rand})
+        rest = np.setdiff1d(np.arange(len(embeddings)), first.indices)
+        lab = options.get("labeled_embeddings")
+        lab = np.concatenate([lab, embeddings[first.indices]]) if lab is not None and len(lab) else embeddings[first.indices]
+        second = select("auto", **{**common, "budget": budget - len(first.indices), "embeddings": embeddings[rest],
+                                   "probs": probs[rest]}, **{**options, "labeled_embeddings": lab})
+        idx = np.concatenate([np.asarray(first.indices), rest[np.asarray(second.indices, dtype=np.int64)]])
+        return Selection(indices=idx, scores=np.zeros(len(idx), np.float32), strategy="rmix/" + second.strategy)
+    if name in ("rmix3", "rmix2"):
+        return select("auto", **common, **options)
+    if name == "stratmargin" and probs is not None:
+        # margin inside k-means strata: the batch's picks per cluster of the pool in proportion to its size
+        # (largest remainder), the smallest-margin members of each cluster
+        from ml.cluster import kmeans
+        from ml.selection import Selection, margin
+
+        k = min(budget, len(embeddings))
+        _, groups, _ = kmeans(embeddings, k, random_state=random_state)
+        sizes = np.bincount(groups, minlength=k)
+        raw = k * sizes / sizes.sum()
+        quota = np.floor(raw).astype(int)
+        quota[np.argsort(-(raw - quota), kind="stable")[: k - quota.sum()]] += 1
+        u = margin(probs)
+        picks = []
+        for g in range(k):
+            members = np.flatnonzero(groups == g)
+            picks.extend(members[np.argsort(-u[members], kind="stable")[: quota[g]]].tolist())
+        idx = np.asarray(picks, dtype=np.int64)
+        return Selection(indices=idx, scores=u[idx].astype(np.float32), strategy="stratmargin")
+    if name == "stratmargin":
         return select("auto", **common, **options)
     if name == "cold_oracle":
         raise ValueError("cold_oracle needs the labels: use cold_oracle_indices()")

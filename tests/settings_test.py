@@ -6,6 +6,9 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/loopla
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("LOOPLAB_DATA_DIR", tempfile.mkdtemp(prefix="looplab-test-"))
 os.environ.setdefault("LOOPLAB_TRAIN_EPOCHS", "8")
+# the network vs probe choice cross-validates three extra networks per small run: off for the suite's many small
+# classification runs (they test the network's path); tests/apps/training/test_model_choice.py turns it on
+os.environ.setdefault("LOOPLAB_FIRST_MODEL_CHOICE", "false")
 os.environ.setdefault("LOOPLAB_EXPORT_TIMING_S", "0.05")  # int8 vs fp32 timing at export: short in tests
 os.environ.setdefault("LOOPLAB_WEBHOOK_ALLOW_PRIVATE", "true")  # the alert tests listen on 127.0.0.1
 

@@ -357,6 +357,9 @@ LOOPLAB = {
     "MAX_CONTENT_BYTES": env("LOOPLAB_MAX_CONTENT_BYTES", 512 * 1024 * 1024, cast=int),
     "LEASE_SECONDS": env("LOOPLAB_LEASE_SECONDS", 600, cast=int),
     "TRAIN_EPOCHS": env("LOOPLAB_TRAIN_EPOCHS", 40, cast=int),
+    # the built-in classification pipeline: below 200 training labels, keep the network or a linear probe on the
+    # label-free embeddings, whichever validates better (apps.training.services._train)
+    "FIRST_MODEL_CHOICE": env("LOOPLAB_FIRST_MODEL_CHOICE", True, cast=bool),
     "TORCH_THREADS": env("LOOPLAB_TORCH_THREADS", 1, cast=int),  # per worker process; 0 = torch's default
     "EMBED_BATCH": env("LOOPLAB_EMBED_BATCH", 256, cast=int),
     "URI_ROOTS": env("LOOPLAB_URI_ROOTS", [], cast=list),

@@ -80,7 +80,12 @@ class ModelOut(serializers.Serializer):
                                                              "this version's test split")
     exported = serializers.SerializerMethodField()
     confusion_url = serializers.SerializerMethodField()
+    selection = serializers.SerializerMethodField(help_text="the built-in pipeline's model choice on a small training "
+                                                            "set: {chosen: probe|cnn, why, accuracies, method}")
     created_at = serializers.DateTimeField()
+
+    def get_selection(self, obj) -> dict | None:
+        return (obj.training_run.config or {}).get("selection") if obj.training_run_id else None
 
     def get_exported(self, obj) -> bool:
         return bool(obj.onnx)

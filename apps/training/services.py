@@ -180,8 +180,10 @@ def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
     return run
 
 
-def _load_split(run: TrainingRun, splits: tuple[str, ...], limit: int | None = None,
+def _load_split(run: TrainingRun, splits: tuple[str, ...], limit: int | None = None, *, blobs_out: list | None = None,
                 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """(model inputs, label indices, sample ids) of the run's samples on ``splits``; their stored contents are
+    appended to ``blobs_out`` when given."""
     items = [item for item in run.dataset_version.items if item[2] in splits][:limit]
     if not items:
         return np.zeros((0,)), np.zeros((0,), dtype=np.int64), []
@@ -195,6 +197,8 @@ def _load_split(run: TrainingRun, splits: tuple[str, ...], limit: int | None = N
         labels.append(label_index)
         ids.append(pk)
     X = load_batch(run.project.modality, blobs)
+    if blobs_out is not None:
+        blobs_out.extend(blobs)
     return X, np.asarray(labels, dtype=np.int64), ids
 
 
@@ -280,28 +284,74 @@ def _after(run: TrainingRun, kind: str) -> None:
             finished_at=timezone.now())
 
 
+PROBE_MODALITIES = ("image", "audio", "pointcloud")  # the modalities with label-free embeddings (ml.features)
+
+
 def _train(run: TrainingRun, progress) -> dict:
+    """The built-in classification pipeline's train step. With fewer than PROBE_MAX_LABELS training labels the
+    first model is chosen by validation (:mod:`ml.learners.probe`): the network and a linear probe on the label-free
+    embeddings are scored on the val split when it has MIN_VAL_SAMPLES samples or more, else by k-fold
+    cross-validation on the training labels; the better one is kept (a tie goes to the probe). When the probe
+    wins the run goes on as a learner run (``config["learner"] = "probe"``: evaluate and export are the learner
+    steps). The choice and its reason are ``config["selection"]``, shown on the model card."""
+    from ml.learners.probe import MIN_VAL_SAMPLES, PROBE_MAX_LABELS, cross_validate_choice
     from ml.training import TrainConfig, train_classifier
 
     project = run.project
     progress(1, "loading the dataset")
-    X_train, y_train, train_ids = _load_split(run, ("train",))
-    X_val, y_val, _ = _load_split(run, ("val",))
+    train_blobs: list[bytes] = []
+    val_blobs: list[bytes] = []
+    X_train, y_train, train_ids = _load_split(run, ("train",), blobs_out=train_blobs)
+    X_val, y_val, _ = _load_split(run, ("val",), blobs_out=val_blobs)
     weights = None
     if run.config.get("weights"):
         metas = dict(Sample.objects.filter(pk__in=train_ids).values_list("id", "metadata"))
         weights = sample_weights(run=run, targets=[{"label": run.dataset_version.labels[i]} for i in y_train],
                                  metas=[metas.get(pk) or {} for pk in train_ids])
+    config = TrainConfig(epochs=run.config["epochs"], seed=run.config["seed"])
+    n_labels = len(project.labels)
+    compare = (settings.LOOPLAB.get("FIRST_MODEL_CHOICE", True) and len(y_train) < PROBE_MAX_LABELS
+               and project.modality in PROBE_MODALITIES)
+    choice = probe = E_train = None
+    if compare:
+        from ml.learners.probe import probe_class
+
+        probe = probe_class(project.modality)(random_state=int(run.config["seed"]))
+        progress(2, f"embedding {len(y_train)} training samples for the linear probe")
+        E_train = probe.embed(train_blobs)
+        if len(y_val) < MIN_VAL_SAMPLES:
+            progress(3, f"choosing the first model: network vs linear probe, cross-validated on {len(y_train)} labels")
+            choice = cross_validate_choice(project.modality, X_train, E_train, y_train, n_labels,
+                                           train_config=config, sample_weight=weights, random_state=run.pk,
+                                           progress=lambda p, m: progress(3 + 0.3 * p, m))
+            if choice.chosen == "probe":
+                return _keep_probe(run, probe, E_train, y_train, weights, choice, progress)
+    X_fit, y_fit, w_fit = X_train, y_train, weights
     if len(y_val) < 5:
         # Too few validation labels for early stopping: hold out every 7th training sample instead.
         hold = np.arange(len(y_train)) % 7 == 0
         X_val, y_val = X_train[hold], y_train[hold]
-        X_train, y_train = X_train[~hold], y_train[~hold]
-        weights = weights[~hold] if weights is not None else None
-    config = TrainConfig(epochs=run.config["epochs"], seed=run.config["seed"])
-    progress(3, f"training on {len(y_train)} samples, validating on {len(y_val)}")
-    model = train_classifier(project.modality, X_train, y_train, X_val, y_val, n_classes=len(project.labels),
-                             config=config, sample_weight=weights, progress=lambda p, m: progress(3 + 0.95 * p, m))
+        X_fit, y_fit = X_train[~hold], y_train[~hold]
+        w_fit = weights[~hold] if weights is not None else None
+    start = 35 if choice is not None else 3
+    progress(start, f"training on {len(y_fit)} samples, validating on {len(y_val)}")
+    model = train_classifier(project.modality, X_fit, y_fit, X_val, y_val, n_classes=n_labels,
+                             config=config, sample_weight=w_fit,
+                             progress=lambda p, m: progress(start + (98 - start) / 100 * p, m))
+    if compare and choice is None:  # a val split large enough to compare on (the network early-stopped on it)
+        from ml.learners.probe import choose_model
+
+        probe.fit_embeddings(E_train, y_train, list(run.dataset_version.labels), sample_weight=weights)
+        probe_acc = float(np.mean(probe.probs_of_embeddings(probe.embed(val_blobs)).argmax(axis=1) == y_val))
+        cnn_acc = float(np.mean(model.predict_proba(X_val).argmax(axis=1) == y_val))
+        choice = choose_model(probe_acc, cnn_acc, len(y_val), "val split")
+        if choice.chosen == "probe":
+            return _keep_probe(run, probe, E_train, y_train, weights, choice, progress)
+    selection = choice.to_dict() if choice is not None else None
+    if selection is None and len(y_train) >= PROBE_MAX_LABELS:
+        selection = {"chosen": "cnn", "why": f"network: {len(y_train)} training labels (>= {PROBE_MAX_LABELS})"}
+    if selection is not None:
+        TrainingRun.objects.filter(pk=run.pk).update(config={**run.config, "selection": selection})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.pt"
         model.save(path)
@@ -312,8 +362,26 @@ def _train(run: TrainingRun, progress) -> dict:
         TrainingRun.objects.filter(pk=run.pk).update(model=mv)
     version = mv.version
     best = min(model.history, key=lambda h: h.get("val_loss", float("inf"))) if model.history else {}
-    return {"model": mv.pk, "version": version, "n_train": int(len(y_train)), "n_val": int(len(y_val)),
-            "epochs_run": len(model.history), "best_val_acc": best.get("val_acc")}
+    return {"model": mv.pk, "version": version, "n_train": int(len(y_fit)), "n_val": int(len(y_val)),
+            "epochs_run": len(model.history), "best_val_acc": best.get("val_acc"), "selection": selection}
+
+
+def _keep_probe(run: TrainingRun, probe, E_train, y_train, weights, choice, progress) -> dict:
+    """The probe won the first-model choice: fit it on every training label, store it as a learner version
+    (``learner="probe"``) and turn the run into a learner run, so evaluate and export are the learner steps."""
+    project = run.project
+    progress(95, f"keeping the linear probe ({choice.why})")
+    probe.fit_embeddings(E_train, y_train, list(run.dataset_version.labels), sample_weight=weights)
+    name = file_put(name=f"models/{project.pk}/run{run.pk}/model.learner", content=ContentFile(probe.to_bytes()))
+    config = {**run.config, "learner": probe.name, "params": probe.get_params(), "selection": choice.to_dict()}
+    with transaction.atomic():
+        mv = model_version_create(project=project, training_run=run, labels=list(run.dataset_version.labels),
+                                  checkpoint=name, history=[])
+        model_version_update(model_version=mv, task_type=project.task_type, learner=probe.name)
+        TrainingRun.objects.filter(pk=run.pk).update(model=mv, config=config)
+    run.config = config
+    return {"model": mv.pk, "version": mv.version, "learner": probe.name, "n_train": int(len(y_train)),
+            "selection": choice.to_dict()}
 
 
 def _metadata_slices(sample_ids: list[int]) -> dict[str, np.ndarray]:

@@ -107,6 +107,8 @@ def _model_row(mv, deployed_id: int | None) -> dict:
         "comparison": comparison,
         "baseline_version": mv.baseline_model.version if mv.baseline_model_id else None,
         "is_deployed": mv.pk == deployed_id,
+        # the first-model choice of the built-in pipeline (network vs linear probe) and why, when it made one
+        "selection": ((mv.training_run.config or {}).get("selection") if mv.training_run_id else None),
     }
 
 

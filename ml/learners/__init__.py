@@ -111,3 +111,7 @@ _BUILTIN = [
 ]
 for _modality, _task, _name, _target in _BUILTIN:
     register(_modality, _task, _name, _target, default=True)
+# The linear probe on label-free embeddings (ml.learners.probe): named by a run, or chosen by the built-in
+# classification pipeline when it validates better on a small training set; never the default.
+for _modality, _cls in (("image", "ImageProbe"), ("audio", "AudioProbe"), ("pointcloud", "PointCloudProbe")):
+    register(_modality, "classification", "probe", f"ml.learners.probe:{_cls}")

@@ -10,7 +10,7 @@ import numpy as np
 from ml.errors import InvalidInput
 from ml.selection.batch import BATCH_OPTIONS, Batch, build_constraints, near_duplicates
 from ml.selection.pool import Pool, sort_desc
-from ml.selection.strategies import REGISTRY, STRATEGIES, is_cold
+from ml.selection.strategies import REGISTRY, STRATEGIES, _unsure, is_cold
 
 __all__ = ["Selection", "select", "KNOWN_OPTIONS", "INT_OPTIONS"]
 
@@ -288,7 +288,9 @@ def select(
     if batch.names:
         name = batch.names[0]
     else:
-        name = strategy if strategy != "auto" else ("auto/cold_start_kmeans" if is_cold(pool) else "auto/margin_diverse")
+        name = strategy if strategy != "auto" else ("auto/cold_start_kmeans" if is_cold(pool) else
+                                                    "auto/margin_stratified" if pool.probs is not None and _unsure(pool)
+                                                    else "auto/margin_diverse")
     return Selection(
         indices=np.concatenate(out_idx).astype(np.int64),
         scores=np.concatenate(out_sc).astype(np.float32),

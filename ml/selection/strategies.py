@@ -242,6 +242,50 @@ def _margin_diverse(pool: Pool, cand: np.ndarray, k: int) -> Result:
     return _diverse_top(pool, cand, k, pool.utility("margin"), "margin_diverse")
 
 
+def _margin_stratified(pool: Pool, cand: np.ndarray, k: int) -> Result:
+    """Margin inside size-proportional strata: k-means the candidates into k clusters, give each cluster a share
+    of the batch in proportion to its size (largest remainder, so the batch follows the pool's distribution the
+    way a random sample does in expectation), and take each cluster's smallest-margin members; a cluster smaller
+    than its share passes the rest to the most uncertain remaining candidates. Ranked by uncertainty.
+
+    Why (``python -m bench.first_model --rounds 5``, bench/README.md): on data with strong nuisance variation a
+    weak first model's most uncertain samples crowd into a few hard regions (``margin_diverse`` takes the 10k
+    most uncertain and only spreads within those), and ``auto`` fell below ``random`` on some seeds; sampling
+    every region of the pool in proportion, uncertain-first inside each, kept it above random there and lost
+    nothing measurable on digits."""
+    from ml.cluster import kmeans  # noqa: PLC0415
+
+    k = min(k, len(cand))
+    if k <= 0:
+        return empty_result("margin_stratified")
+    u = pool.utility("margin")
+    if k == len(cand) or k == 1:
+        idx, sc = rank_by(u, cand, k)
+        return idx, sc, "margin_stratified"
+    _, groups, _ = kmeans(pool.embeddings[cand], k, random_state=pool.random_state,
+                          n_iter=pool.kmeans_iter(min(len(cand), pool.max_train(k)), k), max_train=pool.max_train(k))
+    groups = np.asarray(groups).ravel()
+    sizes = np.bincount(groups, minlength=k)
+    raw = k * sizes / sizes.sum()
+    quota = np.floor(raw).astype(np.int64)
+    quota[np.argsort(-(raw - quota), kind="stable")[: k - int(quota.sum())]] += 1
+    uc = u[cand]
+    order = np.lexsort((np.arange(len(cand)), -uc))  # most uncertain first, ties by position
+    taken = np.zeros(len(cand), bool)
+    used = np.zeros(k, np.int64)
+    for j in order:  # one pass in uncertainty order: a member is taken while its cluster has share left
+        g = groups[j]
+        if used[g] < quota[g]:
+            taken[j] = True
+            used[g] += 1
+    short = k - int(taken.sum())
+    if short > 0:
+        rest = order[~taken[order]][:short]
+        taken[rest] = True
+    idx, sc = sort_desc(cand[taken], uc[taken])
+    return idx, sc, "margin_stratified"
+
+
 def _bald(pool: Pool, cand: np.ndarray, k: int) -> Result:
     idx, sc = rank_by(pool.utility("bald"), cand, k)
     return idx, sc, "bald"
@@ -297,8 +341,19 @@ def is_cold(pool: Pool) -> bool:
     return len(pool.labeled_counts) == 0 or int(np.min(pool.labeled_counts)) < min_labels
 
 
+STRATIFY_BELOW = 0.8  # auto stratifies while the model's mean top probability on the pool is below this
+
+
+def _unsure(pool: Pool) -> bool:
+    """Whether the model is unsure of most of the pool: its mean top probability over the pool (what a calibrated
+    model expects its accuracy to be, known without labels) is below option ``stratify_below`` (0.8)."""
+    return float(np.mean(np.max(pool.probs, axis=1))) < float(pool.options.get("stratify_below", STRATIFY_BELOW))
+
+
 def _auto(pool: Pool, cand: np.ndarray, k: int) -> Result:
-    """Cold start until a model exists and every class has >= 3 labels, then margin with batch diversity.
+    """Cold start until a model exists and every class has >= 3 labels, then margin inside size-proportional
+    k-means strata (:func:`_margin_stratified`) with class probabilities, or a learner's uncertainty with batch
+    diversity (``margin_diverse``) without them.
 
     The cold start is k-means centres on the embeddings while nothing is labeled; once labels exist
     (option ``labeled_embeddings``) it is coverage-aware (typicality in the clusters no label covers
@@ -311,7 +366,11 @@ def _auto(pool: Pool, cand: np.ndarray, k: int) -> Result:
             return idx, sc, "auto/cold_start_typicality"
         idx, sc, _ = _cold_start_kmeans(pool, cand, k)
         return idx, sc, "auto/cold_start_kmeans"
-    idx, sc, _ = _margin_diverse(pool, cand, k)
+    if pool.probs is not None and _unsure(pool):
+        # a model unsure of most of the pool: margin inside size-proportional strata of the pool
+        idx, sc, _ = _margin_stratified(pool, cand, k)
+        return idx, sc, "auto/margin_stratified"
+    idx, sc, _ = _margin_diverse(pool, cand, k)  # a learner's uncertainty (boxes, regions, ...)
     return idx, sc, "auto/margin_diverse"
 
 
@@ -342,9 +401,9 @@ _KMEANS = ("cold_start_max_train", "kmeans_iter", "kmeans_restarts")
 
 REGISTRY: dict[str, Strategy] = {s.name: s for s in (
     Strategy("auto", _auto, "embeddings",
-             ("cold_start_min_labels", "diversity_factor", *_KMEANS, "kmedoids_max", "typicality_k", "min_cluster_size"),
+             ("cold_start_min_labels", "stratify_below", "diversity_factor", *_KMEANS, "kmedoids_max", "typicality_k", "min_cluster_size"),
              "cold start (k-means, or typicality once labels exist) until a model exists and every class has "
-             f"{COLD_START_MIN_LABELS} labels, then margin with batch diversity"),
+             f"{COLD_START_MIN_LABELS} labels, then margin inside size-proportional k-means strata of the pool"),
     Strategy("random", _random, "embeddings", (), "uniform sample"),
     Strategy("least_confidence", _uncertainty("least_confidence"), "probs", (), "1 - top probability"),
     Strategy("margin", _uncertainty("margin"), "probs", (), "smallest gap between the two top probabilities"),

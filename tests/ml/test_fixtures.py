@@ -225,3 +225,23 @@ def test_build_idempotent_and_deterministic(tmp_path, monkeypatch):
     assert any("up to date" in line for line in logs)
     with pytest.raises(ValueError):
         build.build(tmp_path / "c", only=["nope"], log=logs.append)
+
+
+def test_stress_fixture_is_deterministic_balanced_and_hard():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from fixtures.stress import stress_items, stress_pngs
+
+    a, b = stress_items(3, seed=0), stress_items(6, seed=0)
+    assert [x[0] for x in a] == [x[0] for x in b[:30]]  # a per-class prefix of a larger draw, same bytes
+    assert stress_items(3, seed=1)[0][0] != a[0][0]
+    assert sorted(c for _, c in stress_pngs(3)) == sorted(list(range(10)) * 3)
+    conditions = {m["condition"] for *_, m in b}
+    assert conditions == {"dark", "blur", "plain"}
+    dark = [np.asarray(Image.open(io.BytesIO(p))) for p, _, m in b if m["condition"] == "dark"]
+    plain = [np.asarray(Image.open(io.BytesIO(p))) for p, _, m in b if m["condition"] == "plain"]
+    assert dark[0].shape == (32, 32, 3)
+    assert np.mean([d.std() for d in dark]) < 0.5 * np.mean([p.std() for p in plain])  # the low-contrast quarter

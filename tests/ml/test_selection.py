@@ -221,6 +221,9 @@ def test_auto_phases():
     sel = select("auto", budget=6, embeddings=X, probs=P, labeled_counts=[5, 2, 7])
     assert sel.strategy == "auto/cold_start_kmeans"
     sel = select("auto", budget=6, embeddings=X, probs=P, labeled_counts=[3, 3, 3])
+    assert sel.strategy == "auto/margin_stratified"
+    # a learner's uncertainty instead of class probabilities (boxes, regions, ...): margin with batch diversity
+    sel = select("auto", budget=6, embeddings=X, uncertainty=margin(P), labeled_counts=[3, 3, 3])
     assert sel.strategy == "auto/margin_diverse"
 
 
@@ -252,11 +255,33 @@ def test_margin_diverse_spreads_over_clusters():
     P[:, 1] = 1 - p0
     plain = select("margin", budget=8, embeddings=X, probs=P)
     assert _clusters_covered(plain.indices, y) == 1
-    diverse = select("auto", budget=8, embeddings=X, probs=P, labeled_counts=[10, 10], diversity_factor=40)
+    diverse = select("auto", budget=8, embeddings=X, uncertainty=margin(P), labeled_counts=[10, 10],
+                     diversity_factor=40)
     assert diverse.strategy == "auto/margin_diverse"
     assert _clusters_covered(diverse.indices, y) >= 6
     # and every pick is still among the more uncertain half of the pool
     assert np.all(margin(P)[diverse.indices] >= np.median(margin(P)))
+
+
+def test_margin_stratified_follows_the_pool_and_takes_the_uncertain_in_each_stratum():
+    # unequal clusters; the most uncertain samples all sit in the smallest one. auto (with probabilities) gives
+    # each cluster a share of the batch in proportion to its size and takes its most uncertain members
+    sizes = [200, 100, 50, 50]
+    X, y = _blobs(sizes, dim=8, seed=6)
+    rng = np.random.default_rng(6)
+    p0 = np.where(y == 3, rng.uniform(0.49, 0.52, len(X)), rng.uniform(0.55, 0.95, len(X)))
+    P = np.stack([p0, 1 - p0], axis=1).astype(np.float32)
+    sel = select("auto", budget=8, embeddings=X, probs=P, labeled_counts=[10, 10])
+    assert sel.strategy == "auto/margin_stratified" and len(sel.indices) == 8
+    assert np.bincount(y[sel.indices], minlength=4).tolist() == [4, 2, 1, 1]  # 200:100:50:50 of 8
+    u = margin(P)
+    for c in range(4):  # inside each cluster (k-means splits the big ones), uncertain members
+        members = np.flatnonzero(y == c)
+        got = sel.indices[y[sel.indices] == c]
+        assert np.all(u[got] >= np.median(u[members]))
+        if c >= 2:  # a small cluster is one stratum: its single pick is its most uncertain member
+            assert got.tolist() == [int(members[np.argmax(u[members])])]
+    assert np.all(np.diff(sel.scores) <= 0)  # ranked by uncertainty
 
 
 def test_to_dict_is_json_ready(pool):
