@@ -21,10 +21,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from apps.accounts.services import user_create, user_set_role
-from apps.labeling.services import round_create
+from apps.labeling.crops import crops_send
+from apps.labeling.services import annotation_submit, round_create, task_lease_next
+from apps.looplab.celery import app
 from apps.projects.models import Project
 from apps.projects.services import membership_set, project_create
 from apps.samples.services import IngestItem, samples_ingest
+from apps.training.services import training_run_create
 
 USERS = {"lead": ("lead", "looplab-lead"), "annotator": ("annotator", "looplab-annotator")}
 DIGITS_PROJECT = "Digits (demo)"
@@ -144,8 +147,6 @@ TASK_TYPES = sorted({d.task_type for d in DEMO_PROJECTS})
 @contextlib.contextmanager
 def _jobs_in_process():
     """Run the jobs queued inside the block in this process (the Celery tasks, eagerly), as the tests do."""
-    from apps.looplab.celery import app
-
     old = app.conf.task_always_eager
     app.conf.task_always_eager = True
     try:
@@ -228,7 +229,6 @@ class Command(BaseCommand):
     def _crops(self, project, users, demo: Demo) -> None:
         """The derived-samples pipeline: the detection project's labeled objects, as crops, in a classification
         project (each linked to its scene, on its scene's split), with a first auto round among them."""
-        from apps.labeling.crops import crops_send
 
         if Project.objects.filter(name=demo.crops_to).exists():
             self.stdout.write(f"  {demo.crops_to} exists; left as it is")
@@ -248,8 +248,6 @@ class Command(BaseCommand):
         round 2 selected by the model with its predictions as pre-annotations. Jobs run in this process."""
         from django.conf import settings
 
-        from apps.labeling.services import annotation_submit, task_lease_next
-        from apps.training.services import training_run_create
 
         if settings.LOOPLAB["TORCH_THREADS"]:  # as in the worker: one torch thread per process
             import torch
