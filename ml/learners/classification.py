@@ -112,6 +112,34 @@ def classification_parity(ref_probs: np.ndarray, probs: np.ndarray, labels: Sequ
                        passed=bool(agreement == 1.0 and diff <= atol), tolerance=float(atol))
 
 
+def linear_softmax_onnx(W: np.ndarray, b: np.ndarray, *, name: str, modality: str) -> bytes:
+    """A linear softmax head on precomputed features as an ONNX graph in the classification runner's contract
+    (input ``(batch, D)`` features, outputs ``probs`` and ``embedding`` = the features): what a probe on the
+    label-free embeddings exports (the built-in ``probe`` learner, the example plug-in)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    W = np.ascontiguousarray(W, dtype=np.float32)
+    b = np.ascontiguousarray(b, dtype=np.float32)
+    c, d = W.shape
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["input", "W", "b"], ["logits"], transB=1),
+         helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
+         helper.make_node("Identity", ["input"], ["embedding"])],
+        name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", d])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", c]),
+         helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", d])],
+        initializer=[numpy_helper.from_array(W, "W"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="looplab")
+    model.ir_version = 8
+    for key, value in {"modality": modality, "task": "classification", "n_classes": str(c)}.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = f"looplab.{key}", value
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
 class ClassificationRunner:
     """An exported classifier run by onnxruntime (:class:`ml.serving.OnnxClassifier`: outputs ``probs`` and
     ``embedding``) with the manifest's preprocessing and :func:`decode_probs`. No torch import."""

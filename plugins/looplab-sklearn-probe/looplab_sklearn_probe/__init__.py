@@ -20,8 +20,8 @@ import numpy as np
 
 from ml.errors import CorruptData, InvalidInput
 from ml.learners.base import Dataset, EvalReport, OnnxExport, ParityCheck, Predictions, ProgressFn, check_dataset
-from ml.learners.classification import (ClassificationRunner, classification_parity, decode_probs, preprocess,
-                                        target_indices)
+from ml.learners.classification import (ClassificationRunner, classification_parity, decode_probs,
+                                        linear_softmax_onnx, preprocess, target_indices)
 
 __all__ = ["SklearnProbe"]
 
@@ -117,26 +117,7 @@ class SklearnProbe:
         return evaluate("classification", predictions.results, data.targets, data.labels, data.slices)
 
     def _onnx(self) -> bytes:
-        import onnx
-        from onnx import TensorProto, helper, numpy_helper
-
-        d, c = self.coef_.shape[1], self.coef_.shape[0]
-        graph = helper.make_graph(
-            [helper.make_node("Gemm", ["input", "W", "b"], ["logits"], transB=1),
-             helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
-             helper.make_node("Identity", ["input"], ["embedding"])],
-            "sklearn_probe",
-            [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", d])],
-            [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", c]),
-             helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", d])],
-            initializer=[numpy_helper.from_array(self.coef_, "W"), numpy_helper.from_array(self.intercept_, "b")])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="looplab")
-        model.ir_version = 8
-        for key, value in {"modality": "image", "task": "classification", "n_classes": str(c)}.items():
-            entry = model.metadata_props.add()
-            entry.key, entry.value = f"looplab.{key}", value
-        onnx.checker.check_model(model)
-        return model.SerializeToString()
+        return linear_softmax_onnx(self.coef_, self.intercept_, name="sklearn_probe", modality="image")
 
     def export_onnx(self) -> OnnxExport:
         self._check_fitted()
