@@ -6,6 +6,18 @@ import base64
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _fresh_model_cache():
+    """Each test starts with an empty per-process cache of loaded models: ids are reused after a migration test
+    recreates the tables, and a model cached under an id by an earlier test must not answer for another's."""
+    import sys
+
+    runtime = sys.modules.get("apps.registry.runtime")
+    if runtime is not None:
+        runtime._CACHE.clear()
+    yield
+
+
 @pytest.fixture(scope="session")
 def digits():
     """scikit-learn's digits rendered to PNG: [(png bytes, label int)], deterministic."""
